@@ -1,0 +1,172 @@
+//! Wiring: builds every part from the [`Config`] and runs the server.
+//!
+//! `Application::build` is what `main` and the integration tests both call, so the
+//! tests exercise exactly the production assembly (bound to port 0).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+use crate::auth::Auth;
+use crate::cache::LinkCache;
+use crate::config::Config;
+use crate::domain::target_url::host_of;
+use crate::http::server::{ServerSettings, serve, shutdown_signal};
+use crate::keygen::KeyGenerator;
+use crate::limits::{Idempotency, RateLimiter};
+use crate::links::LinkService;
+use crate::store::{self, Store, StoreError};
+
+/// Idempotency records are honoured this long (DESIGN.md §3).
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// A duplicate request waits at most this long for the first one to finish.
+const IDEMPOTENCY_WAIT: Duration = Duration::from_secs(10);
+
+/// Everything a handler may need, shared behind one `Arc`.
+pub struct AppState {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub links: LinkService,
+    pub keygen: Arc<KeyGenerator>,
+    pub auth: Auth,
+    pub limiter: RateLimiter,
+    pub idempotency: Idempotency,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    /// A first-start admin key, to be printed once by the caller.
+    pub generated_admin_key: Option<String>,
+}
+
+/// A random secret as hex, from the OS CSPRNG.
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// The permutation key: configured, or generated once and kept in the store so every
+/// instance and every restart maps counters to the same codes.
+async fn kgs_key(config: &Config, store: &dyn Store) -> Result<[u8; 16], StartupError> {
+    let hex_key = match &config.kgs_secret {
+        Some(s) => s.expose().to_owned(),
+        None => store.setting_get_or_init("kgs_key", &random_hex(16)).await?,
+    };
+    let bytes = hex::decode(hex_key.trim())
+        .map_err(|_| StartupError::Config("KURZ_KGS_SECRET must be hex".into()))?;
+    bytes
+        .try_into()
+        .map_err(|_| StartupError::Config("KURZ_KGS_SECRET must be 32 hex characters".into()))
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let metrics = crate::telemetry::metrics_handle();
+        let store = store::connect(&config).await?;
+        if config.auto_migrate {
+            store.migrate().await?;
+        }
+        let keygen = Arc::new(KeyGenerator::new(
+            kgs_key(&config, store.as_ref()).await?,
+            store.clone(),
+            config.kgs_block_size,
+        ));
+        let cache = Arc::new(LinkCache::new(
+            config.cache_capacity,
+            Duration::from_secs(config.cache_ttl_secs),
+            Duration::from_secs(config.cache_negative_ttl_secs),
+        ));
+        let jwt_secret = match &config.jwt_secret {
+            Some(s) => s.expose().as_bytes().to_vec(),
+            None => random_hex(32).into_bytes(),
+        };
+        let auth = Auth::new(
+            store.clone(),
+            &jwt_secret,
+            Duration::from_secs(config.jwt_ttl_secs),
+        );
+        let generated_admin_key = auth
+            .bootstrap_admin(config.admin_api_key.as_ref().map(|s| s.expose()))
+            .await?;
+        let links = LinkService::new(
+            store.clone(),
+            keygen.clone(),
+            cache,
+            host_of(&config.public_base_url),
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartupError::Bind(config.listen, e))?;
+        let state = Arc::new(AppState {
+            limiter: RateLimiter::new(config.tier_limits()),
+            idempotency: Idempotency::new(store.clone(), IDEMPOTENCY_TTL, IDEMPOTENCY_WAIT),
+            config,
+            store,
+            links,
+            keygen,
+            auth,
+            metrics,
+        });
+        Ok(Self {
+            listener,
+            state,
+            generated_admin_key,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGTERM/Ctrl-C, then drains in-flight requests.
+    pub async fn run_until_stopped(self) {
+        self.run_until(shutdown_signal()).await;
+    }
+
+    /// Serves until `stop` resolves. Tests use this to shut down on demand.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        let state = self.state;
+        let router = crate::http::router(state.clone());
+        let settings = ServerSettings {
+            header_timeout: Duration::from_secs(state.config.header_timeout_secs),
+            shutdown_grace: Duration::from_secs(state.config.shutdown_grace_secs),
+        };
+        let upkeep = tokio::spawn(housekeeping(state.clone()));
+        tracing::info!(addr = %state.config.listen, base = state.config.public_base(), "kurz is serving");
+        serve(self.listener, router, settings, stop).await;
+        upkeep.abort();
+    }
+}
+
+/// Periodic chores: drain metric histograms and forget idle rate-limit buckets.
+async fn housekeeping(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        state.metrics.run_upkeep();
+        state.limiter.forget_idle();
+        metrics::gauge!("kurz_kgs_keys_left").set(state.keygen.keys_left() as f64);
+    }
+}

@@ -1,0 +1,246 @@
+//! The L1 cache: the redirect path's only data source on a hit (DESIGN.md §4).
+//!
+//! A size-bounded in-process map from code to a compact, ready-to-send entry (the
+//! `Location` header value is built once, at load). `quick_cache` has no TTL, so the
+//! freshness deadline lives in the value. Misses are cached too, briefly, so a flood
+//! of random codes costs one store query per code per few seconds instead of one per
+//! request. Concurrent misses for one code wait for a single loader (single-flight).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderValue;
+use chrono::{DateTime, Utc};
+use metrics::Counter;
+use quick_cache::sync::Cache;
+
+use crate::domain::link::state_at;
+use crate::domain::{Link, LinkState, RedirectType};
+
+/// What the redirect needs of a link, and nothing more.
+#[derive(Debug)]
+pub struct CachedLink {
+    pub location: HeaderValue,
+    pub redirect_type: RedirectType,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub is_active: bool,
+}
+
+impl CachedLink {
+    /// `None` if the stored URL is not a valid header value (it always is: URLs are
+    /// normalised to ASCII before they are stored).
+    pub fn from_link(link: &Link) -> Option<Self> {
+        Some(Self {
+            location: HeaderValue::from_str(link.original_url.as_str()).ok()?,
+            redirect_type: link.redirect_type,
+            expires_at: link.expires_at,
+            is_active: link.is_active,
+        })
+    }
+
+    pub fn state(&self, now: DateTime<Utc>) -> LinkState {
+        state_at(self.expires_at, self.is_active, now)
+    }
+}
+
+#[derive(Clone)]
+struct Slot {
+    /// `None` caches "no such link".
+    link: Option<Arc<CachedLink>>,
+    fresh_until: Instant,
+}
+
+pub struct LinkCache {
+    map: Cache<String, Slot>,
+    ttl: Duration,
+    negative_ttl: Duration,
+    /// Bumped by every invalidation. A loader that started before a bump does not
+    /// insert its (possibly stale) result, so a PATCH can't be undone by a racing miss.
+    epoch: AtomicU64,
+    hits: Counter,
+    misses: Counter,
+}
+
+impl LinkCache {
+    pub fn new(capacity: usize, ttl: Duration, negative_ttl: Duration) -> Self {
+        Self {
+            map: Cache::new(capacity.max(16)),
+            ttl,
+            negative_ttl,
+            epoch: AtomicU64::new(0),
+            hits: metrics::counter!("kurz_cache_requests_total", "result" => "hit"),
+            misses: metrics::counter!("kurz_cache_requests_total", "result" => "miss"),
+        }
+    }
+
+    /// The cached entry for `code`, loading it with `load` on a miss. Only one
+    /// `load` runs per code at a time; the others wait for its result.
+    pub async fn get_or_load<E, F, Fut>(&self, code: &str, load: F) -> Result<Option<Arc<CachedLink>>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Link>, E>>,
+    {
+        let now = Instant::now();
+        if let Some(slot) = self.map.get(code)
+            && slot.fresh_until > now
+        {
+            self.hits.increment(1);
+            return Ok(slot.link);
+        }
+        self.misses.increment(1);
+        let mut load = Some(load);
+        loop {
+            match self.map.get_value_or_guard_async(code).await {
+                Ok(slot) if slot.fresh_until > Instant::now() => return Ok(slot.link),
+                Ok(_stale) => {
+                    self.map.remove(code);
+                }
+                Err(guard) => {
+                    let epoch = self.epoch.load(Ordering::Acquire);
+                    let Some(load) = load.take() else {
+                        // Unreachable: a guard is handed out at most once per call.
+                        return Ok(None);
+                    };
+                    let link = load().await?;
+                    let entry = link.as_ref().and_then(CachedLink::from_link).map(Arc::new);
+                    let ttl = if entry.is_some() {
+                        self.ttl
+                    } else {
+                        self.negative_ttl
+                    };
+                    if self.epoch.load(Ordering::Acquire) == epoch {
+                        let _ = guard.insert(Slot {
+                            link: entry.clone(),
+                            fresh_until: Instant::now() + ttl,
+                        });
+                    }
+                    return Ok(entry);
+                }
+            }
+        }
+    }
+
+    /// Drops `code` so the next redirect reads the store. Called on PATCH/DELETE and
+    /// right after a create (which may replace a cached "not found").
+    pub fn invalidate(&self, code: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.map.remove(code);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Metadata, ShortCode, TargetUrl};
+    use std::sync::atomic::AtomicUsize;
+
+    fn link(url: &str) -> Link {
+        Link {
+            id: 1,
+            code: ShortCode::parse("abc").unwrap(),
+            original_url: TargetUrl::from_trusted(url.into()),
+            owner_id: None,
+            created_at: Utc::now(),
+            expires_at: None,
+            is_active: true,
+            redirect_type: RedirectType::Temporary,
+            metadata: Metadata::default(),
+            click_count: 0,
+            last_accessed_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn hit_after_load_and_invalidate_reloads() {
+        let cache = LinkCache::new(100, Duration::from_secs(60), Duration::from_secs(5));
+        let loads = AtomicUsize::new(0);
+        for _ in 0..3 {
+            let got = cache
+                .get_or_load::<(), _, _>("abc", || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok(Some(link("https://a.example/")))
+                })
+                .await
+                .unwrap();
+            assert_eq!(got.unwrap().location, "https://a.example/");
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        cache.invalidate("abc");
+        let got = cache
+            .get_or_load::<(), _, _>("abc", || async { Ok(Some(link("https://b.example/"))) })
+            .await
+            .unwrap();
+        assert_eq!(got.unwrap().location, "https://b.example/");
+    }
+
+    #[tokio::test]
+    async fn misses_are_cached_until_negative_ttl() {
+        let cache = LinkCache::new(100, Duration::from_secs(60), Duration::from_millis(50));
+        let loads = AtomicUsize::new(0);
+        let load = || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ()>(None)
+        };
+        assert!(cache.get_or_load("nope", load).await.unwrap().is_none());
+        assert!(cache.get_or_load("nope", load).await.unwrap().is_none());
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(cache.get_or_load("nope", load).await.unwrap().is_none());
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_load_once() {
+        let cache = Arc::new(LinkCache::new(
+            100,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        ));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let (cache, loads) = (cache.clone(), loads.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_load::<(), _, _>("abc", || async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Some(link("https://a.example/")))
+                    })
+                    .await
+                    .unwrap()
+                    .is_some()
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn failed_load_is_not_cached() {
+        let cache = LinkCache::new(100, Duration::from_secs(60), Duration::from_secs(5));
+        assert!(
+            cache
+                .get_or_load("abc", || async { Err::<Option<Link>, _>("down") })
+                .await
+                .is_err()
+        );
+        let got = cache
+            .get_or_load::<&str, _, _>("abc", || async { Ok(Some(link("https://a.example/"))) })
+            .await
+            .unwrap();
+        assert!(got.is_some());
+    }
+}

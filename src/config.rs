@@ -1,0 +1,278 @@
+//! All configuration, in one typed struct: every field is a flag and a `KURZ_*`
+//! environment variable, documented here so `kurz serve --help` is the reference.
+//! Defaults run on a laptop with nothing installed (DESIGN.md §1).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+use crate::limits::TierLimits;
+
+/// A value that must never be printed: `Debug` shows only that it is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            Err("must not be empty".into())
+        } else {
+            Ok(Self(s.to_owned()))
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "kurz", version, about = "A fast, self-hostable URL shortener")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user and print its API key (shown once, stored only as a hash).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// free, pro, enterprise or admin.
+        #[arg(long, default_value = "free")]
+        tier: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "KURZ_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+
+    /// Where links live: `sqlite://FILE` (embedded, the default).
+    #[arg(
+        long,
+        env = "KURZ_DATABASE_URL",
+        default_value = "sqlite://kurz.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Read connections to the database (SQLite: readers beside the one writer).
+    #[arg(
+        long,
+        env = "KURZ_DATABASE_READ_CONNECTIONS",
+        default_value_t = 4,
+        global = true
+    )]
+    pub database_read_connections: u32,
+
+    /// Run pending migrations when the service starts (`kurz migrate` does it alone).
+    #[arg(long, env = "KURZ_AUTO_MIGRATE", default_value_t = true, action = ArgAction::Set, global = true)]
+    pub auto_migrate: bool,
+
+    /// The base of every short URL handed out; its host may not be a link target.
+    #[arg(
+        long,
+        env = "KURZ_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub public_base_url: String,
+
+    /// Whether requests without credentials may create links.
+    #[arg(long, env = "KURZ_ALLOW_ANONYMOUS", default_value_t = true, action = ArgAction::Set, global = true)]
+    pub allow_anonymous: bool,
+
+    /// API key of the admin user. Without it, the first start creates one and prints it once.
+    #[arg(long, env = "KURZ_ADMIN_API_KEY", hide_env_values = true, global = true)]
+    pub admin_api_key: Option<Secret>,
+
+    /// HMAC secret for JWTs. Without it, a random one per process: tokens then do not
+    /// survive a restart nor work on another instance.
+    #[arg(long, env = "KURZ_JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Lifetime of tokens from `POST /api/v1/auth/token`, in seconds.
+    #[arg(long, env = "KURZ_JWT_TTL_SECS", default_value_t = 900, global = true)]
+    pub jwt_ttl_secs: u64,
+
+    /// Key of the code permutation (32 hex characters). Without it, one is generated
+    /// once and kept in the database so every instance and restart shares it.
+    #[arg(long, env = "KURZ_KGS_SECRET", hide_env_values = true, global = true)]
+    pub kgs_secret: Option<Secret>,
+
+    /// Counter values leased from the store at a time by the key generator.
+    #[arg(long, env = "KURZ_KGS_BLOCK_SIZE", default_value_t = 1000, global = true)]
+    pub kgs_block_size: u64,
+
+    /// Links kept in the in-process cache.
+    #[arg(long, env = "KURZ_CACHE_CAPACITY", default_value_t = 100_000, global = true)]
+    pub cache_capacity: usize,
+
+    /// Seconds a cached link is trusted before the store is asked again.
+    #[arg(long, env = "KURZ_CACHE_TTL_SECS", default_value_t = 60, global = true)]
+    pub cache_ttl_secs: u64,
+
+    /// Seconds a "no such code" answer is cached (protects the store from random codes).
+    #[arg(
+        long,
+        env = "KURZ_CACHE_NEGATIVE_TTL_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub cache_negative_ttl_secs: u64,
+
+    /// API requests per minute without credentials, per client IP (0 = unlimited).
+    #[arg(long, env = "KURZ_RATE_LIMIT_ANONYMOUS", default_value_t = 10, global = true)]
+    pub rate_limit_anonymous: u32,
+
+    /// API requests per minute for free-tier users (0 = unlimited).
+    #[arg(long, env = "KURZ_RATE_LIMIT_FREE", default_value_t = 100, global = true)]
+    pub rate_limit_free: u32,
+
+    /// API requests per minute for pro users (0 = unlimited).
+    #[arg(long, env = "KURZ_RATE_LIMIT_PRO", default_value_t = 1000, global = true)]
+    pub rate_limit_pro: u32,
+
+    /// API requests per minute for enterprise users (0 = unlimited).
+    #[arg(
+        long,
+        env = "KURZ_RATE_LIMIT_ENTERPRISE",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub rate_limit_enterprise: u32,
+
+    /// Redirects per minute per client IP (0 = off, the default).
+    #[arg(long, env = "KURZ_REDIRECT_RATE_LIMIT", default_value_t = 0, global = true)]
+    pub redirect_rate_limit: u32,
+
+    /// Proxies whose `X-Forwarded-For` and `CF-IPCountry` are believed (comma list of IPs or CIDRs).
+    #[arg(long, env = "KURZ_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, env = "KURZ_REQUEST_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    pub request_timeout_secs: u64,
+
+    /// Seconds a client may take to send request headers (slow-loris guard).
+    #[arg(long, env = "KURZ_HEADER_TIMEOUT_SECS", default_value_t = 10, global = true)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "KURZ_SHUTDOWN_GRACE_SECS", default_value_t = 30, global = true)]
+    pub shutdown_grace_secs: u64,
+
+    /// Largest JSON body accepted, except bulk creates.
+    #[arg(long, env = "KURZ_MAX_BODY_BYTES", default_value_t = 64 * 1024, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Largest bulk-create body accepted (1,000 URLs of 2 KiB plus metadata).
+    #[arg(long, env = "KURZ_MAX_BULK_BODY_BYTES", default_value_t = 8 * 1024 * 1024, global = true)]
+    pub max_bulk_body_bytes: usize,
+
+    /// Log filter, `tracing` syntax (e.g. `info`, `kurz=debug`).
+    #[arg(long, env = "KURZ_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Log format: `auto` (pretty in a terminal, JSON otherwise), `json` or `pretty`.
+    #[arg(long, env = "KURZ_LOG_FORMAT", default_value = "auto", global = true)]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The defaults, as if started with no flags and no environment. For tests.
+    pub fn defaults() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        // Parsing an empty command line cannot fail: every field has a default.
+        match Only::try_parse_from(["kurz"]) {
+            Ok(o) => o.config,
+            Err(e) => panic!("built-in defaults do not parse: {e}"),
+        }
+    }
+
+    pub fn tier_limits(&self) -> TierLimits {
+        TierLimits {
+            anonymous: self.rate_limit_anonymous,
+            free: self.rate_limit_free,
+            pro: self.rate_limit_pro,
+            enterprise: self.rate_limit_enterprise,
+            redirect: self.redirect_rate_limit,
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The public base without a trailing slash, ready for `format!("{base}/{code}")`.
+    pub fn public_base(&self) -> &str {
+        self.public_base_url.trim_end_matches('/')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s: Secret = "hunter2".parse().unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "kurz",
+            "--listen",
+            "127.0.0.1:0",
+            "--trusted-proxies",
+            "10.0.0.0/8,127.0.0.1/32",
+            "--allow-anonymous",
+            "false",
+            "users",
+            "create",
+            "--email",
+            "a@b.co",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.trusted_proxies.len(), 2);
+        assert!(!cli.config.allow_anonymous);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Users(UsersCommand::Create { .. }))
+        ));
+    }
+}

@@ -1,0 +1,54 @@
+//! Pure types and rules of the product: what a short code, an alias, a target URL,
+//! a link and a caller are, and what makes each valid.
+//!
+//! Nothing here does I/O or knows about HTTP, SQL or time sources: every rule takes
+//! its inputs (including "now") as arguments, so it is unit-tested directly.
+
+pub mod code;
+pub mod link;
+pub mod stats;
+pub mod target_url;
+pub mod user;
+
+pub use code::{Alias, ShortCode};
+pub use link::{Link, LinkState, Metadata, RedirectType};
+pub use target_url::TargetUrl;
+pub use user::{Caller, Tier};
+
+/// Which rule an input broke. The HTTP layer maps each kind to one machine code
+/// (`INVALID_URL`, `INVALID_ALIAS`, `INVALID_REQUEST`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidKind {
+    Url,
+    Alias,
+    Request,
+}
+
+/// An input that breaks a rule, with a message meant for the API user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub kind: InvalidKind,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn url(message: impl Into<String>) -> Self {
+        Self {
+            kind: InvalidKind::Url,
+            message: message.into(),
+        }
+    }
+    pub fn alias(message: impl Into<String>) -> Self {
+        Self {
+            kind: InvalidKind::Alias,
+            message: message.into(),
+        }
+    }
+    pub fn request(message: impl Into<String>) -> Self {
+        Self {
+            kind: InvalidKind::Request,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The HTTP face of kurz: routes, thin handlers (one file per area), extractors,
+//! the error mapping, the OpenAPI document and the accept loop.
+//!
+//! Handlers only translate HTTP ↔ domain; below this module nothing knows a status
+//! code.
+
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod ops;
+pub mod redirect;
+pub mod server;
+pub mod urls;
+pub mod users;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+
+use crate::app::AppState;
+use error::ApiError;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let cfg = &state.config;
+    let api = Router::new()
+        .route("/urls", post(urls::create).get(urls::list))
+        .route(
+            "/urls/bulk",
+            post(urls::bulk).layer(DefaultBodyLimit::max(cfg.max_bulk_body_bytes)),
+        )
+        .route(
+            "/urls/{code}",
+            get(urls::info).patch(urls::update).delete(urls::delete),
+        )
+        .route("/urls/{code}/stats", get(urls::stats))
+        .route("/urls/{code}/qr", get(urls::qr_code))
+        .route("/users", post(users::create_user))
+        .route("/auth/token", post(users::token))
+        .layer(from_fn_with_state(state.clone(), middleware::api_gate))
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/v1/openapi.json", get(ops::openapi))
+        .nest("/api/v1", api)
+        .route("/{code}", get(redirect::redirect))
+        .fallback(|| async { ApiError::no_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(from_fn_with_state(state.clone(), middleware::observe))
+        .with_state(state)
+}

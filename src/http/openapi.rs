@@ -1,0 +1,52 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations so it cannot
+//! drift from the code (a test pins its list of paths).
+
+use utoipa::OpenApi;
+
+use super::{error, ops, redirect, urls, users, views};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "kurz", description = "URL shortener API. Errors are {\"error\", \"code\"}."),
+    paths(
+        urls::create, urls::bulk, urls::list, urls::info, urls::update, urls::delete, urls::stats,
+        urls::qr_code, users::create_user, users::token, redirect::redirect, ops::health,
+    ),
+    components(schemas(
+        error::ErrorBody, error::ErrorCode, crate::links::CreateLink, crate::links::UpdateLink,
+        views::LinkView, views::LinkDetails, views::LinkList, views::Updated, views::BulkRequest,
+        views::BulkItem, views::BulkResponse, views::StatsView, views::CreateUserRequest,
+        views::UserCreated, views::TokenResponse, views::Health,
+    )),
+    modifiers(&Security),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}

@@ -1,0 +1,56 @@
+//! Operator endpoints: health, Prometheus metrics, the OpenAPI document.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+
+use super::views::{Components, Health};
+use crate::app::AppState;
+
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "ops",
+    responses((status = 200, body = Health), (status = 503, body = Health))
+)]
+pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, axum::Json<Health>) {
+    let db_ok = matches!(
+        tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let kgs_ok = !state.keygen.is_degraded();
+    let components = Components {
+        database: if db_ok { "healthy" } else { "unhealthy" },
+        // The in-process L1 cache cannot fail on its own.
+        cache: "healthy",
+        kgs: if kgs_ok { "healthy" } else { "degraded" },
+    };
+    let (code, status) = match (db_ok, kgs_ok) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
+        (true, false) => (StatusCode::OK, "degraded"),
+        (true, true) => (StatusCode::OK, "healthy"),
+    };
+    (
+        code,
+        axum::Json(Health {
+            status,
+            components,
+            version: env!("CARGO_PKG_VERSION"),
+        }),
+    )
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    metrics::gauge!("kurz_cache_entries").set(state.links.cache().len() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    axum::Json(super::openapi::document())
+}

@@ -1,0 +1,57 @@
+//! `GET /{code}` and `HEAD /{code}`: the product's hot path.
+//!
+//! On a cache hit this is: read the path → L1 lookup → expiry/active check → 302.
+//! No extractor that allocates, no store or Redis round trip, no per-request log.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::extract::{client_ip, peer_ip};
+use super::middleware::rate_limited;
+use crate::app::AppState;
+use crate::domain::RedirectType;
+
+#[utoipa::path(
+    get,
+    path = "/{code}",
+    tag = "redirect",
+    params(("code" = String, Path, description = "short code or alias")),
+    responses(
+        (status = 302, description = "redirect (default)", headers(("Location" = String))),
+        (status = 301, description = "permanent redirect, if the link asks for it"),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 410, description = "EXPIRED or DISABLED", body = super::error::ErrorBody),
+    )
+)]
+pub async fn redirect(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if state.config.redirect_rate_limit > 0 {
+        let ip = client_ip(
+            peer_ip(req.extensions()),
+            req.headers(),
+            &state.config.trusted_proxies,
+        );
+        if let Some(d) = state.limiter.check_redirect(ip)
+            && !d.allowed
+        {
+            return rate_limited(&d);
+        }
+    }
+    let code = req.uri().path().trim_start_matches('/');
+    match state.links.resolve(code).await {
+        Ok(link) => {
+            let mut res = Response::new(Body::empty());
+            *res.status_mut() = match link.redirect_type {
+                RedirectType::Temporary => StatusCode::FOUND,
+                RedirectType::Permanent => StatusCode::MOVED_PERMANENTLY,
+            };
+            res.headers_mut().insert(header::LOCATION, link.location.clone());
+            res
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

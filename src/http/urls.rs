@@ -1,0 +1,344 @@
+//! The `/api/v1/urls` endpoints. Each handler parses, calls the link service and
+//! maps the result; the rules live in `links` and `domain`.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{AppJson, AppQuery};
+use super::views::*;
+use crate::app::AppState;
+use crate::domain::Caller;
+use crate::domain::stats::StatsRange;
+use crate::links::{BULK_MAX, CreateLink, LIST_MAX, UpdateLink};
+use crate::qr;
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/urls",
+    tag = "urls",
+    request_body = CreateLink,
+    params(("X-Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses(
+        (status = 201, body = LinkView, headers(("Location" = String))),
+        (status = 400, description = "INVALID_URL, INVALID_ALIAS or INVALID_REQUEST", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 409, description = "ALIAS_EXISTS", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED", body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    AppJson(req): AppJson<CreateLink>,
+) -> Result<Response, ApiError> {
+    if caller == Caller::Anonymous && !state.config.allow_anonymous {
+        return Err(ApiError::unauthorized(
+            "anonymous link creation is disabled; send X-API-Key",
+        ));
+    }
+    let link = state.links.create(&caller, req).await?;
+    let view = LinkView::new(&link, state.config.public_base());
+    let mut res = (StatusCode::CREATED, axum::Json(view)).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/urls/{}", link.code)) {
+        res.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(res)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/urls/bulk",
+    tag = "urls",
+    request_body = BulkRequest,
+    responses(
+        (status = 201, description = "all created", body = BulkResponse),
+        (status = 207, description = "some failed; see each result", body = BulkResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
+pub async fn bulk(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    AppJson(req): AppJson<BulkRequest>,
+) -> Result<Response, ApiError> {
+    if caller == Caller::Anonymous && !state.config.allow_anonymous {
+        return Err(ApiError::unauthorized(
+            "anonymous link creation is disabled; send X-API-Key",
+        ));
+    }
+    if req.urls.is_empty() || req.urls.len() > BULK_MAX {
+        return Err(ApiError::bad_request(format!(
+            "urls must hold 1 to {BULK_MAX} items"
+        )));
+    }
+    let originals: Vec<String> = req.urls.iter().map(|u| u.original_url.clone()).collect();
+    let outcomes = state.links.create_many(&caller, req.urls).await?;
+    let base = state.config.public_base();
+    let mut all_ok = true;
+    let results = outcomes
+        .into_iter()
+        .zip(originals)
+        .enumerate()
+        .map(|(index, (outcome, original_url))| match outcome {
+            Ok(link) => BulkItem {
+                index,
+                original_url: link.original_url.as_str().to_owned(),
+                status: "created",
+                short_url: Some(format!("{base}/{}", link.code)),
+                short_code: Some(link.code.into_string()),
+                error: None,
+                code: None,
+            },
+            Err(e) => {
+                all_ok = false;
+                let e = ApiError::from(e);
+                BulkItem {
+                    index,
+                    original_url,
+                    status: "failed",
+                    short_code: None,
+                    short_url: None,
+                    error: Some(e.message),
+                    code: Some(e.code),
+                }
+            }
+        })
+        .collect();
+    let status = if all_ok {
+        StatusCode::CREATED
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    Ok((status, axum::Json(BulkResponse { results })).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/urls/{code}",
+    tag = "urls",
+    params(("code" = String, Path)),
+    responses(
+        (status = 200, body = LinkDetails),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 410, body = ErrorBody),
+    )
+)]
+pub async fn info(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(code): Path<String>,
+) -> Result<axum::Json<LinkDetails>, ApiError> {
+    let (link, summary) = state.links.info(&caller, &code).await?;
+    Ok(axum::Json(LinkDetails::new(
+        &link,
+        state.config.public_base(),
+        Some(&summary),
+    )))
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/v1/urls/{code}",
+    tag = "urls",
+    params(("code" = String, Path)),
+    request_body = UpdateLink,
+    responses(
+        (status = 200, body = Updated),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(code): Path<String>,
+    AppJson(req): AppJson<UpdateLink>,
+) -> Result<axum::Json<Updated>, ApiError> {
+    let link = state.links.update(&caller, &code, req).await?;
+    Ok(axum::Json(Updated {
+        message: "URL updated",
+        url: LinkDetails::new(&link, state.config.public_base(), None),
+    }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/urls/{code}",
+    tag = "urls",
+    params(("code" = String, Path)),
+    responses(
+        (status = 204, description = "deleted; the code is never reissued"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(code): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.links.delete(&caller, &code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListParams {
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/urls",
+    tag = "urls",
+    params(ListParams),
+    responses((status = 200, body = LinkList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    AppQuery(params): AppQuery<ListParams>,
+) -> Result<axum::Json<LinkList>, ApiError> {
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=LIST_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {LIST_MAX}"
+        )));
+    }
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            i64::from_str_radix(c, 16)
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| ApiError::bad_request("invalid cursor"))
+        })
+        .transpose()?;
+    // One extra row tells whether another page exists.
+    let mut links = state.links.list(&caller, limit + 1, before).await?;
+    let more = links.len() > limit as usize;
+    links.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| links.last().map(|l| format!("{:x}", l.id)))
+        .flatten();
+    let base = state.config.public_base();
+    let items = links.iter().map(|l| LinkDetails::new(l, base, None)).collect();
+    Ok(axum::Json(LinkList { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct StatsParams {
+    /// ISO 8601 date or date-time; default 30 days before `end_date`.
+    pub start_date: Option<String>,
+    /// ISO 8601 date (inclusive) or date-time; default now.
+    pub end_date: Option<String>,
+    /// hour, day (default) or week.
+    pub granularity: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/urls/{code}/stats",
+    tag = "urls",
+    params(("code" = String, Path), StatsParams),
+    responses(
+        (status = 200, body = StatsView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn stats(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(code): Path<String>,
+    AppQuery(p): AppQuery<StatsParams>,
+) -> Result<axum::Json<StatsView>, ApiError> {
+    let range = StatsRange::parse(
+        p.start_date.as_deref(),
+        p.end_date.as_deref(),
+        p.granularity.as_deref(),
+        Utc::now(),
+    )?;
+    let stats = state.links.stats(&caller, &code, &range).await?;
+    Ok(axum::Json(StatsView::new(&code, &range, &stats)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct QrParams {
+    /// png (default) or svg.
+    pub format: Option<String>,
+    /// Width in pixels, 64–2048, default 256.
+    pub size: Option<u32>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/urls/{code}/qr",
+    tag = "urls",
+    params(("code" = String, Path), QrParams),
+    responses(
+        (status = 200, description = "image/png or image/svg+xml"),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn qr_code(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+    AppQuery(p): AppQuery<QrParams>,
+) -> Result<Response, ApiError> {
+    let size = p.size.unwrap_or(qr::SIZE_DEFAULT);
+    if !(qr::SIZE_MIN..=qr::SIZE_MAX).contains(&size) {
+        return Err(ApiError::bad_request(format!(
+            "size must be between {} and {}",
+            qr::SIZE_MIN,
+            qr::SIZE_MAX
+        )));
+    }
+    let svg = match p.format.as_deref().unwrap_or("png") {
+        "png" => false,
+        "svg" => true,
+        _ => return Err(ApiError::bad_request("format must be png or svg")),
+    };
+    let link = state.links.exists(&code).await?;
+    let short_url = format!("{}/{}", state.config.public_base(), link.code);
+    // Rendering a large PNG is CPU work; keep it off the async workers.
+    let rendered = tokio::task::spawn_blocking(move || match svg {
+        true => qr::svg(&short_url, size).map(|s| ("image/svg+xml", s.into_bytes())),
+        false => qr::png(&short_url, size).map(|b| ("image/png", b)),
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (content_type, bytes) = rendered;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,276 @@
+//! Response bodies: how domain values look on the wire. Field names follow the
+//! contract in DESIGN.md §3.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::{Link, Metadata};
+use crate::links::{CreateLink, LinkStats, LinkSummary};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkView {
+    pub short_code: String,
+    pub short_url: String,
+    pub original_url: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// 301 or 302.
+    pub redirect_type: u16,
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+    pub qr_code_url: String,
+}
+
+impl LinkView {
+    pub fn new(link: &Link, base: &str) -> Self {
+        let code = link.code.as_str();
+        Self {
+            short_code: code.to_owned(),
+            short_url: format!("{base}/{code}"),
+            original_url: link.original_url.as_str().to_owned(),
+            created_at: link.created_at,
+            expires_at: link.expires_at,
+            redirect_type: link.redirect_type.status(),
+            metadata: link.metadata.clone(),
+            qr_code_url: format!("{base}/api/v1/urls/{code}/qr"),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NamedCount {
+    /// A country code, a referrer host, a browser… depending on the list.
+    pub name: String,
+    pub clicks: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountryCount {
+    pub country: String,
+    pub clicks: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceCount {
+    pub source: String,
+    pub clicks: u64,
+}
+
+fn countries(v: &[(String, u64)]) -> Vec<CountryCount> {
+    v.iter()
+        .map(|(c, n)| CountryCount {
+            country: c.clone(),
+            clicks: *n,
+        })
+        .collect()
+}
+
+fn sources(v: &[(String, u64)]) -> Vec<SourceCount> {
+    v.iter()
+        .map(|(s, n)| SourceCount {
+            source: s.clone(),
+            clicks: *n,
+        })
+        .collect()
+}
+
+fn named(v: &[(String, u64)]) -> Vec<NamedCount> {
+    v.iter()
+        .map(|(s, n)| NamedCount {
+            name: s.clone(),
+            clicks: *n,
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalyticsSummary {
+    pub clicks_24h: u64,
+    pub clicks_7d: u64,
+    pub top_countries: Vec<CountryCount>,
+    pub top_referrers: Vec<SourceCount>,
+}
+
+impl From<&LinkSummary> for AnalyticsSummary {
+    fn from(s: &LinkSummary) -> Self {
+        Self {
+            clicks_24h: s.clicks_24h,
+            clicks_7d: s.clicks_7d,
+            top_countries: countries(&s.top_countries),
+            top_referrers: sources(&s.top_referrers),
+        }
+    }
+}
+
+/// A link with its counters; `analytics` only on the info endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkDetails {
+    #[serde(flatten)]
+    pub link: LinkView,
+    pub click_count: i64,
+    pub last_accessed_at: Option<DateTime<Utc>>,
+    pub is_active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<AnalyticsSummary>,
+}
+
+impl LinkDetails {
+    pub fn new(link: &Link, base: &str, summary: Option<&LinkSummary>) -> Self {
+        Self {
+            link: LinkView::new(link, base),
+            click_count: link.click_count,
+            last_accessed_at: link.last_accessed_at,
+            is_active: link.is_active,
+            analytics: summary.map(AnalyticsSummary::from),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Updated {
+    pub message: &'static str,
+    pub url: LinkDetails,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkList {
+    pub items: Vec<LinkDetails>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// 1 to 1000 create requests.
+    pub urls: Vec<CreateLink>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkItem {
+    pub index: usize,
+    pub original_url: String,
+    /// `created` or `failed`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::http::error::ErrorCode>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkResponse {
+    pub results: Vec<BulkItem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimeBucket {
+    pub timestamp: DateTime<Utc>,
+    pub clicks: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceCounts {
+    pub mobile: u64,
+    pub desktop: u64,
+    pub tablet: u64,
+    pub other: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsView {
+    pub short_code: String,
+    pub start_date: DateTime<Utc>,
+    pub end_date: DateTime<Utc>,
+    pub granularity: crate::domain::stats::Granularity,
+    pub total_clicks: u64,
+    pub unique_visitors: u64,
+    pub time_series: Vec<TimeBucket>,
+    pub geographic: Vec<CountryCount>,
+    pub referrers: Vec<SourceCount>,
+    pub devices: DeviceCounts,
+    pub browsers: Vec<NamedCount>,
+    pub operating_systems: Vec<NamedCount>,
+    /// Clicks by known bots, counted apart from the figures above.
+    pub bots: u64,
+}
+
+impl StatsView {
+    pub fn new(code: &str, range: &crate::domain::stats::StatsRange, s: &LinkStats) -> Self {
+        Self {
+            short_code: code.to_owned(),
+            start_date: range.start,
+            end_date: range.end,
+            granularity: range.granularity,
+            total_clicks: s.total_clicks,
+            unique_visitors: s.unique_visitors,
+            time_series: s
+                .time_series
+                .iter()
+                .map(|(t, c)| TimeBucket {
+                    timestamp: *t,
+                    clicks: *c,
+                })
+                .collect(),
+            geographic: countries(&s.geographic),
+            referrers: sources(&s.referrers),
+            devices: DeviceCounts {
+                mobile: s.devices.mobile,
+                desktop: s.devices.desktop,
+                tablet: s.devices.tablet,
+                other: s.devices.other,
+            },
+            browsers: named(&s.browsers),
+            operating_systems: named(&s.operating_systems),
+            bots: s.bots,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    /// free (default), pro, enterprise or admin.
+    #[serde(default)]
+    pub tier: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserCreated {
+    pub id: i64,
+    pub email: String,
+    pub tier: String,
+    /// Requests per minute for this tier (0 = unlimited).
+    pub rate_limit: u32,
+    /// Shown once; only its hash is stored.
+    pub api_key: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    /// Seconds.
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Components {
+    pub database: &'static str,
+    pub cache: &'static str,
+    pub kgs: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// healthy, degraded or unhealthy.
+    pub status: &'static str,
+    pub components: Components,
+    pub version: &'static str,
+}

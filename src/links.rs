@@ -1,0 +1,468 @@
+//! The link service: create, resolve, update, delete, list — the product's rules
+//! put together over the store, the cache and the key generator.
+//!
+//! Creates go through a group-commit writer: one task drains every create waiting at
+//! that moment and writes them in one transaction, so 32 concurrent clients cost
+//! a handful of transactions instead of 32 (DESIGN.md §4, "Writes").
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cache::{CachedLink, LinkCache};
+use crate::domain::link::{parse_future_instant, resolve_expiry};
+use crate::domain::stats::StatsRange;
+use crate::domain::{Alias, Caller, Invalid, Link, LinkState, Metadata, RedirectType, ShortCode, TargetUrl};
+use crate::keygen::KeyGenerator;
+use crate::store::{LinkPatch, NewLink, Store, StoreError};
+
+/// Most creates written in one group-commit transaction.
+const GROUP_COMMIT_MAX: usize = 256;
+/// How often a generated code may collide (with an alias or a fallback code) before
+/// we give up on one create. Each retry draws a fresh code.
+const CODE_ATTEMPTS: usize = 5;
+pub const BULK_MAX: usize = 1000;
+pub const LIST_MAX: u32 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("alias is already taken")]
+    AliasTaken,
+    #[error("URL not found")]
+    NotFound,
+    #[error("URL has expired")]
+    Expired,
+    #[error("URL is disabled")]
+    Disabled,
+    #[error("credentials required")]
+    Unauthenticated,
+    #[error("not authorized for this URL")]
+    Forbidden,
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for LinkError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::Conflict => Self::Internal("unexpected conflict".into()),
+            StoreError::Other(m) => Self::Internal(m),
+        }
+    }
+}
+
+/// A create request as the API receives it; validated by [`LinkService::create`].
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLink {
+    /// http(s) URL with a host, at most 2048 bytes.
+    pub original_url: String,
+    /// 4–10 of `[A-Za-z0-9_-]`, not a reserved word.
+    #[serde(default)]
+    pub custom_alias: Option<String>,
+    /// 1–3650; exclusive with `expires_at`.
+    #[serde(default)]
+    pub expires_in_days: Option<i64>,
+    /// RFC 3339, in the future; exclusive with `expires_in_days`.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// 301 or 302 (default).
+    #[serde(default)]
+    #[schema(value_type = Option<u16>)]
+    pub redirect_type: Option<u16>,
+    /// Flat object of strings, at most 4 KiB.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A PATCH body. Absent fields stay as they are; `expires_at: null` removes the expiry.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLink {
+    #[serde(default)]
+    pub original_url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default)]
+    pub is_active: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<u16>)]
+    pub redirect_type: Option<u16>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Tells "field absent" (`None`) from "field is null" (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Click figures for one link. Zeros until the analytics pipeline records clicks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkStats {
+    pub total_clicks: u64,
+    pub unique_visitors: u64,
+    pub time_series: Vec<(DateTime<Utc>, u64)>,
+    pub geographic: Vec<(String, u64)>,
+    pub referrers: Vec<(String, u64)>,
+    pub devices: Devices,
+    pub browsers: Vec<(String, u64)>,
+    pub operating_systems: Vec<(String, u64)>,
+    pub bots: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Devices {
+    pub mobile: u64,
+    pub desktop: u64,
+    pub tablet: u64,
+    pub other: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkSummary {
+    pub clicks_24h: u64,
+    pub clicks_7d: u64,
+    pub top_countries: Vec<(String, u64)>,
+    pub top_referrers: Vec<(String, u64)>,
+}
+
+/// A validated create, before it has a code.
+struct Draft {
+    alias: Option<ShortCode>,
+    original_url: TargetUrl,
+    owner_id: Option<i64>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    redirect_type: RedirectType,
+    metadata: Metadata,
+}
+
+impl Draft {
+    fn with_code(&self, code: ShortCode) -> NewLink {
+        NewLink {
+            code,
+            original_url: self.original_url.clone(),
+            owner_id: self.owner_id,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            redirect_type: self.redirect_type,
+            metadata: self.metadata.clone(),
+        }
+    }
+}
+
+/// Now, to the millisecond: what every store keeps, so a create's response and a
+/// later read of the same link show the same instant.
+fn now_ms() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(3)
+}
+
+struct WriteJob {
+    link: NewLink,
+    reply: oneshot::Sender<Result<Option<Link>, StoreError>>,
+}
+
+pub struct LinkService {
+    store: Arc<dyn Store>,
+    keygen: Arc<KeyGenerator>,
+    cache: Arc<LinkCache>,
+    /// kurz's own host: links pointing at it are refused.
+    own_host: Option<String>,
+    writer: mpsc::Sender<WriteJob>,
+}
+
+impl LinkService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keygen: Arc<KeyGenerator>,
+        cache: Arc<LinkCache>,
+        own_host: Option<String>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(group_commit(store.clone(), rx));
+        Self {
+            store,
+            keygen,
+            cache,
+            own_host,
+            writer: tx,
+        }
+    }
+
+    pub fn cache(&self) -> &LinkCache {
+        &self.cache
+    }
+
+    fn validate(&self, caller: &Caller, req: CreateLink, now: DateTime<Utc>) -> Result<Draft, Invalid> {
+        let original_url = TargetUrl::parse(&req.original_url, self.own_host.as_deref())?;
+        let alias = req.custom_alias.as_deref().map(Alias::parse).transpose()?;
+        let expires_at = resolve_expiry(req.expires_in_days, req.expires_at.as_deref(), now)?;
+        let redirect_type = req
+            .redirect_type
+            .map(RedirectType::from_status)
+            .transpose()?
+            .unwrap_or(RedirectType::Temporary);
+        let metadata = req
+            .metadata
+            .map(Metadata::from_json)
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Draft {
+            alias: alias.map(Alias::into_code),
+            original_url,
+            owner_id: caller.user_id(),
+            created_at: now,
+            expires_at,
+            redirect_type,
+            metadata,
+        })
+    }
+
+    async fn write(&self, link: NewLink) -> Result<Option<Link>, LinkError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(WriteJob { link, reply })
+            .await
+            .map_err(|_| LinkError::Unavailable("writer stopped".into()))?;
+        let result = rx
+            .await
+            .map_err(|_| LinkError::Unavailable("writer stopped".into()))?;
+        Ok(result?)
+    }
+
+    #[tracing::instrument(skip_all, fields(alias = req.custom_alias.is_some()))]
+    pub async fn create(&self, caller: &Caller, req: CreateLink) -> Result<Link, LinkError> {
+        let draft = self.validate(caller, req, now_ms())?;
+        if let Some(alias) = &draft.alias {
+            let created = self
+                .write(draft.with_code(alias.clone()))
+                .await?
+                .ok_or(LinkError::AliasTaken)?;
+            self.cache.invalidate(created.code.as_str());
+            metrics::counter!("kurz_links_created_total").increment(1);
+            return Ok(created);
+        }
+        for _ in 0..CODE_ATTEMPTS {
+            let code = self.keygen.next_code().await;
+            if let Some(created) = self.write(draft.with_code(code)).await? {
+                self.cache.invalidate(created.code.as_str());
+                metrics::counter!("kurz_links_created_total").increment(1);
+                return Ok(created);
+            }
+        }
+        Err(LinkError::Internal("could not find a free code".into()))
+    }
+
+    /// Creates up to [`BULK_MAX`] links in one transaction per round. Each item
+    /// succeeds or fails on its own; results are in input order.
+    #[tracing::instrument(skip_all, fields(n = reqs.len()))]
+    pub async fn create_many(
+        &self,
+        caller: &Caller,
+        reqs: Vec<CreateLink>,
+    ) -> Result<Vec<Result<Link, LinkError>>, LinkError> {
+        let now = now_ms();
+        let mut results: Vec<Option<Result<Link, LinkError>>> = Vec::with_capacity(reqs.len());
+        // (index into results, draft)
+        let mut pending = Vec::new();
+        for (i, req) in reqs.into_iter().enumerate() {
+            match self.validate(caller, req, now) {
+                Ok(draft) => {
+                    results.push(None);
+                    pending.push((i, draft));
+                }
+                Err(e) => results.push(Some(Err(e.into()))),
+            }
+        }
+        for _ in 0..CODE_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let generated = pending.iter().filter(|(_, d)| d.alias.is_none()).count();
+            let mut codes = self.keygen.next_codes(generated).await.into_iter();
+            let links: Vec<NewLink> = pending
+                .iter()
+                .map(|(_, d)| {
+                    let code = d.alias.clone().or_else(|| codes.next());
+                    d.with_code(
+                        code.unwrap_or_else(|| ShortCode::from_generated(crate::keygen::random_code())),
+                    )
+                })
+                .collect();
+            let inserted = self.store.insert_links(&links).await?;
+            let mut retry = Vec::new();
+            for ((i, draft), outcome) in pending.into_iter().zip(inserted) {
+                match outcome {
+                    Some(created) => {
+                        self.cache.invalidate(created.code.as_str());
+                        results[i] = Some(Ok(created));
+                    }
+                    None if draft.alias.is_some() => results[i] = Some(Err(LinkError::AliasTaken)),
+                    None => retry.push((i, draft)),
+                }
+            }
+            pending = retry;
+        }
+        let created = results.iter().filter(|r| matches!(r, Some(Ok(_)))).count();
+        metrics::counter!("kurz_links_created_total").increment(created as u64);
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(LinkError::Internal("could not find a free code".into()))))
+            .collect())
+    }
+
+    /// The redirect lookup: cache first, store on a miss.
+    pub async fn resolve(&self, code: &str) -> Result<Arc<CachedLink>, LinkError> {
+        let Some(code) = ShortCode::parse(code) else {
+            return Err(LinkError::NotFound);
+        };
+        let store = &self.store;
+        let entry = self
+            .cache
+            .get_or_load(code.as_str(), || async { store.get_link(code.as_str()).await })
+            .await?
+            .ok_or(LinkError::NotFound)?;
+        match entry.state(Utc::now()) {
+            LinkState::Active => Ok(entry),
+            LinkState::Expired => Err(LinkError::Expired),
+            LinkState::Disabled => Err(LinkError::Disabled),
+        }
+    }
+
+    /// A link the caller may manage, read from the store (never the cache).
+    async fn owned(&self, caller: &Caller, code: &str) -> Result<Link, LinkError> {
+        if *caller == Caller::Anonymous {
+            return Err(LinkError::Unauthenticated);
+        }
+        let code = ShortCode::parse(code).ok_or(LinkError::NotFound)?;
+        let link = self
+            .store
+            .get_link(code.as_str())
+            .await?
+            .ok_or(LinkError::NotFound)?;
+        if !caller.may_manage(link.owner_id) {
+            return Err(LinkError::Forbidden);
+        }
+        Ok(link)
+    }
+
+    /// Info for the owner. Expired links answer 410 (as the seed says); disabled ones
+    /// are still shown, with `is_active: false`.
+    pub async fn info(&self, caller: &Caller, code: &str) -> Result<(Link, LinkSummary), LinkError> {
+        let link = self.owned(caller, code).await?;
+        if link.state(Utc::now()) == LinkState::Expired {
+            return Err(LinkError::Expired);
+        }
+        Ok((link, LinkSummary::default()))
+    }
+
+    #[tracing::instrument(skip_all, fields(code))]
+    pub async fn update(&self, caller: &Caller, code: &str, req: UpdateLink) -> Result<Link, LinkError> {
+        let now = now_ms();
+        let patch = LinkPatch {
+            original_url: req
+                .original_url
+                .as_deref()
+                .map(|u| TargetUrl::parse(u, self.own_host.as_deref()))
+                .transpose()?,
+            expires_at: req
+                .expires_at
+                .map(|e| e.map(|s| parse_future_instant(&s, now)).transpose())
+                .transpose()?,
+            is_active: req.is_active,
+            redirect_type: req.redirect_type.map(RedirectType::from_status).transpose()?,
+            metadata: req.metadata.map(Metadata::from_json).transpose()?,
+        };
+        if patch.original_url.is_none()
+            && patch.expires_at.is_none()
+            && patch.is_active.is_none()
+            && patch.redirect_type.is_none()
+            && patch.metadata.is_none()
+        {
+            return Err(Invalid::request("nothing to update: give at least one field").into());
+        }
+        let link = self.owned(caller, code).await?;
+        let updated = self
+            .store
+            .update_link(link.code.as_str(), &patch)
+            .await?
+            .ok_or(LinkError::NotFound)?;
+        self.cache.invalidate(updated.code.as_str());
+        Ok(updated)
+    }
+
+    pub async fn delete(&self, caller: &Caller, code: &str) -> Result<(), LinkError> {
+        let link = self.owned(caller, code).await?;
+        let deleted = self.store.delete_link(link.code.as_str()).await?;
+        self.cache.invalidate(link.code.as_str());
+        if deleted { Ok(()) } else { Err(LinkError::NotFound) }
+    }
+
+    /// The caller's links, newest first. The cursor is the id of the last link seen.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        before_id: Option<i64>,
+    ) -> Result<Vec<Link>, LinkError> {
+        let owner = caller.user_id().ok_or(LinkError::Unauthenticated)?;
+        Ok(self
+            .store
+            .list_links(owner, before_id, limit.clamp(1, LIST_MAX))
+            .await?)
+    }
+
+    /// A link that exists, for the QR code (anyone may ask: the short URL is public).
+    pub async fn exists(&self, code: &str) -> Result<Link, LinkError> {
+        let code = ShortCode::parse(code).ok_or(LinkError::NotFound)?;
+        self.store
+            .get_link(code.as_str())
+            .await?
+            .ok_or(LinkError::NotFound)
+    }
+
+    pub async fn stats(
+        &self,
+        caller: &Caller,
+        code: &str,
+        range: &StatsRange,
+    ) -> Result<LinkStats, LinkError> {
+        self.owned(caller, code).await?;
+        Ok(LinkStats {
+            time_series: range.buckets().into_iter().map(|t| (t, 0)).collect(),
+            ..LinkStats::default()
+        })
+    }
+}
+
+/// The group-commit writer: one transaction for every create queued at that moment.
+async fn group_commit(store: Arc<dyn Store>, mut rx: mpsc::Receiver<WriteJob>) {
+    let mut jobs = Vec::with_capacity(GROUP_COMMIT_MAX);
+    while rx.recv_many(&mut jobs, GROUP_COMMIT_MAX).await > 0 {
+        let links: Vec<NewLink> = jobs.iter().map(|j| j.link.clone()).collect();
+        match store.insert_links(&links).await {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.drain(..).zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! QR codes of short URLs, as SVG or PNG.
+//!
+//! `fast_qr` builds the matrix and the SVG; PNG is the same matrix scaled to whole
+//! pixels per module and encoded with `png`, which avoids pulling in a vector
+//! rasteriser just to draw squares.
+
+use fast_qr::convert::{Builder, svg::SvgBuilder};
+use fast_qr::qr::QRBuilder;
+
+pub const SIZE_MIN: u32 = 64;
+pub const SIZE_MAX: u32 = 2048;
+pub const SIZE_DEFAULT: u32 = 256;
+/// Modules of white border the QR specification asks for.
+const QUIET_ZONE: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot render QR code: {0}")]
+pub struct QrError(String);
+
+fn matrix(text: &str) -> Result<fast_qr::QRCode, QrError> {
+    QRBuilder::new(text)
+        .ecl(fast_qr::ECL::M)
+        .build()
+        .map_err(|e| QrError(format!("{e:?}")))
+}
+
+pub fn svg(text: &str, size: u32) -> Result<String, QrError> {
+    let qr = matrix(text)?;
+    let svg = SvgBuilder::default().margin(QUIET_ZONE).to_str(&qr);
+    Ok(svg.replacen("<svg ", &format!("<svg width=\"{size}\" height=\"{size}\" "), 1))
+}
+
+/// A grayscale PNG at least `size` pixels wide (rounded to whole pixels per module).
+pub fn png(text: &str, size: u32) -> Result<Vec<u8>, QrError> {
+    let qr = matrix(text)?;
+    let modules = qr.size + 2 * QUIET_ZONE;
+    let scale = (size as usize).div_ceil(modules).max(1);
+    let px = modules * scale;
+    let mut pixels = vec![255u8; px * px];
+    for y in 0..qr.size {
+        for x in 0..qr.size {
+            if qr.data[y * qr.size + x].value() {
+                for dy in 0..scale {
+                    let row = (y + QUIET_ZONE) * scale + dy;
+                    let start = row * px + (x + QUIET_ZONE) * scale;
+                    pixels[start..start + scale].fill(0);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let side = u32::try_from(px).map_err(|_| QrError("image too large".into()))?;
+    let mut enc = png::Encoder::new(&mut out, side, side);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header().map_err(|e| QrError(e.to_string()))?;
+    w.write_image_data(&pixels).map_err(|e| QrError(e.to_string()))?;
+    w.finish().map_err(|e| QrError(e.to_string()))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_has_signature_and_size() {
+        let bytes = png("http://127.0.0.1:8080/abc1234", 256).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        let reader = decoder.read_info().unwrap();
+        assert!(reader.info().width >= 256);
+    }
+
+    #[test]
+    fn svg_is_svg() {
+        let s = svg("http://127.0.0.1:8080/abc1234", 300).unwrap();
+        assert!(s.starts_with("<svg"));
+        assert!(s.contains("width=\"300\""));
+    }
+}

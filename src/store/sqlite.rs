@@ -1,0 +1,372 @@
+//! The embedded SQLite store: zero setup, one file, the default.
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of exactly one
+//! connection (no `SQLITE_BUSY` retry storms) while reads use a separate pool that
+//! WAL mode lets run beside the writer. Creates arrive here already grouped by the
+//! link service's group commit, so one write transaction carries many inserts.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
+use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
+
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// `SELECT <every link column> FROM links <tail>` as a `&'static str`, so every
+/// query stays a literal (sqlx only takes non-literal SQL behind `AssertSqlSafe`).
+macro_rules! link_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, code, original_url, owner_id, created_at, expires_at, is_active, ",
+            "redirect_type, metadata, click_count, last_accessed_at FROM links ",
+            $tail
+        )
+    };
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url`, e.g. `sqlite://kurz.db`.
+    pub async fn connect(url: &str, read_connections: u32) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("bad SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode is durable against process crashes and only risks the
+            // last transactions on power loss; FULL would fsync every create.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await
+            .map_err(map_err)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(read_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.read_only(false))
+            .await
+            .map_err(map_err)?;
+        Ok(Self { write, read })
+    }
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+fn link_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Link> {
+    let get = |e: sqlx::Error| StoreError::Other(format!("bad link row: {e}"));
+    let code: String = row.try_get("code").map_err(get)?;
+    let redirect: i64 = row.try_get("redirect_type").map_err(get)?;
+    let metadata: String = row.try_get("metadata").map_err(get)?;
+    Ok(Link {
+        id: row.try_get("id").map_err(get)?,
+        code: ShortCode::parse(&code)
+            .ok_or_else(|| StoreError::Other(format!("bad stored code {code:?}")))?,
+        original_url: TargetUrl::from_trusted(row.try_get("original_url").map_err(get)?),
+        owner_id: row.try_get("owner_id").map_err(get)?,
+        created_at: from_ms(row.try_get("created_at").map_err(get)?),
+        expires_at: row
+            .try_get::<Option<i64>, _>("expires_at")
+            .map_err(get)?
+            .map(from_ms),
+        is_active: row.try_get("is_active").map_err(get)?,
+        redirect_type: if redirect == 301 {
+            RedirectType::Permanent
+        } else {
+            RedirectType::Temporary
+        },
+        metadata: Metadata::from_stored(&metadata),
+        click_count: row.try_get("click_count").map_err(get)?,
+        last_accessed_at: row
+            .try_get::<Option<i64>, _>("last_accessed_at")
+            .map_err(get)?
+            .map(from_ms),
+    })
+}
+
+fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<User> {
+    let get = |e: sqlx::Error| StoreError::Other(format!("bad user row: {e}"));
+    let tier: String = row.try_get("tier").map_err(get)?;
+    Ok(User {
+        id: row.try_get("id").map_err(get)?,
+        email: row.try_get("email").map_err(get)?,
+        tier: Tier::parse(&tier).map_err(|e| StoreError::Other(e.message))?,
+        created_at: from_ms(row.try_get("created_at").map_err(get)?),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR
+            .run(&self.write)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn insert_links(&self, links: &[NewLink]) -> StoreResult<Vec<Option<Link>>> {
+        let mut tx = self.write.begin().await.map_err(map_err)?;
+        let mut out = Vec::with_capacity(links.len());
+        for l in links {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO links (code, original_url, owner_id, created_at, expires_at, \
+                 redirect_type, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (code) DO NOTHING RETURNING id",
+            )
+            .bind(l.code.as_str())
+            .bind(l.original_url.as_str())
+            .bind(l.owner_id)
+            .bind(ms(l.created_at))
+            .bind(l.expires_at.map(ms))
+            .bind(i64::from(l.redirect_type.status()))
+            .bind(l.metadata.to_json_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            out.push(id.map(|id| Link {
+                id,
+                code: l.code.clone(),
+                original_url: l.original_url.clone(),
+                owner_id: l.owner_id,
+                created_at: l.created_at,
+                expires_at: l.expires_at,
+                is_active: true,
+                redirect_type: l.redirect_type,
+                metadata: l.metadata.clone(),
+                click_count: 0,
+                last_accessed_at: None,
+            }));
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn get_link(&self, code: &str) -> StoreResult<Option<Link>> {
+        let row = sqlx::query(link_select!("WHERE code = ?1 AND deleted_at IS NULL"))
+            .bind(code)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(link_from_row).transpose()
+    }
+
+    async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>> {
+        let row = sqlx::query(concat!(
+            "UPDATE links SET ",
+            "original_url = COALESCE(?1, original_url), ",
+            "expires_at = CASE WHEN ?2 THEN ?3 ELSE expires_at END, ",
+            "is_active = COALESCE(?4, is_active), ",
+            "redirect_type = COALESCE(?5, redirect_type), ",
+            "metadata = COALESCE(?6, metadata) ",
+            "WHERE code = ?7 AND deleted_at IS NULL RETURNING ",
+            "id, code, original_url, owner_id, created_at, expires_at, is_active, ",
+            "redirect_type, metadata, click_count, last_accessed_at"
+        ))
+        .bind(patch.original_url.as_ref().map(TargetUrl::as_str))
+        .bind(patch.expires_at.is_some())
+        .bind(patch.expires_at.flatten().map(ms))
+        .bind(patch.is_active)
+        .bind(patch.redirect_type.map(|r| i64::from(r.status())))
+        .bind(patch.metadata.as_ref().map(Metadata::to_json_string))
+        .bind(code)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(link_from_row).transpose()
+    }
+
+    async fn delete_link(&self, code: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE links SET deleted_at = ?1, original_url = '', metadata = '{}', is_active = 0 \
+             WHERE code = ?2 AND deleted_at IS NULL",
+        )
+        .bind(ms(Utc::now()))
+        .bind(code)
+        .execute(&self.write)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_links(&self, owner_id: i64, before_id: Option<i64>, limit: u32) -> StoreResult<Vec<Link>> {
+        let rows = sqlx::query(link_select!(
+            "WHERE owner_id = ?1 AND deleted_at IS NULL AND id < ?2 ORDER BY id DESC LIMIT ?3"
+        ))
+        .bind(owner_id)
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(link_from_row).collect()
+    }
+
+    async fn lease_block(&self, size: u64, max: u64) -> StoreResult<u64> {
+        let size = i64::try_from(size).map_err(|_| StoreError::Other("block too large".into()))?;
+        let max = i64::try_from(max).map_err(|_| StoreError::Other("bad counter bound".into()))?;
+        let start: Option<i64> = sqlx::query_scalar(
+            "UPDATE kgs_counter SET next_value = next_value + ?1 \
+             WHERE id = 1 AND next_value + ?1 <= ?2 RETURNING next_value - ?1",
+        )
+        .bind(size)
+        .bind(max)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(map_err)?;
+        let start = start.ok_or_else(|| StoreError::Other("code counter exhausted".into()))?;
+        u64::try_from(start).map_err(|_| StoreError::Other("negative counter".into()))
+    }
+
+    async fn setting_get_or_init(&self, name: &str, value: &str) -> StoreResult<String> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(value)
+            .execute(&self.write)
+            .await
+            .map_err(map_err)?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = ?1")
+            .bind(name)
+            .fetch_one(&self.write)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn create_user(&self, user: &NewUser) -> StoreResult<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (email, api_key_hash, tier, created_at) VALUES (?1, ?2, ?3, ?4) \
+             RETURNING id, email, tier, created_at",
+        )
+        .bind(&user.email)
+        .bind(&user.api_key_hash)
+        .bind(user.tier.as_str())
+        .bind(ms(Utc::now()))
+        .fetch_one(&self.write)
+        .await
+        .map_err(map_err)?;
+        user_from_row(&row)
+    }
+
+    async fn user_by_key_hash(&self, api_key_hash: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT id, email, tier, created_at FROM users WHERE api_key_hash = ?1")
+            .bind(api_key_hash)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn upsert_admin(&self, email: &str, api_key_hash: &str) -> StoreResult<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (email, api_key_hash, tier, created_at) VALUES (?1, ?2, 'admin', ?3) \
+             ON CONFLICT (email) DO UPDATE SET api_key_hash = excluded.api_key_hash, tier = 'admin' \
+             RETURNING id, email, tier, created_at",
+        )
+        .bind(email)
+        .bind(api_key_hash)
+        .bind(ms(Utc::now()))
+        .fetch_one(&self.write)
+        .await
+        .map_err(map_err)?;
+        user_from_row(&row)
+    }
+
+    async fn has_admin(&self) -> StoreResult<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE tier = 'admin')")
+            .fetch_one(&self.read)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn idempotency_claim(
+        &self,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+        fresh_after: DateTime<Utc>,
+    ) -> StoreResult<IdempotencyClaim> {
+        let claimed: Option<String> = sqlx::query_scalar(
+            "INSERT INTO idempotency_keys (key, request_hash, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
+             status = NULL, body = NULL, created_at = excluded.created_at \
+             WHERE idempotency_keys.created_at < ?4 RETURNING key",
+        )
+        .bind(key)
+        .bind(request_hash)
+        .bind(ms(now))
+        .bind(ms(fresh_after))
+        .fetch_optional(&self.write)
+        .await
+        .map_err(map_err)?;
+        if claimed.is_some() {
+            return Ok(IdempotencyClaim::Claimed);
+        }
+        let row = sqlx::query("SELECT request_hash, status, body FROM idempotency_keys WHERE key = ?1")
+            .bind(key)
+            .fetch_one(&self.write)
+            .await
+            .map_err(map_err)?;
+        let get = |e: sqlx::Error| StoreError::Other(format!("bad idempotency row: {e}"));
+        let status: Option<i64> = row.try_get("status").map_err(get)?;
+        let body: Option<Vec<u8>> = row.try_get("body").map_err(get)?;
+        Ok(IdempotencyClaim::Existing {
+            request_hash: row.try_get("request_hash").map_err(get)?,
+            response: status.map(|s| (u16::try_from(s).unwrap_or(500), body.unwrap_or_default())),
+        })
+    }
+
+    async fn idempotency_complete(&self, key: &str, status: u16, body: &[u8]) -> StoreResult<()> {
+        sqlx::query("UPDATE idempotency_keys SET status = ?1, body = ?2 WHERE key = ?3")
+            .bind(i64::from(status))
+            .bind(body)
+            .bind(key)
+            .execute(&self.write)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn idempotency_release(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = ?1 AND status IS NULL")
+            .bind(key)
+            .execute(&self.write)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
