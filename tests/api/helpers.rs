@@ -1,0 +1,149 @@
+//! `spawn_app()`: one real server per test, on `127.0.0.1:0`, with its own database.
+
+use std::path::PathBuf;
+
+use kurz::{Application, Config};
+use reqwest::{Client, Response};
+use serde_json::{Value, json};
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+pub const BASE: &str = "http://kurz.test";
+
+pub struct TestApp {
+    pub addr: String,
+    pub client: Client,
+    pub db_path: PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Set `TEST_LOG=1` to see the server's logs.
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        kurz::telemetry::init_logging("info", "pretty");
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+/// Rate limits are off unless a test turns them on, so tests can't trip each other.
+pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("kurz.db");
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database_url = format!("sqlite://{}", db_path.display());
+    config.public_base_url = BASE.into();
+    config.admin_api_key = Some(ADMIN_KEY.parse().unwrap());
+    config.rate_limit_anonymous = 0;
+    config.rate_limit_free = 0;
+    config.rate_limit_pro = 0;
+    config.rate_limit_enterprise = 0;
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("app builds");
+    let addr = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        addr,
+        client,
+        db_path,
+        _dir: dir,
+        stop: Some(stop),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.addr, path)
+    }
+
+    /// POST /api/v1/urls with an optional API key.
+    pub async fn create(&self, key: Option<&str>, body: &Value) -> Response {
+        let mut req = self.client.post(self.url("/api/v1/urls")).json(body);
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Creates a link as admin and returns its code.
+    pub async fn create_code(&self, url: &str) -> String {
+        let res = self
+            .create(Some(ADMIN_KEY), &json!({ "original_url": url }))
+            .await;
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.unwrap();
+        body["short_code"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn patch(&self, code: &str, key: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url(&format!("/api/v1/urls/{code}")))
+            .header("X-API-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a user of `tier` through the admin API and returns its API key.
+    pub async fn user(&self, email: &str, tier: &str) -> String {
+        let res = self
+            .client
+            .post(self.url("/api/v1/users"))
+            .header("X-API-Key", ADMIN_KEY)
+            .json(&json!({ "email": email, "tier": tier }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.unwrap();
+        body["api_key"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Asserts the contract's error shape and returns the machine code.
+pub async fn error_code(res: Response) -> String {
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(ct.as_deref(), Some("application/json"), "errors are JSON");
+    let body: Value = res.json().await.unwrap();
+    let obj = body.as_object().expect("error body is an object");
+    assert!(
+        obj["error"].as_str().is_some_and(|s| !s.is_empty()),
+        "error message: {body}"
+    );
+    obj["code"].as_str().expect("code").to_owned()
+}
+
+pub fn location(res: &Response) -> String {
+    res.headers()["location"].to_str().unwrap().to_owned()
+}

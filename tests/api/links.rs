@@ -1,0 +1,202 @@
+//! Link behaviour beyond the seed table: listing, QR codes, group commit, the key
+//! generator's fallback and the cache's negative entries.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn list_pages_newest_first_with_a_cursor() {
+    let app = spawn_app().await;
+    let key = app.user("lister@example.com", "free").await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        let res = app
+            .create(
+                Some(&key),
+                &json!({ "original_url": format!("https://example.com/{i}") }),
+            )
+            .await;
+        created.push(
+            res.json::<Value>().await.unwrap()["short_code"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    app.create_code("https://example.com/admins-own").await;
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/urls?limit=3".to_owned();
+    loop {
+        let body: Value = app.get(&path, Some(&key)).await.json().await.unwrap();
+        for item in body["items"].as_array().unwrap() {
+            seen.push(item["short_code"].as_str().unwrap().to_owned());
+            assert!(item["click_count"].is_i64());
+        }
+        match body["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/urls?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    created.reverse();
+    assert_eq!(
+        seen, created,
+        "all of the caller's links, newest first, no one else's"
+    );
+    for bad in ["limit=0", "limit=101", "limit=abc", "cursor=zz%20"] {
+        let res = app.get(&format!("/api/v1/urls?{bad}"), Some(&key)).await;
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+    assert_eq!(app.get("/api/v1/urls", None).await.status(), 401);
+}
+
+#[tokio::test]
+async fn qr_code_as_png_and_svg() {
+    let app = spawn_app().await;
+    let code = app.create_code("https://example.com/qr").await;
+    let res = app.get(&format!("/api/v1/urls/{code}/qr"), None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    let png = res.bytes().await.unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let res = app
+        .get(&format!("/api/v1/urls/{code}/qr?format=svg&size=512"), None)
+        .await;
+    assert_eq!(res.headers()["content-type"], "image/svg+xml");
+    let svg = res.text().await.unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("width=\"512\""));
+    assert_eq!(app.get("/api/v1/urls/nosuch1/qr", None).await.status(), 404);
+    for bad in ["format=gif", "size=10", "size=99999", "size=-1"] {
+        let res = app.get(&format!("/api/v1/urls/{code}/qr?{bad}"), None).await;
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_creates_are_group_committed_without_failures() {
+    let app = spawn_app().await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/urls");
+        tasks.push(tokio::spawn(async move {
+            let res = client
+                .post(url)
+                .header("X-API-Key", ADMIN_KEY)
+                .json(&json!({ "original_url": format!("https://example.com/{i}") }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+            let body: Value = res.json().await.unwrap();
+            (i, body["short_code"].as_str().unwrap().to_owned())
+        }));
+    }
+    let mut codes = HashSet::new();
+    let mut pairs = Vec::new();
+    for t in tasks {
+        let (i, code) = t.await.unwrap();
+        assert!(codes.insert(code.clone()));
+        pairs.push((i, code));
+    }
+    for (i, code) in pairs.iter().step_by(20) {
+        assert_eq!(
+            location(&app.get(&format!("/{code}"), None).await),
+            format!("https://example.com/{i}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn c04_kgs_cannot_lease_so_creates_use_random_fallback_codes() {
+    // A real fault, not a mock: the counter is moved to the end of the code space, so
+    // the store refuses every lease, exactly as when the KGS table is unusable.
+    let app = spawn_with(|c| c.kgs_block_size = 2).await;
+    let first = app.create_code("https://example.com/before").await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE kgs_counter SET next_value = 3521614606208")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let health: Value = app.get("/health", None).await.json().await.unwrap();
+    assert_eq!(health["components"]["kgs"], "healthy");
+    let mut codes = HashSet::from([first]);
+    for i in 0..20 {
+        let code = app
+            .create_code(&format!("https://example.com/fallback/{i}"))
+            .await;
+        assert_eq!(code.len(), 7);
+        assert!(codes.insert(code.clone()));
+        assert_eq!(
+            location(&app.get(&format!("/{code}"), None).await),
+            format!("https://example.com/fallback/{i}")
+        );
+    }
+    let res = app.get("/health", None).await;
+    assert_eq!(res.status(), 200);
+    let health: Value = res.json().await.unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["components"]["kgs"], "degraded");
+}
+
+#[tokio::test]
+async fn a_link_created_after_a_cached_miss_redirects_at_once() {
+    let app = spawn_app().await;
+    // The miss is cached (negative caching)…
+    assert_eq!(app.get("/later1", None).await.status(), 404);
+    assert_eq!(app.get("/later1", None).await.status(), 404);
+    // …but creating the alias replaces that entry.
+    app.create(
+        None,
+        &json!({ "original_url": "https://example.com/l", "custom_alias": "later1" }),
+    )
+    .await;
+    assert_eq!(app.get("/later1", None).await.status(), 302);
+}
+
+#[tokio::test]
+async fn metadata_round_trips_and_is_bounded() {
+    let app = spawn_app().await;
+    let meta = json!({ "campaign": "launch", "source": "newsletter" });
+    let res = app
+        .create(
+            Some(ADMIN_KEY),
+            &json!({ "original_url": "https://example.com", "metadata": meta }),
+        )
+        .await;
+    let code = res.json::<Value>().await.unwrap()["short_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let info: Value = app
+        .get(&format!("/api/v1/urls/{code}"), Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["metadata"], meta);
+    for analytics in ["clicks_24h", "clicks_7d"] {
+        assert!(info["analytics"][analytics].is_u64());
+    }
+    assert!(info["analytics"]["top_countries"].is_array());
+    assert!(info["analytics"]["top_referrers"].is_array());
+    for bad in [
+        json!({ "a": 1 }),
+        json!({ "a": { "b": "c" } }),
+        json!(["x"]),
+        json!({ "a": "x".repeat(5000) }),
+    ] {
+        let res = app
+            .create(
+                None,
+                &json!({ "original_url": "https://example.com", "metadata": bad }),
+            )
+            .await;
+        assert_eq!(res.status(), 400);
+        assert_eq!(error_code(res).await, "INVALID_REQUEST");
+    }
+}

@@ -1,0 +1,14 @@
+//! The HTTP integration suite: a real kurz (built exactly as `main` builds it) on a
+//! random loopback port with a fresh SQLite database per test, driven by a real HTTP
+//! client. Test names carry the seed's IDs (F-xx, C-xx) where one applies.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod bad_input;
+mod functional;
+mod helpers;
+mod idempotency;
+mod links;
+mod ops;
+mod rate_limits;
+mod shutdown;
