@@ -152,6 +152,7 @@ impl Application {
         let settings = ServerSettings {
             header_timeout: Duration::from_secs(state.config.header_timeout_secs),
             shutdown_grace: Duration::from_secs(state.config.shutdown_grace_secs),
+            request_timeout: state.config.request_timeout(),
         };
         let upkeep = tokio::spawn(housekeeping(state.clone()));
         tracing::info!(addr = %state.config.listen, base = state.config.public_base(), "kurz is serving");

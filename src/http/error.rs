@@ -2,7 +2,7 @@
 //! the contract's body `{"error": "<message>", "code": "<MACHINE_CODE>"}`.
 //!
 //! Internal details never reach the client; they ride along in a response extension
-//! and the `observe` middleware logs them once.
+//! and `observe` logs them once.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};

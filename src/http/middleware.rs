@@ -1,109 +1,21 @@
-//! Cross-cutting request handling.
-//!
-//! * `observe` wraps every route: request timeout, request count and latency by
-//!   route and status, and the single log line for internal errors.
-//! * `api_gate` wraps `/api/v1`: credentials → caller, the caller's rate limit, and
-//!   idempotency replay for POSTs carrying `X-Idempotency-Key`.
+//! `api_gate` wraps `/api/v1`: credentials → caller, the caller's rate limit, and
+//! idempotency replay for POSTs carrying `X-Idempotency-Key`. (Timing, metrics and
+//! panics of every route are handled around the router, in `observe`.)
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures_util::FutureExt;
 
-use super::error::{ApiError, ErrorCode, InternalDetail};
+use super::error::{ApiError, ErrorCode};
 use super::extract::{client_ip, peer_ip};
 use crate::app::AppState;
 use crate::domain::Caller;
 use crate::limits::Decision;
 use crate::limits::idempotency::{Begin, request_hash, scoped_key, valid_key};
-
-/// Every route pattern we serve, so metric labels are `&'static str` (no allocation
-/// per request on the redirect path).
-const ROUTES: &[&str] = &[
-    "/{code}",
-    "/health",
-    "/metrics",
-    "/api/v1/urls",
-    "/api/v1/urls/bulk",
-    "/api/v1/urls/{code}",
-    "/api/v1/urls/{code}/stats",
-    "/api/v1/urls/{code}/qr",
-    "/api/v1/users",
-    "/api/v1/auth/token",
-    "/api/v1/openapi.json",
-];
-
-fn route_label(matched: Option<&MatchedPath>) -> &'static str {
-    matched
-        .and_then(|m| ROUTES.iter().find(|r| **r == m.as_str()).copied())
-        .unwrap_or("unmatched")
-}
-
-fn method_label(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::PUT => "PUT",
-        _ => "OTHER",
-    }
-}
-
-fn status_label(s: StatusCode) -> &'static str {
-    match s.as_u16() {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        207 => "207",
-        301 => "301",
-        302 => "302",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        409 => "409",
-        410 => "410",
-        413 => "413",
-        415 => "415",
-        422 => "422",
-        429 => "429",
-        500 => "500",
-        503 => "503",
-        c if c < 400 => "other_ok",
-        c if c < 500 => "other_4xx",
-        _ => "other_5xx",
-    }
-}
-
-pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = route_label(req.extensions().get::<MatchedPath>());
-    let method = method_label(req.method());
-    // A panic in a handler is a bug, but must still answer 500 in the error shape
-    // rather than drop the connection.
-    let run = std::panic::AssertUnwindSafe(next.run(req)).catch_unwind();
-    let res = match tokio::time::timeout(state.config.request_timeout(), run).await {
-        Ok(Ok(res)) => res,
-        Ok(Err(_)) => ApiError::internal("handler panicked").into_response(),
-        Err(_) => ApiError::unavailable("the request took too long").into_response(),
-    };
-    let status = status_label(res.status());
-    if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
-        tracing::error!(route, method, status, error = %detail, "request failed");
-    }
-    let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!("kurz_http_requests_total", &labels).increment(1);
-    metrics::histogram!("kurz_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
-    res
-}
 
 /// `X-RateLimit-*` headers, on every limited response (allowed or not).
 pub fn rate_headers(headers: &mut HeaderMap, d: &Decision) {

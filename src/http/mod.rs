@@ -7,6 +7,7 @@
 pub mod error;
 pub mod extract;
 pub mod middleware;
+pub mod observe;
 pub mod openapi;
 pub mod ops;
 pub mod redirect;
@@ -51,6 +52,5 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{code}", get(redirect::redirect))
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(from_fn_with_state(state.clone(), middleware::observe))
         .with_state(state)
 }

@@ -79,13 +79,7 @@ async fn injection_strings_in_every_create_field_are_4xx() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["metadata"]["k"], *s);
         let code = body["short_code"].as_str().unwrap().to_owned();
-        let res = app
-            .client
-            .delete(app.url(&format!("/api/v1/urls/{code}")))
-            .header("X-API-Key", ADMIN_KEY)
-            .send()
-            .await
-            .unwrap();
+        let res = app.delete(&code, ADMIN_KEY).await;
         assert_eq!(res.status(), 204);
     }
     existing_links_still_work(&app, &links).await;

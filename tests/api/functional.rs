@@ -143,10 +143,7 @@ async fn f05_redirect_type_301_per_link() {
             &json!({ "original_url": "https://example.com/p", "redirect_type": 301 }),
         )
         .await;
-    let code = res.json::<Value>().await.unwrap()["short_code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = short_code(res).await;
     let res = app.get(&format!("/{code}"), None).await;
     assert_eq!(res.status(), 301);
     assert_eq!(location(&res), "https://example.com/p");
@@ -163,10 +160,7 @@ async fn f06_redirect_expired_is_410_expired() {
         )
         .await;
     assert_eq!(res.status(), 201);
-    let code = res.json::<Value>().await.unwrap()["short_code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = short_code(res).await;
     // Served (and cached) while valid…
     assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -280,14 +274,7 @@ async fn f08_bulk_all_valid_is_201_in_input_order() {
     let urls: Vec<Value> = (0..50)
         .map(|i| json!({ "original_url": format!("https://example.com/{i}") }))
         .collect();
-    let res = app
-        .client
-        .post(app.url("/api/v1/urls/bulk"))
-        .header("X-API-Key", ADMIN_KEY)
-        .json(&json!({ "urls": urls }))
-        .send()
-        .await
-        .unwrap();
+    let res = app.bulk(Some(ADMIN_KEY), &json!({ "urls": urls })).await;
     assert_eq!(res.status(), 201);
     let body: Value = res.json().await.unwrap();
     let results = body["results"].as_array().unwrap();
@@ -354,13 +341,7 @@ async fn f08_bulk_empty_or_over_1000_is_400() {
         .map(|_| json!({ "original_url": "https://example.com" }))
         .collect();
     for urls in [json!([]), json!(too_many)] {
-        let res = app
-            .client
-            .post(app.url("/api/v1/urls/bulk"))
-            .json(&json!({ "urls": urls }))
-            .send()
-            .await
-            .unwrap();
+        let res = app.bulk(None, &json!({ "urls": urls })).await;
         assert_eq!(res.status(), 400);
         assert_eq!(error_code(res).await, "INVALID_REQUEST");
     }
@@ -473,23 +454,11 @@ async fn f10_delete_is_204_then_404_and_the_code_is_never_reissued() {
     )
     .await;
     assert_eq!(app.get("/gone1", None).await.status(), 302);
-    let res = app
-        .client
-        .delete(app.url("/api/v1/urls/gone1"))
-        .header("X-API-Key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = app.delete("gone1", ADMIN_KEY).await;
     assert_eq!(res.status(), 204);
     assert_eq!(app.get("/gone1", None).await.status(), 404);
     assert_eq!(app.get("/api/v1/urls/gone1", Some(ADMIN_KEY)).await.status(), 404);
-    let res = app
-        .client
-        .delete(app.url("/api/v1/urls/gone1"))
-        .header("X-API-Key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = app.delete("gone1", ADMIN_KEY).await;
     assert_eq!(res.status(), 404);
     // Not reissued, even as an alias.
     let res = app

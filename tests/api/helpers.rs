@@ -102,6 +102,23 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    pub async fn bulk(&self, key: Option<&str>, body: &Value) -> Response {
+        let mut req = self.client.post(self.url("/api/v1/urls/bulk")).json(body);
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn delete(&self, code: &str, key: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/api/v1/urls/{code}")))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn patch(&self, code: &str, key: &str, body: &Value) -> Response {
         self.client
             .patch(self.url(&format!("/api/v1/urls/{code}")))
@@ -142,6 +159,12 @@ pub async fn error_code(res: Response) -> String {
         "error message: {body}"
     );
     obj["code"].as_str().expect("code").to_owned()
+}
+
+/// The `short_code` of a create response.
+pub async fn short_code(res: Response) -> String {
+    let body: Value = res.json().await.unwrap();
+    body["short_code"].as_str().unwrap().to_owned()
 }
 
 pub fn location(res: &Response) -> String {

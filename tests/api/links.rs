@@ -19,12 +19,7 @@ async fn list_pages_newest_first_with_a_cursor() {
                 &json!({ "original_url": format!("https://example.com/{i}") }),
             )
             .await;
-        created.push(
-            res.json::<Value>().await.unwrap()["short_code"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        created.push(short_code(res).await);
     }
     app.create_code("https://example.com/admins-own").await;
     let mut seen = Vec::new();
@@ -168,10 +163,7 @@ async fn metadata_round_trips_and_is_bounded() {
             &json!({ "original_url": "https://example.com", "metadata": meta }),
         )
         .await;
-    let code = res.json::<Value>().await.unwrap()["short_code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let code = short_code(res).await;
     let info: Value = app
         .get(&format!("/api/v1/urls/{code}"), Some(ADMIN_KEY))
         .await
