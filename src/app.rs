@@ -10,13 +10,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::auth::Auth;
-use crate::cache::LinkCache;
+use crate::cache::l2::INVALIDATION_CHANNEL;
+use crate::cache::{LinkCache, RedisCache};
 use crate::config::Config;
 use crate::domain::target_url::host_of;
 use crate::http::server::{ServerSettings, serve, shutdown_signal};
 use crate::keygen::KeyGenerator;
 use crate::limits::{Idempotency, RateLimiter};
 use crate::links::LinkService;
+use crate::redis::Redis;
 use crate::store::{self, Store, StoreError};
 
 /// Idempotency records are honoured this long (DESIGN.md §3).
@@ -32,6 +34,8 @@ pub struct AppState {
     pub keygen: Arc<KeyGenerator>,
     pub auth: Auth,
     pub limiter: RateLimiter,
+    /// Shared cache, rate limits and invalidation bus; `None` without `KURZ_REDIS_URL`.
+    pub redis: Option<Arc<Redis>>,
     pub idempotency: Idempotency,
     pub metrics: PrometheusHandle,
 }
@@ -81,8 +85,15 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let metrics = crate::telemetry::metrics_handle();
         let store = store::connect(&config).await?;
-        if config.auto_migrate {
+        if config.auto_migrate() {
             store.migrate().await?;
+        } else {
+            let pending = store.pending_migrations().await?;
+            if pending > 0 {
+                return Err(StartupError::Config(format!(
+                    "the database has {pending} pending migration(s): run `kurz migrate` first"
+                )));
+            }
         }
         let keygen = Arc::new(KeyGenerator::new(
             kgs_key(&config, store.as_ref()).await?,
@@ -106,17 +117,45 @@ impl Application {
         let generated_admin_key = auth
             .bootstrap_admin(config.admin_api_key.as_ref().map(|s| s.expose()))
             .await?;
+        let redis = match &config.redis_url {
+            Some(url) => Some(Arc::new(
+                Redis::new(url.expose(), &config.redis_prefix)
+                    .map_err(|e| StartupError::Config(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let l2 = redis.as_ref().map(|r| {
+            Arc::new(RedisCache::new(
+                r.clone(),
+                Duration::from_secs(config.redis_cache_ttl_secs),
+            ))
+        });
+        if let Some(redis) = &redis {
+            // Every instance drops a changed link from its L1 as soon as it hears of it,
+            // and reads it from the primary for a while (replicas may lag).
+            let (on_msg_cache, on_msg_store, on_reconnect) = (cache.clone(), store.clone(), cache.clone());
+            redis.spawn_subscriber(
+                INVALIDATION_CHANNEL,
+                move |code| {
+                    on_msg_cache.invalidate(&code);
+                    on_msg_store.note_changed(&code);
+                },
+                move || on_reconnect.clear(),
+            );
+        }
         let links = LinkService::new(
             store.clone(),
             keygen.clone(),
             cache,
+            l2,
             host_of(&config.public_base_url),
         );
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartupError::Bind(config.listen, e))?;
         let state = Arc::new(AppState {
-            limiter: RateLimiter::new(config.tier_limits()),
+            limiter: RateLimiter::new(config.tier_limits(), redis.clone()),
+            redis,
             idempotency: Idempotency::new(store.clone(), IDEMPOTENCY_TTL, IDEMPOTENCY_WAIT),
             config,
             store,

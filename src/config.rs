@@ -93,9 +93,62 @@ pub struct Config {
     )]
     pub database_read_connections: u32,
 
-    /// Run pending migrations when the service starts (`kurz migrate` does it alone).
-    #[arg(long, env = "KURZ_AUTO_MIGRATE", default_value_t = true, action = ArgAction::Set, global = true)]
-    pub auto_migrate: bool,
+    /// PostgreSQL read replicas (comma list of URLs). Redirect and key lookups read
+    /// there; anything just written is read from the primary.
+    #[arg(long, env = "KURZ_DATABASE_READ_URLS", value_delimiter = ',', global = true)]
+    pub database_read_urls: Vec<String>,
+
+    /// Most connections per PostgreSQL pool (primary, and each replica).
+    #[arg(
+        long,
+        env = "KURZ_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub database_max_connections: u32,
+
+    /// Connections each PostgreSQL pool keeps open when idle.
+    #[arg(
+        long,
+        env = "KURZ_DATABASE_MIN_CONNECTIONS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub database_min_connections: u32,
+
+    /// Milliseconds a request waits for a PostgreSQL connection before the database
+    /// counts as unavailable (503).
+    #[arg(
+        long,
+        env = "KURZ_DATABASE_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub database_acquire_timeout_ms: u64,
+
+    /// Run pending migrations at start. Default: yes for SQLite; for PostgreSQL no:
+    /// run `kurz migrate` once, and `serve` refuses to start while migrations are pending.
+    #[arg(long, env = "KURZ_AUTO_MIGRATE", global = true)]
+    pub auto_migrate: Option<bool>,
+
+    /// Redis for the shared L2 cache, distributed rate limits and cross-instance
+    /// invalidation: `redis://host:port`, or a cluster as `redis+cluster://h1:p1,h2:p2`
+    /// (or a comma list of `redis://` URLs). Unset: L1 only, per-instance limits.
+    #[arg(long, env = "KURZ_REDIS_URL", hide_env_values = true, global = true)]
+    pub redis_url: Option<Secret>,
+
+    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
+    #[arg(long, env = "KURZ_REDIS_PREFIX", default_value = "kurz:", global = true)]
+    pub redis_prefix: String,
+
+    /// Seconds a link stays in the Redis L2 cache.
+    #[arg(
+        long,
+        env = "KURZ_REDIS_CACHE_TTL_SECS",
+        default_value_t = 3600,
+        global = true
+    )]
+    pub redis_cache_ttl_secs: u64,
 
     /// The base of every short URL handed out; its host may not be a link target.
     #[arg(
@@ -220,6 +273,14 @@ impl Config {
             Ok(o) => o.config,
             Err(e) => panic!("built-in defaults do not parse: {e}"),
         }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    pub fn auto_migrate(&self) -> bool {
+        self.auto_migrate.unwrap_or(self.is_sqlite())
     }
 
     pub fn tier_limits(&self) -> TierLimits {

@@ -7,8 +7,9 @@
 //! | `domain`    | pure types and rules: codes, aliases, target URLs, links, tiers    |
 //! | `keygen`    | the key generator: leased counter blocks → keyed permutation       |
 //! | `links`     | the link service: create / resolve / update / delete, group commit |
-//! | `store`     | the storage trait and one module per backend (`sqlite`)            |
-//! | `cache`     | the in-process L1 cache with negative caching and single-flight    |
+//! | `store`     | the storage trait, one module per backend (`sqlite`, `postgres`)   |
+//! | `cache`     | L1 (in-process, negative entries, single-flight), L2 (Redis)       |
+//! | `redis`     | the Redis connection (single or cluster) with a circuit breaker    |
 //! | `limits`    | per-caller token buckets and idempotency records                   |
 //! | `auth`      | API keys (hashed), JWTs, the admin bootstrap                       |
 //! | `http`      | routes, thin handlers, error mapping, OpenAPI, the accept loop     |
@@ -29,6 +30,7 @@ pub mod keygen;
 pub mod limits;
 pub mod links;
 pub mod qr;
+pub mod redis;
 pub mod store;
 pub mod telemetry;
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cache::{CachedLink, LinkCache};
+use crate::cache::{CachedLink, LinkCache, RedisCache};
 use crate::domain::link::{parse_future_instant, resolve_expiry};
 use crate::domain::stats::StatsRange;
 use crate::domain::{Alias, Caller, Invalid, Link, LinkState, Metadata, RedirectType, ShortCode, TargetUrl};
@@ -178,6 +178,8 @@ pub struct LinkService {
     store: Arc<dyn Store>,
     keygen: Arc<KeyGenerator>,
     cache: Arc<LinkCache>,
+    /// The shared L2 cache and invalidation bus, when Redis is configured.
+    l2: Option<Arc<RedisCache>>,
     /// kurz's own host: links pointing at it are refused.
     own_host: Option<String>,
     writer: mpsc::Sender<WriteJob>,
@@ -188,6 +190,7 @@ impl LinkService {
         store: Arc<dyn Store>,
         keygen: Arc<KeyGenerator>,
         cache: Arc<LinkCache>,
+        l2: Option<Arc<RedisCache>>,
         own_host: Option<String>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
@@ -196,8 +199,17 @@ impl LinkService {
             store,
             keygen,
             cache,
+            l2,
             own_host,
             writer: tx,
+        }
+    }
+
+    /// `code` changed: drop it here and, through Redis, everywhere else.
+    async fn changed(&self, code: &str) {
+        self.cache.invalidate(code);
+        if let Some(l2) = &self.l2 {
+            l2.invalidate(code).await;
         }
     }
 
@@ -250,7 +262,8 @@ impl LinkService {
                 .write(draft.with_code(alias.clone()))
                 .await?
                 .ok_or(LinkError::AliasTaken)?;
-            self.cache.invalidate(created.code.as_str());
+            // Someone may have tried the alias before it existed: drop cached misses.
+            self.changed(created.code.as_str()).await;
             metrics::counter!("kurz_links_created_total").increment(1);
             return Ok(created);
         }
@@ -328,10 +341,26 @@ impl LinkService {
         let Some(code) = ShortCode::parse(code) else {
             return Err(LinkError::NotFound);
         };
-        let store = &self.store;
+        let (store, l2) = (&self.store, &self.l2);
+        let load = || async {
+            if let Some(l2) = l2
+                && let Some(hit) = l2.get(code.as_str()).await
+            {
+                return Ok(Some(hit));
+            }
+            let entry = store
+                .get_link(code.as_str())
+                .await?
+                .as_ref()
+                .and_then(CachedLink::from_link);
+            if let (Some(l2), Some(e)) = (l2, &entry) {
+                l2.put(code.as_str(), e).await;
+            }
+            Ok::<_, StoreError>(entry)
+        };
         let entry = self
             .cache
-            .get_or_load(code.as_str(), || async { store.get_link(code.as_str()).await })
+            .get_or_load(code.as_str(), load)
             .await?
             .ok_or(LinkError::NotFound)?;
         match entry.state(Utc::now()) {
@@ -399,14 +428,14 @@ impl LinkService {
             .update_link(link.code.as_str(), &patch)
             .await?
             .ok_or(LinkError::NotFound)?;
-        self.cache.invalidate(updated.code.as_str());
+        self.changed(updated.code.as_str()).await;
         Ok(updated)
     }
 
     pub async fn delete(&self, caller: &Caller, code: &str) -> Result<(), LinkError> {
         let link = self.owned(caller, code).await?;
         let deleted = self.store.delete_link(link.code.as_str()).await?;
-        self.cache.invalidate(link.code.as_str());
+        self.changed(link.code.as_str()).await;
         if deleted { Ok(()) } else { Err(LinkError::NotFound) }
     }
 

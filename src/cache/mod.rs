@@ -16,6 +16,10 @@ use chrono::{DateTime, Utc};
 use metrics::Counter;
 use quick_cache::sync::Cache;
 
+pub mod l2;
+
+pub use l2::RedisCache;
+
 use crate::domain::link::state_at;
 use crate::domain::{Link, LinkState, RedirectType};
 
@@ -80,7 +84,7 @@ impl LinkCache {
     pub async fn get_or_load<E, F, Fut>(&self, code: &str, load: F) -> Result<Option<Arc<CachedLink>>, E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<Link>, E>>,
+        Fut: Future<Output = Result<Option<CachedLink>, E>>,
     {
         let now = Instant::now();
         if let Some(slot) = self.map.get(code)
@@ -103,8 +107,7 @@ impl LinkCache {
                         // Unreachable: a guard is handed out at most once per call.
                         return Ok(None);
                     };
-                    let link = load().await?;
-                    let entry = link.as_ref().and_then(CachedLink::from_link).map(Arc::new);
+                    let entry = load().await?.map(Arc::new);
                     let ttl = if entry.is_some() {
                         self.ttl
                     } else {
@@ -127,6 +130,12 @@ impl LinkCache {
     pub fn invalidate(&self, code: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.map.remove(code);
+    }
+
+    /// Drops everything: after missing invalidations (a lost pub/sub connection).
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.map.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -168,7 +177,7 @@ mod tests {
             let got = cache
                 .get_or_load::<(), _, _>("abc", || async {
                     loads.fetch_add(1, Ordering::SeqCst);
-                    Ok(Some(link("https://a.example/")))
+                    Ok(CachedLink::from_link(&link("https://a.example/")))
                 })
                 .await
                 .unwrap();
@@ -177,7 +186,9 @@ mod tests {
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         cache.invalidate("abc");
         let got = cache
-            .get_or_load::<(), _, _>("abc", || async { Ok(Some(link("https://b.example/"))) })
+            .get_or_load::<(), _, _>("abc", || async {
+                Ok(CachedLink::from_link(&link("https://b.example/")))
+            })
             .await
             .unwrap();
         assert_eq!(got.unwrap().location, "https://b.example/");
@@ -189,7 +200,7 @@ mod tests {
         let loads = AtomicUsize::new(0);
         let load = || async {
             loads.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ()>(None)
+            Ok::<Option<CachedLink>, ()>(None)
         };
         assert!(cache.get_or_load("nope", load).await.unwrap().is_none());
         assert!(cache.get_or_load("nope", load).await.unwrap().is_none());
@@ -215,7 +226,7 @@ mod tests {
                     .get_or_load::<(), _, _>("abc", || async move {
                         loads.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok(Some(link("https://a.example/")))
+                        Ok(CachedLink::from_link(&link("https://a.example/")))
                     })
                     .await
                     .unwrap()
@@ -233,12 +244,14 @@ mod tests {
         let cache = LinkCache::new(100, Duration::from_secs(60), Duration::from_secs(5));
         assert!(
             cache
-                .get_or_load("abc", || async { Err::<Option<Link>, _>("down") })
+                .get_or_load("abc", || async { Err::<Option<CachedLink>, _>("down") })
                 .await
                 .is_err()
         );
         let got = cache
-            .get_or_load::<&str, _, _>("abc", || async { Ok(Some(link("https://a.example/"))) })
+            .get_or_load::<&str, _, _>("abc", || async {
+                Ok(CachedLink::from_link(&link("https://a.example/")))
+            })
             .await
             .unwrap();
         assert!(got.is_some());

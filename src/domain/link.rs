@@ -80,6 +80,10 @@ impl Metadata {
             let serde_json::Value::String(v) = v else {
                 return Err(Invalid::request(format!("metadata.{k} must be a string")));
             };
+            // NUL is the one character no text column (nor PostgreSQL's JSONB) can hold.
+            if k.contains('\0') || v.contains('\0') {
+                return Err(Invalid::request("metadata must not contain NUL characters"));
+            }
             size += k.len() + v.len();
             out.insert(k, v);
         }
@@ -233,6 +237,7 @@ mod tests {
         assert!(Metadata::from_json(json!({"a": {"b": "c"}})).is_err());
         assert!(Metadata::from_json(json!(["a"])).is_err());
         assert!(Metadata::from_json(json!({"a": "x".repeat(METADATA_MAX_BYTES)})).is_err());
+        assert!(Metadata::from_json(json!({"a": "nul\u{0}"})).is_err());
         let m = Metadata::from_json(json!({"k": "<script>"})).unwrap();
         assert_eq!(Metadata::from_stored(&m.to_json_string()), m);
     }

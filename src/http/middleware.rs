@@ -58,7 +58,7 @@ pub async fn api_gate(State(state): State<Arc<AppState>>, mut req: Request, next
             Err(e) => return e.into_response(),
         }
     };
-    let decision = state.limiter.check_api(&caller, ip);
+    let decision = state.limiter.check_api(&caller, ip).await;
     if let Some(d) = &decision
         && !d.allowed
     {

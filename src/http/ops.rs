@@ -22,13 +22,19 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, axum::Js
         Ok(Ok(()))
     );
     let kgs_ok = !state.keygen.is_degraded();
+    // Without Redis the cache is the in-process L1 alone, which cannot fail.
+    let cache_ok = match &state.redis {
+        Some(redis) => redis.ping().await,
+        None => true,
+    };
     let components = Components {
         database: if db_ok { "healthy" } else { "unhealthy" },
-        // The in-process L1 cache cannot fail on its own.
-        cache: "healthy",
+        cache: if cache_ok { "healthy" } else { "unhealthy" },
         kgs: if kgs_ok { "healthy" } else { "degraded" },
     };
-    let (code, status) = match (db_ok, kgs_ok) {
+    // Only the database is essential: without Redis or the KGS, kurz still serves
+    // (from L1 + store, with local rate limits and fallback codes).
+    let (code, status) = match (db_ok, cache_ok && kgs_ok) {
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
         (true, false) => (StatusCode::OK, "degraded"),
         (true, true) => (StatusCode::OK, "healthy"),

@@ -35,7 +35,7 @@ pub async fn redirect(State(state): State<Arc<AppState>>, req: Request) -> Respo
             req.headers(),
             &state.config.trusted_proxies,
         );
-        if let Some(d) = state.limiter.check_redirect(ip)
+        if let Some(d) = state.limiter.check_redirect(ip).await
             && !d.allowed
         {
             return rate_limited(&d);

@@ -14,7 +14,10 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter as Gcra};
 
+use std::sync::Arc;
+
 use crate::domain::{Caller, Tier};
+use crate::redis::Redis;
 
 /// Requests per minute per tier; 0 means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +97,42 @@ pub fn refill_secs(tokens: u32, limit: u32) -> u64 {
     (u64::from(tokens) * 60).div_ceil(u64::from(limit))
 }
 
+/// The distributed bucket: one key per caller, refilled continuously at
+/// `capacity` per minute, using Redis's clock so every instance agrees. One key per
+/// call, so it runs unchanged on a Redis Cluster (no hash tags needed).
+/// Returns {allowed, remaining, retry_after_ms, reset_ms}.
+const BUCKET_LUA: &str = r#"
+local cap = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = cap / 60000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = cap
+  ts = now
+end
+tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
+local allowed = 0
+local retry_ms = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+else
+  retry_ms = math.ceil((cost - tokens) / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], 61000)
+return {allowed, math.floor(tokens), retry_ms, math.ceil((cap - tokens) / rate)}
+"#;
+
 pub struct RateLimiter {
     clock: QuantaClock,
+    /// When set, buckets live in Redis and hold across instances; the local buckets
+    /// below are the fallback while Redis is unreachable.
+    redis: Option<(Arc<Redis>, redis::Script)>,
     limits: TierLimits,
     anonymous: Option<Bucket>,
     free: Option<Bucket>,
@@ -105,9 +142,10 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(limits: TierLimits) -> Self {
+    pub fn new(limits: TierLimits, redis: Option<Arc<Redis>>) -> Self {
         let clock = QuantaClock::default();
         Self {
+            redis: redis.map(|r| (r, redis::Script::new(BUCKET_LUA))),
             anonymous: Bucket::new(limits.anonymous, &clock),
             free: Bucket::new(limits.free, &clock),
             pro: Bucket::new(limits.pro, &clock),
@@ -122,26 +160,65 @@ impl RateLimiter {
         &self.limits
     }
 
-    /// Takes one token for an API request. `None` when the caller is unlimited.
-    pub fn check_api(&self, caller: &Caller, ip: IpAddr) -> Option<Decision> {
-        let (bucket, subject) = match caller {
-            Caller::Anonymous => (self.anonymous.as_ref(), Subject::Ip(ip)),
+    fn select(&self, caller: &Caller, ip: IpAddr) -> Option<(&Bucket, Subject, &'static str)> {
+        match caller {
+            Caller::Anonymous => Some((self.anonymous.as_ref()?, Subject::Ip(ip), "anon")),
             Caller::User { id, tier } => {
                 let bucket = match tier {
                     Tier::Free => self.free.as_ref(),
                     Tier::Pro => self.pro.as_ref(),
                     Tier::Enterprise => self.enterprise.as_ref(),
                     Tier::Admin => None,
-                };
-                (bucket, Subject::User(*id))
+                }?;
+                Some((bucket, Subject::User(*id), tier.as_str()))
             }
-        };
-        bucket.map(|b| self.check(b, &subject))
+        }
+    }
+
+    /// Takes one token for an API request. `None` when the caller is unlimited.
+    pub async fn check_api(&self, caller: &Caller, ip: IpAddr) -> Option<Decision> {
+        let (bucket, subject, scope) = self.select(caller, ip)?;
+        Some(self.check_shared(bucket, &subject, scope).await)
     }
 
     /// Takes one token for a redirect from `ip`. `None` when redirects are unlimited.
-    pub fn check_redirect(&self, ip: IpAddr) -> Option<Decision> {
-        self.redirect.as_ref().map(|b| self.check(b, &Subject::Ip(ip)))
+    pub async fn check_redirect(&self, ip: IpAddr) -> Option<Decision> {
+        let bucket = self.redirect.as_ref()?;
+        Some(self.check_shared(bucket, &Subject::Ip(ip), "redirect").await)
+    }
+
+    /// The per-instance check alone (what runs while Redis is down).
+    pub fn check_api_local(&self, caller: &Caller, ip: IpAddr) -> Option<Decision> {
+        let (bucket, subject, _) = self.select(caller, ip)?;
+        Some(self.check(bucket, &subject))
+    }
+
+    async fn check_shared(&self, bucket: &Bucket, subject: &Subject, scope: &str) -> Decision {
+        if let Some((redis, script)) = &self.redis {
+            let id = match subject {
+                Subject::Ip(ip) => ip.to_string(),
+                Subject::User(id) => id.to_string(),
+            };
+            let key = redis.key(&["rl", scope, &id]);
+            let args = [bucket.limit.to_string(), "1".to_owned()];
+            match redis.script::<(i64, i64, i64, i64)>(script, &[&key], &args).await {
+                Ok((allowed, remaining, retry_ms, reset_ms)) => {
+                    return Decision {
+                        allowed: allowed == 1,
+                        limit: bucket.limit,
+                        remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
+                        reset_secs: u64::try_from(reset_ms.max(0)).unwrap_or(0).div_ceil(1000),
+                        retry_after_secs: if allowed == 1 {
+                            0
+                        } else {
+                            u64::try_from(retry_ms.max(1)).unwrap_or(1).div_ceil(1000)
+                        },
+                    };
+                }
+                Err(e) => tracing::debug!(error = %e, "redis rate limit unavailable; using the local bucket"),
+            }
+        }
+        self.check(bucket, subject)
     }
 
     fn check(&self, bucket: &Bucket, subject: &Subject) -> Decision {
@@ -205,26 +282,26 @@ mod tests {
 
     #[test]
     fn bucket_allows_limit_then_refuses_with_retry_after() {
-        let rl = RateLimiter::new(limits(5));
+        let rl = RateLimiter::new(limits(5), None);
         let alice = Caller::User {
             id: 1,
             tier: Tier::Free,
         };
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         for expected_remaining in (0..5).rev() {
-            let d = rl.check_api(&alice, ip).unwrap();
+            let d = rl.check_api_local(&alice, ip).unwrap();
             assert!(d.allowed);
             assert_eq!(d.limit, 5);
             assert_eq!(d.remaining, expected_remaining);
         }
-        let d = rl.check_api(&alice, ip).unwrap();
+        let d = rl.check_api_local(&alice, ip).unwrap();
         assert!(!d.allowed);
         assert_eq!(d.remaining, 0);
         // One token every 12 s at 5/min.
         assert!((1..=12).contains(&d.retry_after_secs), "{d:?}");
         // Another user has their own bucket.
         assert!(
-            rl.check_api(
+            rl.check_api_local(
                 &Caller::User {
                     id: 2,
                     tier: Tier::Free
@@ -238,16 +315,16 @@ mod tests {
 
     #[test]
     fn anonymous_is_keyed_by_ip_and_admin_is_unlimited() {
-        let rl = RateLimiter::new(limits(5));
+        let rl = RateLimiter::new(limits(5), None);
         let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
         for _ in 0..3 {
-            assert!(rl.check_api(&Caller::Anonymous, a).unwrap().allowed);
+            assert!(rl.check_api_local(&Caller::Anonymous, a).unwrap().allowed);
         }
-        assert!(!rl.check_api(&Caller::Anonymous, a).unwrap().allowed);
-        assert!(rl.check_api(&Caller::Anonymous, b).unwrap().allowed);
+        assert!(!rl.check_api_local(&Caller::Anonymous, a).unwrap().allowed);
+        assert!(rl.check_api_local(&Caller::Anonymous, b).unwrap().allowed);
         assert!(
-            rl.check_api(
+            rl.check_api_local(
                 &Caller::User {
                     id: 9,
                     tier: Tier::Admin
@@ -260,10 +337,10 @@ mod tests {
 
     #[test]
     fn zero_means_unlimited() {
-        let rl = RateLimiter::new(limits(0));
+        let rl = RateLimiter::new(limits(0), None);
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         assert!(
-            rl.check_api(
+            rl.check_api_local(
                 &Caller::User {
                     id: 1,
                     tier: Tier::Free
@@ -272,7 +349,7 @@ mod tests {
             )
             .is_none()
         );
-        assert!(rl.check_redirect(ip).is_none());
+        assert!(rl.redirect.is_none());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The store contract: everything kurz keeps durably, behind one trait.
 //!
-//! Each backend lives in its own module (`sqlite` today; PostgreSQL implements the
-//! same trait) and passes the same conformance suite (`tests/store_conformance.rs`).
+//! Each backend lives in its own module (`sqlite`, the embedded default; `postgres`,
+//! for production) and passes the same conformance suite
+//! (`tests/store_conformance.rs`).
 //! Nothing outside this folder writes SQL, and nothing here knows about HTTP.
 
 use async_trait::async_trait;
@@ -9,8 +10,10 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::{PgStore, PoolBounds};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -84,6 +87,12 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or upgrades the schema.
     async fn migrate(&self) -> StoreResult<()>;
 
+    /// How many known migrations the database has not applied yet.
+    async fn pending_migrations(&self) -> StoreResult<usize>;
+
+    /// Another instance changed `code`: read it from the freshest source for a while.
+    fn note_changed(&self, _code: &str) {}
+
     /// Checks the database answers; used by `/health`.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -130,17 +139,28 @@ pub trait Store: Send + Sync + 'static {
     async fn idempotency_complete(&self, key: &str, status: u16, body: &[u8]) -> StoreResult<()>;
     /// Forgets a claim whose request failed in a retryable way, so a retry can run.
     async fn idempotency_release(&self, key: &str) -> StoreResult<()>;
+    /// Drops records created before `before`; returns how many.
+    async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
-/// Opens the store named by `KURZ_DATABASE_URL`.
+/// Opens the store named by `KURZ_DATABASE_URL` (and `KURZ_DATABASE_READ_URLS`).
 pub async fn connect(config: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn Store>> {
     let url = config.database_url.as_str();
     if url.starts_with("sqlite:") {
         let store = SqliteStore::connect(url, config.database_read_connections).await?;
         return Ok(std::sync::Arc::new(store));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let bounds = PoolBounds {
+            max_connections: config.database_max_connections,
+            min_connections: config.database_min_connections,
+            acquire_timeout: std::time::Duration::from_millis(config.database_acquire_timeout_ms),
+        };
+        let store = PgStore::connect(url, &config.database_read_urls, bounds).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
     Err(StoreError::Other(format!(
-        "unsupported KURZ_DATABASE_URL scheme in {:?}; this build supports sqlite://FILE",
+        "unsupported KURZ_DATABASE_URL scheme {:?}; use sqlite://FILE or postgres://…",
         url.split(':').next().unwrap_or("")
     )))
 }

@@ -68,7 +68,17 @@ async fn injection_strings_in_every_create_field_are_4xx() {
             );
         }
         // As metadata *values* they are plain strings: stored and returned verbatim,
-        // never interpreted.
+        // never interpreted. (NUL is refused: no text column can hold it.)
+        if s.contains('\0') {
+            let res = app
+                .create(
+                    Some(ADMIN_KEY),
+                    &json!({ "original_url": "https://example.com/m", "metadata": { "k": s } }),
+                )
+                .await;
+            assert_eq!(res.status(), 400);
+            continue;
+        }
         let res = app
             .create(
                 Some(ADMIN_KEY),

@@ -1,19 +1,32 @@
 //! `spawn_app()`: one real server per test, on `127.0.0.1:0`, with its own database.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kurz::{Application, Config};
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
 
+use crate::support;
+
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 pub const BASE: &str = "http://kurz.test";
+
+/// Which store a test app runs on: SQLite by default, PostgreSQL + Redis when the
+/// suite is re-run with `KURZ_TEST_BACKEND=postgres` (scripts/test.sh does both).
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
 
 pub struct TestApp {
     pub addr: String,
     pub client: Client,
-    pub db_path: PathBuf,
-    _dir: tempfile::TempDir,
+    pub backend: Backend,
+    /// The configuration this instance runs with; `twin()` starts another with it.
+    pub config: Config,
+    _dir: Option<std::sync::Arc<tempfile::TempDir>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -36,22 +49,64 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(|_| {}).await
 }
 
-/// Rate limits are off unless a test turns them on, so tests can't trip each other.
-pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    init_logs();
-    let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("kurz.db");
+pub fn on_postgres() -> bool {
+    std::env::var("KURZ_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+fn unique_prefix() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "kurz-test-{}-{}:",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A configuration for a fresh test instance on a fresh database. Rate limits are
+/// off unless a test turns them on, so tests can't trip each other.
+pub async fn test_config() -> (Config, Backend, Option<std::sync::Arc<tempfile::TempDir>>) {
     let mut config = Config::defaults();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database_url = format!("sqlite://{}", db_path.display());
     config.public_base_url = BASE.into();
     config.admin_api_key = Some(ADMIN_KEY.parse().unwrap());
     config.rate_limit_anonymous = 0;
     config.rate_limit_free = 0;
     config.rate_limit_pro = 0;
     config.rate_limit_enterprise = 0;
+    if on_postgres() {
+        let admin = support::server("KURZ_TEST_PG").expect("KURZ_TEST_BACKEND=postgres needs KURZ_TEST_PG");
+        let redis =
+            support::server("KURZ_TEST_REDIS").expect("KURZ_TEST_BACKEND=postgres needs KURZ_TEST_REDIS");
+        let url = support::fresh_pg_database(&admin).await;
+        config.database_url = url.clone();
+        config.auto_migrate = Some(true);
+        config.database_max_connections = 8;
+        config.database_min_connections = 0;
+        config.redis_url = Some(redis.parse().unwrap());
+        config.redis_prefix = unique_prefix();
+        (config, Backend::Postgres(url), None)
+    } else {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("kurz.db");
+        config.database_url = format!("sqlite://{}", db_path.display());
+        (config, Backend::Sqlite(db_path), Some(std::sync::Arc::new(dir)))
+    }
+}
+
+pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let (mut config, backend, dir) = test_config().await;
     adjust(&mut config);
-    let app = Application::build(config).await.expect("app builds");
+    start(config, backend, dir).await
+}
+
+/// Starts an instance with exactly this configuration.
+pub async fn start(
+    config: Config,
+    backend: Backend,
+    dir: Option<std::sync::Arc<tempfile::TempDir>>,
+) -> TestApp {
+    init_logs();
+    let app = Application::build(config.clone()).await.expect("app builds");
     let addr = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async {
@@ -64,13 +119,37 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     TestApp {
         addr,
         client,
-        db_path,
+        backend,
+        config,
         _dir: dir,
         stop: Some(stop),
     }
 }
 
 impl TestApp {
+    /// Another instance on the same database (and Redis), as behind a load balancer.
+    pub async fn twin(&self) -> TestApp {
+        start(self.config.clone(), self.backend.clone(), self._dir.clone()).await
+    }
+
+    /// Runs one SQL statement on the app's database, behind its back.
+    pub async fn sql(&self, statement: &'static str) {
+        match &self.backend {
+            Backend::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                sqlx::query(statement).execute(&pool).await.unwrap();
+            }
+            Backend::Postgres(url) => {
+                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+                    .await
+                    .unwrap();
+                sqlx::query(statement).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.addr, path)
     }

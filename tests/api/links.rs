@@ -110,13 +110,7 @@ async fn c04_kgs_cannot_lease_so_creates_use_random_fallback_codes() {
     // the store refuses every lease, exactly as when the KGS table is unusable.
     let app = spawn_with(|c| c.kgs_block_size = 2).await;
     let first = app.create_code("https://example.com/before").await;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path.display()))
-        .await
-        .unwrap();
-    sqlx::query("UPDATE kgs_counter SET next_value = 3521614606208")
-        .execute(&pool)
-        .await
-        .unwrap();
+    app.sql("UPDATE kgs_counter SET next_value = 3521614606208").await;
     let health: Value = app.get("/health", None).await.json().await.unwrap();
     assert_eq!(health["components"]["kgs"], "healthy");
     let mut codes = HashSet::from([first]);

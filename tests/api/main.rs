@@ -6,9 +6,12 @@
 mod auth;
 mod bad_input;
 mod functional;
+#[allow(dead_code)]
 mod helpers;
 mod idempotency;
 mod links;
 mod ops;
 mod rate_limits;
 mod shutdown;
+#[path = "../support/mod.rs"]
+mod support;

@@ -1,0 +1,98 @@
+//! The L2 cache in Redis, shared by every instance (DESIGN.md §4): an L1 miss asks
+//! here before the store, so a link is read from the database about once per TTL for
+//! the whole fleet rather than once per instance. Changes are pushed to every
+//! instance's L1 over pub/sub (`kurz:invalidate`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+use serde::{Deserialize, Serialize};
+
+use super::CachedLink;
+use crate::domain::RedirectType;
+use crate::redis::Redis;
+
+pub const INVALIDATION_CHANNEL: &str = "invalidate";
+
+/// The stored form: short field names, since there may be millions of these.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    u: String,
+    r: u16,
+    /// Expiry, milliseconds since the epoch.
+    e: Option<i64>,
+    a: bool,
+}
+
+pub struct RedisCache {
+    redis: Arc<Redis>,
+    ttl: Duration,
+}
+
+impl RedisCache {
+    pub fn new(redis: Arc<Redis>, ttl: Duration) -> Self {
+        Self { redis, ttl }
+    }
+
+    fn key(&self, code: &str) -> String {
+        self.redis.key(&["link", code])
+    }
+
+    /// `None` on a miss and when Redis is unavailable (the caller asks the store).
+    pub async fn get(&self, code: &str) -> Option<CachedLink> {
+        let raw: Option<String> = self
+            .redis
+            .query(redis::cmd("GET").arg(self.key(code)))
+            .await
+            .ok()?;
+        let s: Stored = serde_json::from_str(&raw?).ok()?;
+        Some(CachedLink {
+            location: axum::http::HeaderValue::from_str(&s.u).ok()?,
+            redirect_type: if s.r == 301 {
+                RedirectType::Permanent
+            } else {
+                RedirectType::Temporary
+            },
+            expires_at: s.e.and_then(DateTime::from_timestamp_millis),
+            is_active: s.a,
+        })
+    }
+
+    pub async fn put(&self, code: &str, link: &CachedLink) {
+        let Ok(url) = link.location.to_str() else { return };
+        let stored = Stored {
+            u: url.to_owned(),
+            r: link.redirect_type.status(),
+            e: link.expires_at.map(|t| t.timestamp_millis()),
+            a: link.is_active,
+        };
+        let Ok(json) = serde_json::to_string(&stored) else {
+            return;
+        };
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(code))
+            .arg(json)
+            .arg("EX")
+            .arg(self.ttl.as_secs().max(1));
+        let _ = self.redis.query::<()>(&cmd).await;
+    }
+
+    /// Removes `code` from L2 and tells every instance to drop it from L1. A second
+    /// delete a moment later removes a stale copy that a concurrent miss elsewhere may
+    /// have written back from the old row (the "delayed double delete").
+    pub async fn invalidate(self: &Arc<Self>, code: &str) {
+        let key = self.key(code);
+        let _ = self.redis.query::<()>(redis::cmd("DEL").arg(&key)).await;
+        let channel = self.redis.key(&[INVALIDATION_CHANNEL]);
+        let _ = self
+            .redis
+            .query::<()>(redis::cmd("PUBLISH").arg(channel).arg(code))
+            .await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let _ = this.redis.query::<()>(redis::cmd("DEL").arg(key)).await;
+        });
+    }
+}

@@ -1,0 +1,484 @@
+//! The PostgreSQL store: the production backend, with optional read replicas.
+//!
+//! Writes and anything that must be current go to the primary. Redirect lookups and
+//! API-key lookups go to a replica (round robin), with two rules that give
+//! read-your-writes: a code this instance created or changed in the last few seconds
+//! is read from the primary, and a replica that does not know a code is never
+//! believed — the primary is asked before answering "not found". So a redirect right
+//! after a create never 404s because a replica lags.
+//!
+//! Creates arrive grouped by the link service's group commit and are written with one
+//! multi-row `INSERT … SELECT FROM UNNEST(…)`: one round trip per group.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use quick_cache::sync::Cache;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+
+use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
+use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long after a write this instance reads a code from the primary. Replica lag
+/// beyond this is caught by the "replica miss → primary" rule for creates; for
+/// updates, cross-instance invalidations also mark the code (see `note_changed`).
+const READ_YOUR_WRITES: Duration = Duration::from_secs(10);
+
+macro_rules! link_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT code, id, original_url, owner_id, created_at, expires_at, is_active, ",
+            "redirect_type, metadata::text AS metadata, click_count, last_accessed_at FROM links ",
+            $tail
+        )
+    };
+}
+
+pub struct PgStore {
+    primary: PgPool,
+    replicas: Vec<PgPool>,
+    next_replica: AtomicUsize,
+    /// Codes written recently by this instance (or announced as changed by another).
+    recent: Cache<String, Instant>,
+}
+
+/// Pool settings shared by the primary and the replicas.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolBounds {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// How long a request waits for a connection before the store counts as down.
+    pub acquire_timeout: Duration,
+}
+
+async fn pool(url: &str, bounds: PoolBounds) -> StoreResult<PgPool> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Other(format!("bad PostgreSQL URL: {e}")))?
+        .application_name("kurz");
+    // connect_lazy: kurz starts (and serves cached links) even while the database is
+    // down; the pool connects on first use and reconnects by itself afterwards.
+    Ok(PgPoolOptions::new()
+        .max_connections(bounds.max_connections)
+        .min_connections(bounds.min_connections)
+        .acquire_timeout(bounds.acquire_timeout)
+        .connect_lazy_with(options))
+}
+
+impl PgStore {
+    pub async fn connect(primary: &str, replicas: &[String], bounds: PoolBounds) -> StoreResult<Self> {
+        let mut replica_pools = Vec::with_capacity(replicas.len());
+        for r in replicas {
+            replica_pools.push(pool(r, bounds).await?);
+        }
+        Ok(Self {
+            primary: pool(primary, bounds).await?,
+            replicas: replica_pools,
+            next_replica: AtomicUsize::new(0),
+            recent: Cache::new(100_000),
+        })
+    }
+
+    fn replica(&self) -> Option<&PgPool> {
+        if self.replicas.is_empty() {
+            return None;
+        }
+        let i = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
+        self.replicas.get(i)
+    }
+
+    fn wrote(&self, code: &str) {
+        self.recent.insert(code.to_owned(), Instant::now());
+    }
+
+    fn recently_written(&self, code: &str) -> bool {
+        self.recent
+            .get(code)
+            .is_some_and(|t| t.elapsed() < READ_YOUR_WRITES)
+    }
+
+    /// Runs a by-key read on a replica if allowed, falling back to the primary when
+    /// the replica has no answer (it may lag) or cannot be reached.
+    async fn read_fresh<T, F, Fut>(&self, prefer_primary: bool, query: F) -> StoreResult<Option<T>>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: std::future::Future<Output = StoreResult<Option<T>>>,
+    {
+        if !prefer_primary && let Some(replica) = self.replica() {
+            match query(replica.clone()).await {
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "replica read failed; asking the primary"),
+            }
+        }
+        query(self.primary.clone()).await
+    }
+}
+
+fn is_connection_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // Class 08: connection exceptions; 57P0x: shutting down / cannot connect
+            // now; 53300: too many connections.
+            c.starts_with("08") || c.starts_with("57P0") || c == "53300"
+        }),
+        _ => false,
+    }
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ if is_connection_error(&e) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+fn link_from_row(row: &PgRow) -> StoreResult<Link> {
+    let get = |e: sqlx::Error| StoreError::Other(format!("bad link row: {e}"));
+    let code: String = row.try_get("code").map_err(get)?;
+    let redirect: i16 = row.try_get("redirect_type").map_err(get)?;
+    let metadata: String = row.try_get("metadata").map_err(get)?;
+    Ok(Link {
+        id: row.try_get("id").map_err(get)?,
+        code: ShortCode::parse(&code)
+            .ok_or_else(|| StoreError::Other(format!("bad stored code {code:?}")))?,
+        original_url: TargetUrl::from_trusted(row.try_get("original_url").map_err(get)?),
+        owner_id: row.try_get("owner_id").map_err(get)?,
+        created_at: row.try_get("created_at").map_err(get)?,
+        expires_at: row.try_get("expires_at").map_err(get)?,
+        is_active: row.try_get("is_active").map_err(get)?,
+        redirect_type: if redirect == 301 {
+            RedirectType::Permanent
+        } else {
+            RedirectType::Temporary
+        },
+        metadata: Metadata::from_stored(&metadata),
+        click_count: row.try_get("click_count").map_err(get)?,
+        last_accessed_at: row.try_get("last_accessed_at").map_err(get)?,
+    })
+}
+
+fn user_from_row(row: &PgRow) -> StoreResult<User> {
+    let get = |e: sqlx::Error| StoreError::Other(format!("bad user row: {e}"));
+    let tier: String = row.try_get("tier").map_err(get)?;
+    Ok(User {
+        id: row.try_get("id").map_err(get)?,
+        email: row.try_get("email").map_err(get)?,
+        tier: Tier::parse(&tier).map_err(|e| StoreError::Other(e.message))?,
+        created_at: row.try_get("created_at").map_err(get)?,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        // sqlx takes an advisory lock, so instances starting together migrate once.
+        MIGRATOR
+            .run(&self.primary)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+    }
+
+    async fn pending_migrations(&self) -> StoreResult<usize> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.primary)
+            .await
+            .map_err(map_err)?;
+        let applied: Vec<i64> = if exists {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.primary)
+                .await
+                .map_err(map_err)?
+        } else {
+            Vec::new()
+        };
+        Ok(MIGRATOR.iter().filter(|m| !applied.contains(&m.version)).count())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.primary)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn note_changed(&self, code: &str) {
+        self.wrote(code);
+    }
+
+    async fn insert_links(&self, links: &[NewLink]) -> StoreResult<Vec<Option<Link>>> {
+        let codes: Vec<&str> = links.iter().map(|l| l.code.as_str()).collect();
+        let urls: Vec<&str> = links.iter().map(|l| l.original_url.as_str()).collect();
+        let owners: Vec<Option<i64>> = links.iter().map(|l| l.owner_id).collect();
+        let created: Vec<DateTime<Utc>> = links.iter().map(|l| l.created_at).collect();
+        let expires: Vec<Option<DateTime<Utc>>> = links.iter().map(|l| l.expires_at).collect();
+        let redirects: Vec<i16> = links.iter().map(|l| l.redirect_type.status() as i16).collect();
+        let metadata: Vec<String> = links.iter().map(|l| l.metadata.to_json_string()).collect();
+        let rows = sqlx::query(
+            "INSERT INTO links (code, original_url, owner_id, created_at, expires_at, redirect_type, metadata) \
+             SELECT c, u, o, ca, e, r, m::jsonb \
+             FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::timestamptz[], $5::timestamptz[], \
+                         $6::int2[], $7::text[]) AS t(c, u, o, ca, e, r, m) \
+             ON CONFLICT (code) DO NOTHING RETURNING code, id",
+        )
+        .bind(&codes)
+        .bind(&urls)
+        .bind(&owners)
+        .bind(&created)
+        .bind(&expires)
+        .bind(&redirects)
+        .bind(&metadata)
+        .fetch_all(&self.primary)
+        .await
+        .map_err(map_err)?;
+        let mut ids = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let code: String = row.try_get("code").map_err(map_err)?;
+            let id: i64 = row.try_get("id").map_err(map_err)?;
+            ids.insert(code, id);
+        }
+        // A code inserted twice in one group (two equal aliases in a bulk) was
+        // written once: the first item gets it, later ones see a conflict.
+        Ok(links
+            .iter()
+            .map(|l| {
+                let id = ids.remove(l.code.as_str())?;
+                self.wrote(l.code.as_str());
+                Some(Link {
+                    id,
+                    code: l.code.clone(),
+                    original_url: l.original_url.clone(),
+                    owner_id: l.owner_id,
+                    created_at: l.created_at,
+                    expires_at: l.expires_at,
+                    is_active: true,
+                    redirect_type: l.redirect_type,
+                    metadata: l.metadata.clone(),
+                    click_count: 0,
+                    last_accessed_at: None,
+                })
+            })
+            .collect())
+    }
+
+    async fn get_link(&self, code: &str) -> StoreResult<Option<Link>> {
+        self.read_fresh(self.recently_written(code), |pool| async move {
+            let row = sqlx::query(link_select!("WHERE code = $1 AND deleted_at IS NULL"))
+                .bind(code)
+                .fetch_optional(&pool)
+                .await
+                .map_err(map_err)?;
+            row.as_ref().map(link_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>> {
+        let row = sqlx::query(concat!(
+            "UPDATE links SET ",
+            "original_url = COALESCE($1, original_url), ",
+            "expires_at = CASE WHEN $2 THEN $3 ELSE expires_at END, ",
+            "is_active = COALESCE($4, is_active), ",
+            "redirect_type = COALESCE($5, redirect_type), ",
+            "metadata = COALESCE($6::jsonb, metadata) ",
+            "WHERE code = $7 AND deleted_at IS NULL RETURNING ",
+            "code, id, original_url, owner_id, created_at, expires_at, is_active, ",
+            "redirect_type, metadata::text AS metadata, click_count, last_accessed_at"
+        ))
+        .bind(patch.original_url.as_ref().map(TargetUrl::as_str))
+        .bind(patch.expires_at.is_some())
+        .bind(patch.expires_at.flatten())
+        .bind(patch.is_active)
+        .bind(patch.redirect_type.map(|r| r.status() as i16))
+        .bind(patch.metadata.as_ref().map(Metadata::to_json_string))
+        .bind(code)
+        .fetch_optional(&self.primary)
+        .await
+        .map_err(map_err)?;
+        self.wrote(code);
+        row.as_ref().map(link_from_row).transpose()
+    }
+
+    async fn delete_link(&self, code: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE links SET deleted_at = now(), original_url = '', metadata = '{}', is_active = false \
+             WHERE code = $1 AND deleted_at IS NULL",
+        )
+        .bind(code)
+        .execute(&self.primary)
+        .await
+        .map_err(map_err)?;
+        self.wrote(code);
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_links(&self, owner_id: i64, before_id: Option<i64>, limit: u32) -> StoreResult<Vec<Link>> {
+        // The owner's own view: always current, so from the primary.
+        let rows = sqlx::query(link_select!(
+            "WHERE owner_id = $1 AND deleted_at IS NULL AND id < $2 ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(owner_id)
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.primary)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(link_from_row).collect()
+    }
+
+    async fn lease_block(&self, size: u64, max: u64) -> StoreResult<u64> {
+        let size = i64::try_from(size).map_err(|_| StoreError::Other("block too large".into()))?;
+        let max = i64::try_from(max).map_err(|_| StoreError::Other("bad counter bound".into()))?;
+        let start: Option<i64> = sqlx::query_scalar(
+            "UPDATE kgs_counter SET next_value = next_value + $1 \
+             WHERE id = 1 AND next_value + $1 <= $2 RETURNING next_value - $1",
+        )
+        .bind(size)
+        .bind(max)
+        .fetch_optional(&self.primary)
+        .await
+        .map_err(map_err)?;
+        let start = start.ok_or_else(|| StoreError::Other("code counter exhausted".into()))?;
+        u64::try_from(start).map_err(|_| StoreError::Other("negative counter".into()))
+    }
+
+    async fn setting_get_or_init(&self, name: &str, value: &str) -> StoreResult<String> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(value)
+            .execute(&self.primary)
+            .await
+            .map_err(map_err)?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.primary)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn create_user(&self, user: &NewUser) -> StoreResult<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (email, api_key_hash, tier) VALUES ($1, $2, $3) \
+             RETURNING id, email, tier, created_at",
+        )
+        .bind(&user.email)
+        .bind(&user.api_key_hash)
+        .bind(user.tier.as_str())
+        .fetch_one(&self.primary)
+        .await
+        .map_err(map_err)?;
+        user_from_row(&row)
+    }
+
+    async fn user_by_key_hash(&self, api_key_hash: &str) -> StoreResult<Option<User>> {
+        self.read_fresh(false, |pool| async move {
+            let row = sqlx::query("SELECT id, email, tier, created_at FROM users WHERE api_key_hash = $1")
+                .bind(api_key_hash)
+                .fetch_optional(&pool)
+                .await
+                .map_err(map_err)?;
+            row.as_ref().map(user_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn upsert_admin(&self, email: &str, api_key_hash: &str) -> StoreResult<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (email, api_key_hash, tier) VALUES ($1, $2, 'admin') \
+             ON CONFLICT (email) DO UPDATE SET api_key_hash = excluded.api_key_hash, tier = 'admin' \
+             RETURNING id, email, tier, created_at",
+        )
+        .bind(email)
+        .bind(api_key_hash)
+        .fetch_one(&self.primary)
+        .await
+        .map_err(map_err)?;
+        user_from_row(&row)
+    }
+
+    async fn has_admin(&self) -> StoreResult<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE tier = 'admin')")
+            .fetch_one(&self.primary)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn idempotency_claim(
+        &self,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+        fresh_after: DateTime<Utc>,
+    ) -> StoreResult<IdempotencyClaim> {
+        let claimed: Option<String> = sqlx::query_scalar(
+            "INSERT INTO idempotency_keys (key, request_hash, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
+             status = NULL, body = NULL, created_at = excluded.created_at \
+             WHERE idempotency_keys.created_at < $4 RETURNING key",
+        )
+        .bind(key)
+        .bind(request_hash)
+        .bind(now)
+        .bind(fresh_after)
+        .fetch_optional(&self.primary)
+        .await
+        .map_err(map_err)?;
+        if claimed.is_some() {
+            return Ok(IdempotencyClaim::Claimed);
+        }
+        let row = sqlx::query("SELECT request_hash, status, body FROM idempotency_keys WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.primary)
+            .await
+            .map_err(map_err)?;
+        let get = |e: sqlx::Error| StoreError::Other(format!("bad idempotency row: {e}"));
+        let status: Option<i16> = row.try_get("status").map_err(get)?;
+        let body: Option<Vec<u8>> = row.try_get("body").map_err(get)?;
+        Ok(IdempotencyClaim::Existing {
+            request_hash: row.try_get("request_hash").map_err(get)?,
+            response: status.map(|s| (u16::try_from(s).unwrap_or(500), body.unwrap_or_default())),
+        })
+    }
+
+    async fn idempotency_complete(&self, key: &str, status: u16, body: &[u8]) -> StoreResult<()> {
+        sqlx::query("UPDATE idempotency_keys SET status = $1, body = $2 WHERE key = $3")
+            .bind(status as i16)
+            .bind(body)
+            .bind(key)
+            .execute(&self.primary)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn idempotency_release(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND status IS NULL")
+            .bind(key)
+            .execute(&self.primary)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.primary)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+}

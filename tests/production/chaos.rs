@@ -1,0 +1,146 @@
+//! Outages, caused for real: the instance's only path to PostgreSQL or Redis runs
+//! through a `ChaosProxy`, which the test cuts and restores.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::proxy::{ChaosProxy, socket_of, via};
+use crate::spawn_pg;
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c02_postgres_down_cached_redirects_302_writes_503_then_recover_without_restart() {
+    let Some(base) = spawn_pg(|_| {}).await else {
+        return;
+    };
+    let Backend::Postgres(url) = base.backend.clone() else {
+        unreachable!()
+    };
+    let proxy = ChaosProxy::start(socket_of(&url)).await;
+    let mut config = base.config.clone();
+    config.database_url = via(&url, proxy.addr);
+    config.database_acquire_timeout_ms = 500;
+    let app = start(config, base.backend.clone(), None).await;
+
+    let mut codes = Vec::new();
+    for i in 0..10 {
+        let code = app.create_code(&format!("https://example.com/c02/{i}")).await;
+        assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
+        codes.push(code);
+    }
+
+    proxy.cut();
+    // Mid-traffic: cached links keep redirecting, writes are refused cleanly.
+    for round in 0..3 {
+        for (i, code) in codes.iter().enumerate() {
+            let res = app.get(&format!("/{code}"), None).await;
+            assert_eq!(res.status(), 302, "round {round}");
+            assert_eq!(location(&res), format!("https://example.com/c02/{i}"));
+        }
+        let res = app
+            .create(
+                Some(ADMIN_KEY),
+                &json!({ "original_url": "https://example.com/new" }),
+            )
+            .await;
+        assert_eq!(res.status(), 503);
+        assert_eq!(error_code(res).await, "SERVICE_UNAVAILABLE");
+    }
+    let res = app.get("/health", None).await;
+    assert_eq!(res.status(), 503);
+    let health: Value = res.json().await.unwrap();
+    assert_eq!(health["status"], "unhealthy");
+    assert_eq!(health["components"]["database"], "unhealthy");
+
+    proxy.restore();
+    wait_for("creates to succeed again", async || {
+        app.create(
+            Some(ADMIN_KEY),
+            &json!({ "original_url": "https://example.com/back" }),
+        )
+        .await
+        .status()
+            == 201
+    })
+    .await;
+    assert_eq!(app.get("/health", None).await.status(), 200);
+    let code = app.create_code("https://example.com/after").await;
+    assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_redirects_and_creates_keep_working_health_degraded_then_recovers() {
+    let Some(base) = spawn_pg(|_| {}).await else {
+        return;
+    };
+    let redis_url = base.config.redis_url.as_ref().unwrap().expose().to_owned();
+    let proxy = ChaosProxy::start(socket_of(&redis_url)).await;
+    let mut config = base.config.clone();
+    config.redis_url = Some(via(&redis_url, proxy.addr).parse().unwrap());
+    config.rate_limit_free = 1000;
+    let app = start(config, base.backend.clone(), None).await;
+    let key = app.user("during-outage@example.com", "free").await;
+    let cached = app.create_code("https://example.com/cached").await;
+    assert_eq!(app.get(&format!("/{cached}"), None).await.status(), 302);
+    // Made by another instance and never seen here: a miss to the store.
+    let uncached = base.create_code("https://example.com/uncached").await;
+    assert_eq!(
+        app.get("/health", None).await.json::<Value>().await.unwrap()["status"],
+        "healthy"
+    );
+
+    proxy.cut();
+    let t0 = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(app.get(&format!("/{cached}"), None).await.status(), 302);
+    }
+    let res = app.get(&format!("/{uncached}"), None).await;
+    assert_eq!(
+        res.status(),
+        302,
+        "an L1 miss goes to the store while Redis is down"
+    );
+    assert_eq!(location(&res), "https://example.com/uncached");
+    // Creates still work, rate-limited per instance meanwhile.
+    let res = app
+        .create(Some(&key), &json!({ "original_url": "https://example.com/x" }))
+        .await;
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().contains_key("x-ratelimit-limit"));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the outage must not slow requests down much"
+    );
+    let res = app.get("/health", None).await;
+    assert_eq!(res.status(), 200);
+    let health: Value = res.json().await.unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["components"]["cache"], "unhealthy");
+
+    proxy.restore();
+    wait_for("health to be healthy again", async || {
+        app.get("/health", None).await.json::<Value>().await.unwrap()["status"] == "healthy"
+    })
+    .await;
+    // Invalidation works again too: a change on another instance reaches this one.
+    app.get(&format!("/{uncached}"), None).await;
+    base.patch(
+        &uncached,
+        ADMIN_KEY,
+        &json!({ "original_url": "https://example.com/changed" }),
+    )
+    .await;
+    wait_for("the change to arrive over pub/sub", async || {
+        location(&app.get(&format!("/{uncached}"), None).await) == "https://example.com/changed"
+    })
+    .await;
+}

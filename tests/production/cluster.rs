@@ -1,0 +1,160 @@
+//! A three-master Redis Cluster, started by this test (C-01 adapted): a master is
+//! stopped mid-traffic and redirects keep succeeding.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::{spawn_pg, support};
+
+struct Node {
+    port: u16,
+    child: Child,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_cluster(server: &str, dir: &std::path::Path) -> Vec<Node> {
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let port = free_port();
+            let child = Command::new(server)
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .args(["--cluster-config-file", &format!("nodes-{i}.conf")])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            Node { port, child }
+        })
+        .collect();
+    let cli = std::path::Path::new(server).with_file_name("redis-cli");
+    for n in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Command::new(&cli)
+            .args(["-p", &n.port.to_string(), "ping"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            assert!(Instant::now() < deadline, "redis node did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut create = Command::new(&cli);
+    create.arg("--cluster").arg("create");
+    for n in &nodes {
+        create.arg(format!("127.0.0.1:{}", n.port));
+    }
+    let out = create
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = Command::new(&cli)
+            .args(["-p", &nodes[0].port.to_string(), "cluster", "info"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cluster never became ok");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c01_redis_cluster_master_stopped_mid_traffic_redirects_keep_succeeding() {
+    let Some(server) = support::server("KURZ_TEST_REDIS_SERVER") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(&server, dir.path());
+    let url = format!(
+        "redis+cluster://{}",
+        nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let Some(a) = spawn_pg(|c| {
+        c.redis_url = Some(url.parse().unwrap());
+        c.rate_limit_free = 1000;
+    })
+    .await
+    else {
+        return;
+    };
+    let b = a.twin().await;
+    let mut links = Vec::new();
+    for i in 0..30 {
+        links.push((
+            a.create_code(&format!("https://example.com/c01/{i}")).await,
+            format!("https://example.com/c01/{i}"),
+        ));
+    }
+    // Through the cluster: B sees A's links, rate limits and health work.
+    for (code, target) in &links {
+        assert_eq!(location(&b.get(&format!("/{code}"), None).await), *target);
+    }
+    let key = a.user("cluster@example.com", "free").await;
+    let res = a
+        .create(
+            Some(&key),
+            &serde_json::json!({ "original_url": "https://example.com/rl" }),
+        )
+        .await;
+    assert_eq!(res.headers()["x-ratelimit-limit"], "1000");
+    let health: Value = a.get("/health", None).await.json().await.unwrap();
+    assert_eq!(health["components"]["cache"], "healthy");
+
+    // Traffic on both instances while one master is stopped.
+    let stop_at = Instant::now() + Duration::from_millis(500);
+    let end = Instant::now() + Duration::from_secs(4);
+    let mut stopped = false;
+    let mut served = 0;
+    while Instant::now() < end {
+        if !stopped && Instant::now() > stop_at {
+            let mut victim = nodes.remove(1);
+            victim.child.kill().unwrap();
+            victim.child.wait().unwrap();
+            stopped = true;
+        }
+        for (i, (code, target)) in links.iter().enumerate() {
+            let app = if i % 2 == 0 { &a } else { &b };
+            let res = app.get(&format!("/{code}"), None).await;
+            assert_eq!(res.status(), 302, "redirect failed (master stopped: {stopped})");
+            assert_eq!(location(&res), *target);
+            served += 1;
+        }
+    }
+    assert!(stopped);
+    // New links still work end to end, from the store.
+    let code = a.create_code("https://example.com/c01/after").await;
+    assert_eq!(b.get(&format!("/{code}"), None).await.status(), 302);
+    assert!(served > 100);
+}

@@ -1,0 +1,56 @@
+//! Shared by the test binaries: reaching the real servers `scripts/test.sh` starts.
+//!
+//! A test that needs a server reads its address from the environment. Under CI
+//! (`CI` set) a missing server is a failure, never a skip; run by hand without the
+//! script, such tests say so and pass without checking anything.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The value of `var`, or `None` (outside CI) when the script did not set it.
+pub fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set: CI must run the tests through scripts/test.sh")
+        }
+        _ => {
+            eprintln!("SKIPPED (no {var}; run scripts/test.sh to start the servers)");
+            None
+        }
+    }
+}
+
+/// A fresh, empty PostgreSQL database on the test server; returns its URL.
+pub async fn fresh_pg_database(admin_url: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "kurz_t{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        rand_suffix()
+    );
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin_url.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
+/// The same database name on another server (a replica of the same cluster).
+pub fn same_database_on(url: &str, other_server: &str) -> String {
+    let name = url.rsplit_once('/').unwrap().1;
+    format!("{}/{name}", other_server.rsplit_once('/').unwrap().0)
+}
+
+fn rand_suffix() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
