@@ -364,6 +364,11 @@ def main():
         p.add_argument(name)
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("figures", help="oha figures of some runs as JSON (for run_production.sh)")
+    p.add_argument("expected", help="the status code that counts, e.g. 302")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=lambda a: print(json.dumps(oha_figures(a.files, a.expected))))
+
     p = sub.add_parser("summarize")
     p.add_argument("dir")
     p.add_argument("--rounds", type=int, required=True)

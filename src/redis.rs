@@ -204,40 +204,39 @@ impl Redis {
         }
     }
 
-    /// Runs one command with the timeout and the breaker.
-    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
+    /// Runs `call` on a connection, under the timeout and the breaker.
+    async fn guarded<T, F, Fut>(&self, call: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
         if !self.is_up() {
             return Err(RedisError::Unavailable("recently failed; skipping".into()));
         }
-        let run = async {
-            let mut conn = self.conn().await?;
-            cmd.query_async::<T>(&mut conn).await
+        let run = async { call(self.conn().await?).await };
+        let why = match tokio::time::timeout(OP_TIMEOUT * 2, run).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_owned(),
         };
-        match tokio::time::timeout(OP_TIMEOUT * 2, run).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                self.trip(&e.to_string());
-                Err(RedisError::Unavailable(e.to_string()))
-            }
-            Err(_) => {
-                self.trip("timed out");
-                Err(RedisError::Unavailable("timed out".into()))
-            }
-        }
+        self.trip(&why);
+        Err(RedisError::Unavailable(why))
     }
 
-    /// Runs a Lua script (cached by SHA on the server) with the timeout and the breaker.
+    /// Runs one command.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
+        self.guarded(|mut conn| async move { cmd.query_async::<T>(&mut conn).await })
+            .await
+    }
+
+    /// Runs a Lua script (sent once, then called by its SHA).
     pub async fn script<T: FromRedisValue>(
         &self,
         script: &redis::Script,
         keys: &[&str],
         args: &[String],
     ) -> Result<T, RedisError> {
-        if !self.is_up() {
-            return Err(RedisError::Unavailable("recently failed; skipping".into()));
-        }
-        let run = async {
-            let mut conn = self.conn().await?;
+        self.guarded(|mut conn| async move {
             let mut inv = script.prepare_invoke();
             for k in keys {
                 inv.key(*k);
@@ -246,18 +245,8 @@ impl Redis {
                 inv.arg(a);
             }
             inv.invoke_async::<T>(&mut conn).await
-        };
-        match tokio::time::timeout(OP_TIMEOUT * 2, run).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                self.trip(&e.to_string());
-                Err(RedisError::Unavailable(e.to_string()))
-            }
-            Err(_) => {
-                self.trip("timed out");
-                Err(RedisError::Unavailable("timed out".into()))
-            }
-        }
+        })
+        .await
     }
 
     /// A real round trip, ignoring the breaker: for `/health`.

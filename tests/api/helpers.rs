@@ -62,10 +62,30 @@ fn unique_prefix() -> String {
     )
 }
 
-/// A configuration for a fresh test instance on a fresh database. Rate limits are
-/// off unless a test turns them on, so tests can't trip each other.
-pub async fn test_config() -> (Config, Backend, Option<std::sync::Arc<tempfile::TempDir>>) {
+/// A test configuration on a fresh PostgreSQL database and the test Redis, with a
+/// Redis prefix of its own.
+pub async fn pg_redis_config() -> (Config, Backend, Option<std::sync::Arc<tempfile::TempDir>>) {
     let mut config = Config::defaults();
+    base(&mut config);
+    pg_redis_config_from(config).await
+}
+
+async fn pg_redis_config_from(
+    mut config: Config,
+) -> (Config, Backend, Option<std::sync::Arc<tempfile::TempDir>>) {
+    let admin = support::server("KURZ_TEST_PG").expect("needs KURZ_TEST_PG");
+    let redis = support::server("KURZ_TEST_REDIS").expect("needs KURZ_TEST_REDIS");
+    let url = support::fresh_pg_database(&admin).await;
+    config.database_url = url.clone();
+    config.auto_migrate = Some(true);
+    config.database_max_connections = 8;
+    config.database_min_connections = 0;
+    config.redis_url = Some(redis.parse().unwrap());
+    config.redis_prefix = unique_prefix();
+    (config, Backend::Postgres(url), None)
+}
+
+fn base(config: &mut Config) {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.public_base_url = BASE.into();
     config.admin_api_key = Some(ADMIN_KEY.parse().unwrap());
@@ -73,24 +93,20 @@ pub async fn test_config() -> (Config, Backend, Option<std::sync::Arc<tempfile::
     config.rate_limit_free = 0;
     config.rate_limit_pro = 0;
     config.rate_limit_enterprise = 0;
+}
+
+/// A configuration for a fresh test instance on a fresh database. Rate limits are
+/// off unless a test turns them on, so tests can't trip each other.
+pub async fn test_config() -> (Config, Backend, Option<std::sync::Arc<tempfile::TempDir>>) {
+    let mut config = Config::defaults();
+    base(&mut config);
     if on_postgres() {
-        let admin = support::server("KURZ_TEST_PG").expect("KURZ_TEST_BACKEND=postgres needs KURZ_TEST_PG");
-        let redis =
-            support::server("KURZ_TEST_REDIS").expect("KURZ_TEST_BACKEND=postgres needs KURZ_TEST_REDIS");
-        let url = support::fresh_pg_database(&admin).await;
-        config.database_url = url.clone();
-        config.auto_migrate = Some(true);
-        config.database_max_connections = 8;
-        config.database_min_connections = 0;
-        config.redis_url = Some(redis.parse().unwrap());
-        config.redis_prefix = unique_prefix();
-        (config, Backend::Postgres(url), None)
-    } else {
-        let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("kurz.db");
-        config.database_url = format!("sqlite://{}", db_path.display());
-        (config, Backend::Sqlite(db_path), Some(std::sync::Arc::new(dir)))
+        return pg_redis_config_from(config).await;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("kurz.db");
+    config.database_url = format!("sqlite://{}", db_path.display());
+    (config, Backend::Sqlite(db_path), Some(std::sync::Arc::new(dir)))
 }
 
 pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {

@@ -15,26 +15,15 @@ mod cluster;
 mod instances;
 mod proxy;
 
-use helpers::{Backend, TestApp, start};
+use helpers::{TestApp, start};
 use kurz::Config;
 
 /// A kurz instance on a fresh PostgreSQL database with the test Redis, or `None`
 /// (outside CI) when the servers are not running.
 pub async fn spawn_pg(adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
-    let admin = support::server("KURZ_TEST_PG")?;
-    let redis = support::server("KURZ_TEST_REDIS")?;
-    let (mut config, _, _) = helpers::test_config().await;
-    let url = support::fresh_pg_database(&admin).await;
-    config.database_url = url.clone();
-    config.auto_migrate = Some(true);
-    config.database_max_connections = 8;
-    config.database_min_connections = 0;
-    config.redis_url = Some(redis.parse().unwrap());
-    config.redis_prefix = format!(
-        "kurz-prod-{}-{}:",
-        std::process::id(),
-        url.rsplit('/').next().unwrap()
-    );
+    support::server("KURZ_TEST_PG")?;
+    support::server("KURZ_TEST_REDIS")?;
+    let (mut config, backend, _) = helpers::pg_redis_config().await;
     adjust(&mut config);
-    Some(start(config, Backend::Postgres(url), None).await)
+    Some(start(config, backend, None).await)
 }
