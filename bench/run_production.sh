@@ -72,7 +72,8 @@ run_oha() {
         || die "oha failed, see ${out%.json}.log"
 }
 
-read -r P_SQLITE P_PG P_COLD < <("${HARNESS[@]}" ports 3 | tr '\n' ' ')
+mapfile -t PORTS < <("${HARNESS[@]}" ports 3)
+P_SQLITE=${PORTS[0]} P_PG=${PORTS[1]} P_COLD=${PORTS[2]}
 PG_URL=$KURZ_TEST_PG
 env KURZ_DATABASE_URL="$PG_URL" "$KURZ_BIN" migrate >/dev/null
 

@@ -9,9 +9,10 @@
 #
 #   1. unit, property and SQLite tests; the store conformance suite on SQLite and
 #      PostgreSQL; the multi-instance, replica, cluster and outage tests;
-#   2. the HTTP integration suite again, on PostgreSQL + Redis (KURZ_TEST_BACKEND).
+#   2. the HTTP integration suite again, on PostgreSQL + Redis (KURZ_TEST_BACKEND);
+#   3. deploy/test.sh: HAProxy in front of two instances, each restarted under traffic.
 #
-# Extra arguments go to the test runner (e.g. a test name filter).
+# Extra arguments go to the test runner (e.g. a test name filter) and skip step 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -35,4 +36,9 @@ printf '== %s\n' "tests (SQLite, PostgreSQL conformance, instances, replica, clu
 run_tests "$@" || status=1
 printf '== %s\n' "the HTTP integration suite again, on PostgreSQL + Redis" >&2
 KURZ_TEST_BACKEND=postgres run_tests --test api "$@" || status=1
+if [[ $# -eq 0 ]]; then
+    printf '== %s\n' "the deployment test: HAProxy + 2 instances, each restarted under traffic" >&2
+    cargo build --locked --bin kurz
+    DEPLOY_KURZ=target/debug/kurz bash deploy/test.sh || status=1
+fi
 exit $status

@@ -29,38 +29,53 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_cluster(server: &str, dir: &std::path::Path) -> Vec<Node> {
-    let nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let port = free_port();
-            let child = Command::new(server)
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
-                .args(["--cluster-config-file", &format!("nodes-{i}.conf")])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            Node { port, child }
-        })
-        .collect();
-    let cli = std::path::Path::new(server).with_file_name("redis-cli");
-    for n in &nodes {
+/// One cluster node on a free port. A port found free can be taken by another
+/// process before redis-server binds it, so a node that dies at start is retried on
+/// a new port.
+fn start_node(server: &str, cli: &std::path::Path, dir: &std::path::Path, i: usize) -> Node {
+    for attempt in 0..5 {
+        let port = free_port();
+        let log = dir.join(format!("node-{i}-{attempt}.log"));
+        let mut child = Command::new(server)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .args(["--cluster-config-file", &format!("nodes-{i}-{attempt}.conf")])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !Command::new(&cli)
-            .args(["-p", &n.port.to_string(), "ping"])
-            .output()
-            .unwrap()
-            .status
-            .success()
-        {
-            assert!(Instant::now() < deadline, "redis node did not start");
+        loop {
+            let ping = Command::new(cli)
+                .args(["-p", &port.to_string(), "ping"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&ping.stdout).contains("PONG") {
+                return Node { port, child };
+            }
+            if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!(
+                    "node {i} did not start on {port}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    panic!("redis cluster node {i} did not start");
+}
+
+fn start_cluster(server: &str, dir: &std::path::Path) -> Vec<Node> {
+    let cli = std::path::Path::new(server).with_file_name("redis-cli");
+    let nodes: Vec<Node> = (0..3).map(|i| start_node(server, &cli, dir, i)).collect();
     let mut create = Command::new(&cli);
     create.arg("--cluster").arg("create");
     for n in &nodes {
