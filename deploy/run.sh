@@ -58,9 +58,11 @@ deploy_stop_kurz() {
 }
 
 deploy_start() {
-    DEPLOY_KURZ=${DEPLOY_KURZ:-$DEPLOY_ROOT/target/release/kurz}
+    local release=${CARGO_TARGET_DIR:-$DEPLOY_ROOT/target}/release/kurz
+    DEPLOY_KURZ=${DEPLOY_KURZ:-$release}
     if [[ ! -x $DEPLOY_KURZ ]]; then
         (cd "$DEPLOY_ROOT" && cargo build --release --bin kurz)
+        DEPLOY_KURZ=$release
     fi
     deploy_install
     services_start_postgres
@@ -89,11 +91,13 @@ deploy_start() {
 
 deploy_stop() {
     local pid
-    [[ -n $DEPLOY_HAPROXY_PID ]] && kill "$DEPLOY_HAPROXY_PID" 2>/dev/null || true
-    for pid in "${DEPLOY_KURZ_PIDS[@]}"; do
-        [[ $pid != 0 ]] && kill "$pid" 2>/dev/null || true
+    for pid in "$DEPLOY_HAPROXY_PID" "${DEPLOY_KURZ_PIDS[@]}"; do
+        if [[ -n $pid && $pid != 0 ]]; then
+            kill "$pid" 2>/dev/null || true
+            # Only our own processes: a bare `wait` would also wait for redis-server.
+            wait "$pid" 2>/dev/null || true
+        fi
     done
-    wait 2>/dev/null || true
     services_stop
 }
 

@@ -39,6 +39,6 @@ KURZ_TEST_BACKEND=postgres run_tests --test api "$@" || status=1
 if [[ $# -eq 0 ]]; then
     printf '== %s\n' "the deployment test: HAProxy + 2 instances, each restarted under traffic" >&2
     cargo build --locked --bin kurz
-    DEPLOY_KURZ=target/debug/kurz bash deploy/test.sh || status=1
+    DEPLOY_KURZ="${CARGO_TARGET_DIR:-target}/debug/kurz" timeout --kill-after=10 300 bash deploy/test.sh || status=1
 fi
 exit $status

@@ -200,13 +200,24 @@ impl Application {
     }
 }
 
-/// Periodic chores: drain metric histograms and forget idle rate-limit buckets.
+/// Periodic chores: drain metric histograms, forget idle rate-limit buckets, and
+/// (every ten minutes) delete idempotency records past their 24 hours.
 async fn housekeeping(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
         state.metrics.run_upkeep();
         state.limiter.forget_idle();
         metrics::gauge!("kurz_kgs_keys_left").set(state.keygen.keys_left() as f64);
+        if ticks % 60 == 0 {
+            let before = chrono::Utc::now() - chrono::Duration::from_std(IDEMPOTENCY_TTL).unwrap_or_default();
+            match state.store.purge_idempotency(before).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records deleted"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not purge idempotency records"),
+            }
+        }
+        ticks += 1;
     }
 }

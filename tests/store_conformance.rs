@@ -261,6 +261,16 @@ pub async fn idempotency_claims(store: Arc<dyn Store>) {
         store.idempotency_claim("k", "h", now, old).await.unwrap(),
         IdempotencyClaim::Existing { .. }
     ));
+    // Purging removes only records older than the cut-off.
+    assert_eq!(
+        store.purge_idempotency(now - Duration::hours(1)).await.unwrap(),
+        0
+    );
+    assert!(store.purge_idempotency(now + Duration::seconds(1)).await.unwrap() >= 2);
+    assert_eq!(
+        store.idempotency_claim("k", "h", now, old).await.unwrap(),
+        IdempotencyClaim::Claimed
+    );
     // After the time-to-live a key is fresh again.
     let later = now + Duration::hours(25);
     assert_eq!(
