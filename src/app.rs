@@ -57,6 +57,8 @@ pub struct Application {
     state: Arc<AppState>,
     /// A first-start admin key, to be printed once by the caller.
     pub generated_admin_key: Option<String>,
+    /// Tasks that live as long as the server (invalidation subscriber, retries).
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// A random secret as hex, from the OS CSPRNG.
@@ -130,18 +132,30 @@ impl Application {
                 Duration::from_secs(config.redis_cache_ttl_secs),
             ))
         });
+        let mut background = Vec::new();
+        if let Some(l2) = &l2 {
+            // Changes made while Redis was unreachable are announced once it is back.
+            let l2 = l2.clone();
+            background.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    l2.retry_pending().await;
+                }
+            }));
+        }
         if let Some(redis) = &redis {
             // Every instance drops a changed link from its L1 as soon as it hears of it,
             // and reads it from the primary for a while (replicas may lag).
             let (on_msg_cache, on_msg_store, on_reconnect) = (cache.clone(), store.clone(), cache.clone());
-            redis.spawn_subscriber(
+            background.push(redis.spawn_subscriber(
                 INVALIDATION_CHANNEL,
                 move |code| {
                     on_msg_cache.invalidate(&code);
                     on_msg_store.note_changed(&code);
                 },
                 move || on_reconnect.clear(),
-            );
+            ));
         }
         let links = LinkService::new(
             store.clone(),
@@ -168,6 +182,7 @@ impl Application {
             listener,
             state,
             generated_admin_key,
+            background,
         })
     }
 
@@ -197,6 +212,9 @@ impl Application {
         tracing::info!(addr = %state.config.listen, base = state.config.public_base(), "kurz is serving");
         serve(self.listener, router, settings, stop).await;
         upkeep.abort();
+        for task in self.background {
+            task.abort();
+        }
     }
 }
 

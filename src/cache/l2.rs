@@ -25,14 +25,25 @@ struct Stored {
     a: bool,
 }
 
+/// Most codes remembered for a retried invalidation; past this a change made during a
+/// long Redis outage can stay stale in L2 until its TTL (logged when it happens).
+const PENDING_MAX: usize = 100_000;
+
 pub struct RedisCache {
     redis: Arc<Redis>,
     ttl: Duration,
+    /// Codes changed while Redis could not be told: their L2 entry may be stale and
+    /// other instances did not hear of the change. Retried until Redis answers.
+    pending: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl RedisCache {
     pub fn new(redis: Arc<Redis>, ttl: Duration) -> Self {
-        Self { redis, ttl }
+        Self {
+            redis,
+            ttl,
+            pending: Default::default(),
+        }
     }
 
     fn key(&self, code: &str) -> String {
@@ -80,19 +91,69 @@ impl RedisCache {
 
     /// Removes `code` from L2 and tells every instance to drop it from L1. A second
     /// delete a moment later removes a stale copy that a concurrent miss elsewhere may
-    /// have written back from the old row (the "delayed double delete").
+    /// have written back from the old row (the "delayed double delete"). If Redis
+    /// cannot be reached, the code is kept and retried by `retry_pending`.
     pub async fn invalidate(self: &Arc<Self>, code: &str) {
-        let key = self.key(code);
-        let _ = self.redis.query::<()>(redis::cmd("DEL").arg(&key)).await;
-        let channel = self.redis.key(&[INVALIDATION_CHANNEL]);
-        let _ = self
-            .redis
-            .query::<()>(redis::cmd("PUBLISH").arg(channel).arg(code))
-            .await;
+        if !self.announce(code).await {
+            self.remember(code);
+            return;
+        }
         let this = self.clone();
+        let key = self.key(code);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let _ = this.redis.query::<()>(redis::cmd("DEL").arg(key)).await;
         });
+    }
+
+    /// DEL + PUBLISH; true when both reached Redis.
+    async fn announce(&self, code: &str) -> bool {
+        let deleted = self
+            .redis
+            .query::<()>(redis::cmd("DEL").arg(self.key(code)))
+            .await
+            .is_ok();
+        let channel = self.redis.key(&[INVALIDATION_CHANNEL]);
+        deleted
+            && self
+                .redis
+                .query::<()>(redis::cmd("PUBLISH").arg(channel).arg(code))
+                .await
+                .is_ok()
+    }
+
+    fn remember(&self, code: &str) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        if pending.len() < PENDING_MAX {
+            pending.insert(code.to_owned());
+        } else {
+            tracing::warn!(
+                code,
+                "too many invalidations pending; this one waits for the L2 TTL"
+            );
+        }
+    }
+
+    /// Sends the invalidations that failed during a Redis outage, once Redis answers
+    /// again. Called periodically; cheap when nothing is pending.
+    pub async fn retry_pending(&self) {
+        let codes: Vec<String> = match self.pending.lock() {
+            Ok(p) if !p.is_empty() => p.iter().cloned().collect(),
+            _ => return,
+        };
+        if !self.redis.ping().await {
+            return;
+        }
+        for code in codes {
+            if !self.announce(&code).await {
+                return;
+            }
+            if let Ok(mut p) = self.pending.lock() {
+                p.remove(&code);
+            }
+        }
+        tracing::info!("invalidations missed during the Redis outage have been sent");
     }
 }

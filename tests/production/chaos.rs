@@ -98,6 +98,13 @@ async fn redis_down_redirects_and_creates_keep_working_health_degraded_then_reco
         "healthy"
     );
 
+    // A link the other instance has cached, to be changed here during the outage.
+    let during = base.create_code("https://example.com/during/before").await;
+    assert_eq!(
+        location(&base.get(&format!("/{during}"), None).await),
+        "https://example.com/during/before"
+    );
+
     proxy.cut();
     let t0 = Instant::now();
     for _ in 0..20 {
@@ -126,7 +133,28 @@ async fn redis_down_redirects_and_creates_keep_working_health_degraded_then_reco
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["components"]["cache"], "unhealthy");
 
+    // The database takes the change; Redis cannot be told yet.
+    let res = app
+        .patch(
+            &during,
+            ADMIN_KEY,
+            &json!({ "original_url": "https://example.com/during/after" }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        location(&app.get(&format!("/{during}"), None).await),
+        "https://example.com/during/after"
+    );
+
     proxy.restore();
+    // Once Redis is back, the missed invalidation is sent and the other instance,
+    // which still had the old target in its L1, follows the change.
+    wait_for(
+        "the change made during the outage to reach the other instance",
+        async || location(&base.get(&format!("/{during}"), None).await) == "https://example.com/during/after",
+    )
+    .await;
     wait_for("health to be healthy again", async || {
         app.get("/health", None).await.json::<Value>().await.unwrap()["status"] == "healthy"
     })
