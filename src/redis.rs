@@ -40,7 +40,7 @@ struct ClusterBackend {
     client: ClusterClient,
     /// Made on first use (kurz starts while Redis is down), then reused; the cluster
     /// connection reconnects to nodes by itself.
-    conn: tokio::sync::Mutex<Option<ClusterConnection>>,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
 }
 
 /// A cheap-to-clone connection handle of either kind.
@@ -135,7 +135,7 @@ impl Redis {
                 .map_err(bad)?;
             Backend::Cluster(Box::new(ClusterBackend {
                 client,
-                conn: tokio::sync::Mutex::new(None),
+                conn: tokio::sync::OnceCell::new(),
             }))
         } else {
             let config = ConnectionManagerConfig::new()
@@ -193,13 +193,9 @@ impl Redis {
             Backend::Single(m) => Ok(Conn::Single(m.clone())),
             Backend::Cluster(cluster) => {
                 let ClusterBackend { client, conn } = cluster.as_ref();
-                let mut guard = conn.lock().await;
-                if let Some(c) = guard.as_ref() {
-                    return Ok(Conn::Cluster(c.clone()));
-                }
-                let c = client.get_async_connection().await?;
-                *guard = Some(c.clone());
-                Ok(Conn::Cluster(c))
+                // A failed first connect leaves the cell empty, so the next call retries.
+                let c = conn.get_or_try_init(|| client.get_async_connection()).await?;
+                Ok(Conn::Cluster(c.clone()))
             }
         }
     }

@@ -6,18 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = crate::support::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kurz"))
         .arg("serve")
         .env("KURZ_LISTEN", format!("127.0.0.1:{port}"))

@@ -21,20 +21,12 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One cluster node on a free port. A port found free can be taken by another
 /// process before redis-server binds it, so a node that dies at start is retried on
 /// a new port.
 fn start_node(server: &str, cli: &std::path::Path, dir: &std::path::Path, i: usize) -> Node {
     for attempt in 0..5 {
-        let port = free_port();
+        let port = crate::support::free_port();
         let log = dir.join(format!("node-{i}-{attempt}.log"));
         let mut child = Command::new(server)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
