@@ -93,6 +93,7 @@ start_kurz() {
     say "starting kurz on 127.0.0.1:$PORT"
     KURZ_LISTEN=127.0.0.1:$PORT \
     KURZ_DATABASE_URL=sqlite://$TMP/kurz.db \
+    KURZ_ANALYTICS_SPOOL_DIR=$TMP/spool \
     KURZ_PUBLIC_BASE_URL=$KURZ \
     KURZ_ADMIN_API_KEY=$ADMIN \
     KURZ_LOG=warn \

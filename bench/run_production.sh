@@ -58,7 +58,8 @@ start_kurz() {
     shift 2
     say "starting $name on 127.0.0.1:$port"
     env KURZ_LISTEN=127.0.0.1:$port KURZ_PUBLIC_BASE_URL=http://127.0.0.1:$port \
-        KURZ_ADMIN_API_KEY=$ADMIN KURZ_LOG=warn KURZ_CACHE_CAPACITY=200000 "$@" \
+        KURZ_ADMIN_API_KEY=$ADMIN KURZ_LOG=warn KURZ_CACHE_CAPACITY=200000 \
+        KURZ_ANALYTICS_SPOOL_DIR="$WORK/spool-$name" "$@" \
         "$KURZ_BIN" serve >"$RESULTS/$name.log" 2>&1 &
     KURZ_PIDS+=($!)
     "${HARNESS[@]}" wait-health "http://127.0.0.1:$port" --timeout 60 --pid "$!" \

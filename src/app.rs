@@ -9,6 +9,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::analytics::{self, Analytics, Enricher, GeoDb, StoreSink};
 use crate::auth::Auth;
 use crate::cache::l2::INVALIDATION_CHANNEL;
 use crate::cache::{LinkCache, RedisCache};
@@ -38,6 +39,8 @@ pub struct AppState {
     pub redis: Option<Arc<Redis>>,
     pub idempotency: Idempotency,
     pub metrics: PrometheusHandle,
+    /// The click pipeline; `None` with `KURZ_ANALYTICS=false`.
+    pub analytics: Option<Arc<Analytics>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +84,53 @@ async fn kgs_key(config: &Config, store: &dyn Store) -> Result<[u8; 16], Startup
     bytes
         .try_into()
         .map_err(|_| StartupError::Config("KURZ_KGS_SECRET must be 32 hex characters".into()))
+}
+
+/// The visitor-hash key: configured, or generated once and kept in the store so every
+/// instance hashes one IP to one visitor.
+async fn visitor_key(config: &Config, store: &dyn Store) -> Result<[u8; 16], StartupError> {
+    let hex_key = match &config.visitor_hash_secret {
+        Some(s) => s.expose().to_owned(),
+        None => {
+            store
+                .setting_get_or_init("visitor_hash_key", &random_hex(16))
+                .await?
+        }
+    };
+    hex::decode(hex_key.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StartupError::Config("KURZ_VISITOR_HASH_SECRET must be 32 hex characters".into()))
+}
+
+async fn start_analytics(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<Option<Arc<Analytics>>, StartupError> {
+    if !config.analytics {
+        return Ok(None);
+    }
+    let geo = config
+        .geoip_db
+        .as_deref()
+        .map(GeoDb::open)
+        .transpose()
+        .map_err(StartupError::Config)?;
+    let enricher = Enricher::new(visitor_key(config, store.as_ref()).await?, geo);
+    let settings = analytics::Settings {
+        queue_capacity: config.analytics_queue,
+        batch_max: config.analytics_batch.max(1),
+        flush_interval: Duration::from_millis(config.analytics_flush_ms),
+        sink_timeout: Duration::from_secs(config.analytics_sink_timeout_secs.max(1)),
+        spool_dir: config.analytics_spool_dir.clone(),
+    };
+    let sinks: Vec<Arc<dyn analytics::Sink>> = vec![Arc::new(StoreSink {
+        store: store.clone(),
+        raw: config.analytics_raw_events,
+    })];
+    Analytics::start(settings, enricher, sinks)
+        .map(|a| Some(Arc::new(a)))
+        .map_err(|e| StartupError::Config(e.to_string()))
 }
 
 impl Application {
@@ -164,6 +214,7 @@ impl Application {
             l2,
             host_of(&config.public_base_url),
         );
+        let analytics = start_analytics(&config, &store).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartupError::Bind(config.listen, e))?;
@@ -177,6 +228,7 @@ impl Application {
             keygen,
             auth,
             metrics,
+            analytics,
         });
         Ok(Self {
             listener,
@@ -211,6 +263,11 @@ impl Application {
         let upkeep = tokio::spawn(housekeeping(state.clone()));
         tracing::info!(addr = %state.config.listen, base = state.config.public_base(), "kurz is serving");
         serve(self.listener, router, settings, stop).await;
+        // Every request has been answered; now every click they made is written (or
+        // spooled) before the process may exit.
+        if let Some(analytics) = &state.analytics {
+            analytics.shutdown().await;
+        }
         upkeep.abort();
         for task in self.background {
             task.abort();
@@ -228,7 +285,19 @@ async fn housekeeping(state: Arc<AppState>) {
         state.metrics.run_upkeep();
         state.limiter.forget_idle();
         metrics::gauge!("kurz_kgs_keys_left").set(state.keygen.keys_left() as f64);
-        if ticks % 60 == 0 {
+        if let Some(a) = &state.analytics {
+            metrics::gauge!("kurz_click_queue_depth").set(a.queue_depth() as f64);
+        }
+        if ticks.is_multiple_of(60) && state.analytics.is_some() {
+            let days = i64::from(state.config.analytics_retention_days);
+            let before = chrono::Utc::now() - chrono::Duration::days(days);
+            match state.store.purge_click_events(before).await {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "raw click events past retention removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not purge old click events"),
+            }
+        }
+        if ticks.is_multiple_of(60) {
             let before = chrono::Utc::now() - chrono::Duration::from_std(IDEMPOTENCY_TTL).unwrap_or_default();
             match state.store.purge_idempotency(before).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records deleted"),

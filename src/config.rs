@@ -251,6 +251,61 @@ pub struct Config {
     #[arg(long, env = "KURZ_MAX_BULK_BODY_BYTES", default_value_t = 8 * 1024 * 1024, global = true)]
     pub max_bulk_body_bytes: usize,
 
+    /// Record click analytics (`false` turns the whole pipeline off).
+    #[arg(long, env = "KURZ_ANALYTICS", default_value_t = true, action = ArgAction::Set, global = true)]
+    pub analytics: bool,
+
+    /// Click events held in memory before new ones go straight to the spool.
+    #[arg(long, env = "KURZ_ANALYTICS_QUEUE", default_value_t = 65_536, global = true)]
+    pub analytics_queue: usize,
+
+    /// Largest batch of click events written at once.
+    #[arg(long, env = "KURZ_ANALYTICS_BATCH", default_value_t = 10_000, global = true)]
+    pub analytics_batch: usize,
+
+    /// Longest a click waits in memory before its batch is written (milliseconds).
+    #[arg(long, env = "KURZ_ANALYTICS_FLUSH_MS", default_value_t = 1_000, global = true)]
+    pub analytics_flush_ms: u64,
+
+    /// A sink write slower than this (seconds) counts as failed; the batch is spooled.
+    #[arg(
+        long,
+        env = "KURZ_ANALYTICS_SINK_TIMEOUT_SECS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub analytics_sink_timeout_secs: u64,
+
+    /// Folder for the click spool (events a sink could not take yet). One per instance.
+    #[arg(
+        long,
+        env = "KURZ_ANALYTICS_SPOOL_DIR",
+        default_value = "kurz-spool",
+        global = true
+    )]
+    pub analytics_spool_dir: std::path::PathBuf,
+
+    /// Keep one raw row per click (for drill-down); rollups are kept either way.
+    #[arg(long, env = "KURZ_ANALYTICS_RAW_EVENTS", default_value_t = true, action = ArgAction::Set, global = true)]
+    pub analytics_raw_events: bool,
+
+    /// Days raw click events are kept (PostgreSQL drops whole daily partitions).
+    #[arg(
+        long,
+        env = "KURZ_ANALYTICS_RETENTION_DAYS",
+        default_value_t = 90,
+        global = true
+    )]
+    pub analytics_retention_days: u32,
+
+    /// MaxMind-format `.mmdb` file for click countries (and cities, if it has them).
+    #[arg(long, env = "KURZ_GEOIP_DB", global = true)]
+    pub geoip_db: Option<std::path::PathBuf>,
+
+    /// Key of the visitor hash (32 hex characters); generated and kept in the database if unset.
+    #[arg(long, env = "KURZ_VISITOR_HASH_SECRET", global = true)]
+    pub visitor_hash_secret: Option<Secret>,
+
     /// Log filter, `tracing` syntax (e.g. `info`, `kurz=debug`).
     #[arg(long, env = "KURZ_LOG", default_value = "info", global = true)]
     pub log: String,

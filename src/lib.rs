@@ -8,6 +8,7 @@
 //! | `keygen`    | the key generator: leased counter blocks → keyed permutation       |
 //! | `links`     | the link service: create / resolve / update / delete, group commit |
 //! | `store`     | the storage trait, one module per backend (`sqlite`, `postgres`)   |
+//! | `analytics` | clicks: capture → queue → batcher → store/Kafka, spool, rollups, HLL |
 //! | `cache`     | L1 (in-process, negative entries, single-flight), L2 (Redis)       |
 //! | `redis`     | the Redis connection (single or cluster) with a circuit breaker    |
 //! | `limits`    | per-caller token buckets and idempotency records                   |
@@ -20,6 +21,7 @@
 //! Dependencies point one way: `http` → `links` → (`store`, `cache`, `keygen`,
 //! `limits`) → `domain`.
 
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod cache;

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::analytics::rollup;
 use crate::cache::{CachedLink, LinkCache, RedisCache};
 use crate::domain::link::{parse_future_instant, resolve_expiry};
 use crate::domain::stats::StatsRange;
@@ -107,35 +108,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// Click figures for one link. Zeros until the analytics pipeline records clicks.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LinkStats {
-    pub total_clicks: u64,
-    pub unique_visitors: u64,
-    pub time_series: Vec<(DateTime<Utc>, u64)>,
-    pub geographic: Vec<(String, u64)>,
-    pub referrers: Vec<(String, u64)>,
-    pub devices: Devices,
-    pub browsers: Vec<(String, u64)>,
-    pub operating_systems: Vec<(String, u64)>,
-    pub bots: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Devices {
-    pub mobile: u64,
-    pub desktop: u64,
-    pub tablet: u64,
-    pub other: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LinkSummary {
-    pub clicks_24h: u64,
-    pub clicks_7d: u64,
-    pub top_countries: Vec<(String, u64)>,
-    pub top_referrers: Vec<(String, u64)>,
-}
+pub use crate::analytics::rollup::{Devices, LinkStats, LinkSummary};
 
 /// A validated create, before it has a code.
 struct Draft {
@@ -394,7 +367,16 @@ impl LinkService {
         if link.state(Utc::now()) == LinkState::Expired {
             return Err(LinkError::Expired);
         }
-        Ok((link, LinkSummary::default()))
+        let now = Utc::now();
+        let rows = self
+            .store
+            .click_rollups(
+                link.code.as_str(),
+                now - chrono::Duration::days(8),
+                now + chrono::Duration::hours(1),
+            )
+            .await?;
+        Ok((link, rollup::summary(&rows, now)))
     }
 
     #[tracing::instrument(skip_all, fields(code))]
@@ -468,11 +450,10 @@ impl LinkService {
         code: &str,
         range: &StatsRange,
     ) -> Result<LinkStats, LinkError> {
-        self.owned(caller, code).await?;
-        Ok(LinkStats {
-            time_series: range.buckets().into_iter().map(|t| (t, 0)).collect(),
-            ..LinkStats::default()
-        })
+        let link = self.owned(caller, code).await?;
+        let (from, to) = rollup::rows_window(range);
+        let rows = self.store.click_rollups(link.code.as_str(), from, to).await?;
+        Ok(rollup::summarize(&rows, range))
     }
 }
 

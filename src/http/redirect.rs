@@ -1,18 +1,22 @@
 //! `GET /{code}` and `HEAD /{code}`: the product's hot path.
 //!
-//! On a cache hit this is: read the path → L1 lookup → expiry/active check → 302.
-//! No extractor that allocates, no store or Redis round trip, no per-request log.
+//! On a cache hit this is: read the path → L1 lookup → expiry/active check → enqueue
+//! the click (a `try_send`, never awaited) → 302. No extractor that allocates, no
+//! store or Redis round trip, no per-request log.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::net::IpAddr;
 
 use super::error::ApiError;
 use super::extract::{client_ip, peer_ip};
 use super::middleware::rate_limited;
+use crate::analytics::Captured;
+use crate::analytics::event::bounded;
 use crate::app::AppState;
 use crate::domain::RedirectType;
 
@@ -29,12 +33,9 @@ use crate::domain::RedirectType;
     )
 )]
 pub async fn redirect(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let peer = peer_ip(req.extensions());
     if state.config.redirect_rate_limit > 0 {
-        let ip = client_ip(
-            peer_ip(req.extensions()),
-            req.headers(),
-            &state.config.trusted_proxies,
-        );
+        let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
         if let Some(d) = state.limiter.check_redirect(ip).await
             && !d.allowed
         {
@@ -50,8 +51,36 @@ pub async fn redirect(State(state): State<Arc<AppState>>, req: Request) -> Respo
                 RedirectType::Permanent => StatusCode::MOVED_PERMANENTLY,
             };
             res.headers_mut().insert(header::LOCATION, link.location.clone());
+            // HEAD only checks a link (previews, monitors): it is not a click.
+            if let Some(analytics) = &state.analytics
+                && req.method() == Method::GET
+            {
+                analytics.capture(capture(&state, code, peer, req.headers()));
+            }
             res
         }
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Copies what the click pipeline needs out of the request; parsing happens later, in
+/// the batcher.
+fn capture(state: &AppState, code: &str, peer: IpAddr, headers: &HeaderMap) -> Captured {
+    let trusted = &state.config.trusted_proxies;
+    let peer_trusted = trusted.iter().any(|net| net.contains(&peer));
+    Captured {
+        code: code.into(),
+        at: chrono::Utc::now(),
+        referer: headers.get(header::REFERER).map(|v| bounded(v.as_bytes())),
+        user_agent: headers.get(header::USER_AGENT).map(|v| bounded(v.as_bytes())),
+        ip: if peer_trusted {
+            client_ip(peer, headers, trusted)
+        } else {
+            peer
+        },
+        cf_country: peer_trusted
+            .then(|| headers.get("cf-ipcountry"))
+            .flatten()
+            .and_then(|v| <[u8; 2]>::try_from(v.as_bytes()).ok()),
     }
 }

@@ -6,6 +6,8 @@
 //! Nothing outside this folder writes SQL, and nothing here knows about HTTP.
 
 use async_trait::async_trait;
+
+use crate::analytics::rollup::{ClickBatch, StoredRollup};
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
@@ -141,6 +143,22 @@ pub trait Store: Send + Sync + 'static {
     async fn idempotency_release(&self, key: &str) -> StoreResult<()>;
     /// Drops records created before `before`; returns how many.
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Writes one batch of clicks atomically: raw events (if `raw`), the merge of each
+    /// link-hour rollup, and each link's `click_count`/`last_accessed_at`. All or
+    /// nothing, so a failed batch can be spooled and replayed without double counting.
+    async fn record_clicks(&self, batch: &ClickBatch<'_>, raw: bool) -> StoreResult<()>;
+
+    /// A link's rollup rows with `from <= hour < to`.
+    async fn click_rollups(
+        &self,
+        code: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoredRollup>>;
+
+    /// Deletes raw click events older than `before` (PostgreSQL drops whole days).
+    async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Opens the store named by `KURZ_DATABASE_URL` (and `KURZ_DATABASE_READ_URLS`).

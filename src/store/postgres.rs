@@ -20,6 +20,8 @@ use quick_cache::sync::Cache;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
+use crate::analytics::rollup::{ClickBatch, StoredRollup, merge_row};
+
 use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
@@ -46,6 +48,8 @@ pub struct PgStore {
     next_replica: AtomicUsize,
     /// Codes written recently by this instance (or announced as changed by another).
     recent: Cache<String, Instant>,
+    /// Days whose `click_events` partition this instance has already made sure of.
+    click_days: std::sync::Mutex<std::collections::HashSet<chrono::NaiveDate>>,
 }
 
 /// Pool settings shared by the primary and the replicas.
@@ -81,6 +85,7 @@ impl PgStore {
             replicas: replica_pools,
             next_replica: AtomicUsize::new(0),
             recent: Cache::new(100_000),
+            click_days: Default::default(),
         })
     }
 
@@ -90,6 +95,30 @@ impl PgStore {
         }
         let i = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
         self.replicas.get(i)
+    }
+
+    /// Creates the daily partitions a batch needs, outside the batch's transaction
+    /// (creating a partition locks the parent table; it happens once a day).
+    async fn ensure_click_partitions(&self, batch: &ClickBatch<'_>) -> StoreResult<()> {
+        let mut days: Vec<chrono::NaiveDate> =
+            batch.events.iter().map(|e| e.clicked_at.date_naive()).collect();
+        days.sort_unstable();
+        days.dedup();
+        for day in days {
+            let known = self.click_days.lock().map(|d| d.contains(&day)).unwrap_or(false);
+            if known {
+                continue;
+            }
+            sqlx::query("SELECT kurz_ensure_click_partition($1)")
+                .bind(day)
+                .execute(&self.primary)
+                .await
+                .map_err(map_err)?;
+            if let Ok(mut d) = self.click_days.lock() {
+                d.insert(day);
+            }
+        }
+        Ok(())
     }
 
     fn wrote(&self, code: &str) {
@@ -143,6 +172,17 @@ fn map_err(e: sqlx::Error) -> StoreError {
         _ if is_connection_error(&e) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Other(e.to_string()),
     }
+}
+
+fn rollup_from_row(row: &PgRow) -> StoreResult<StoredRollup> {
+    let get = |e: sqlx::Error| StoreError::Other(format!("bad rollup row: {e}"));
+    Ok(StoredRollup {
+        hour: row.try_get("hour").map_err(get)?,
+        clicks: row.try_get("clicks").map_err(get)?,
+        bots: row.try_get("bots").map_err(get)?,
+        dims: row.try_get("dims").map_err(get)?,
+        visitors: row.try_get("visitors").map_err(get)?,
+    })
 }
 
 fn link_from_row(row: &PgRow) -> StoreResult<Link> {
@@ -480,5 +520,136 @@ impl Store for PgStore {
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
+    }
+
+    async fn record_clicks(&self, batch: &ClickBatch<'_>, raw: bool) -> StoreResult<()> {
+        if raw {
+            self.ensure_click_partitions(batch).await?;
+        }
+        let codes: Vec<&str> = batch.touches.iter().map(|t| t.short_code.as_str()).collect();
+        let mut tx = self.primary.begin().await.map_err(map_err)?;
+        // Lock order is the same in every batch (links by code, then rollups by code
+        // and hour), so concurrent instances queue behind each other, never deadlock.
+        sqlx::query("SELECT 1 FROM links WHERE code = ANY($1) ORDER BY code FOR UPDATE")
+            .bind(&codes)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let r_codes: Vec<&str> = batch.rollups.iter().map(|r| r.short_code.as_str()).collect();
+        let r_hours: Vec<DateTime<Utc>> = batch.rollups.iter().map(|r| r.hour).collect();
+        sqlx::query(
+            "INSERT INTO click_rollups (code, hour) \
+             SELECT c, h FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, h) ORDER BY c, h \
+             ON CONFLICT (code, hour) DO NOTHING",
+        )
+        .bind(&r_codes)
+        .bind(&r_hours)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let rows = sqlx::query(
+            "SELECT code, hour, clicks, bots, dims, visitors FROM click_rollups \
+             WHERE (code, hour) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[])) \
+             ORDER BY code, hour FOR UPDATE",
+        )
+        .bind(&r_codes)
+        .bind(&r_hours)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut existing = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let code: String = row.try_get("code").map_err(map_err)?;
+            let r = rollup_from_row(row)?;
+            existing.insert((code, r.hour), r);
+        }
+        let merged: Vec<StoredRollup> = batch
+            .rollups
+            .iter()
+            .map(|r| merge_row(existing.get(&(r.short_code.clone(), r.hour)), r))
+            .collect();
+        sqlx::query(
+            "UPDATE click_rollups r SET clicks = u.clicks, bots = u.bots, dims = u.dims, visitors = u.visitors \
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::text[], $6::bytea[]) \
+                  AS u(code, hour, clicks, bots, dims, visitors) \
+             WHERE r.code = u.code AND r.hour = u.hour",
+        )
+        .bind(&r_codes)
+        .bind(&r_hours)
+        .bind(merged.iter().map(|m| m.clicks).collect::<Vec<_>>())
+        .bind(merged.iter().map(|m| m.bots).collect::<Vec<_>>())
+        .bind(merged.iter().map(|m| m.dims.as_str()).collect::<Vec<_>>())
+        .bind(merged.iter().map(|m| m.visitors.as_slice()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if raw && !batch.events.is_empty() {
+            let e = batch.events;
+            sqlx::query(
+                "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
+                 country, city, visitor_hash) \
+                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
+                        $6::text[], $7::bool[], $8::text[], $9::text[], $10::int8[])",
+            )
+            .bind(e.iter().map(|e| e.short_code.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.clicked_at).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.referrer.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.device.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.browser.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.os.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.is_bot).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.country.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.city.as_deref()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.visitor_hash as i64).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        sqlx::query(
+            "UPDATE links SET click_count = links.click_count + u.n, \
+             last_accessed_at = GREATEST(links.last_accessed_at, u.t) \
+             FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[]) AS u(code, n, t) \
+             WHERE links.code = u.code",
+        )
+        .bind(&codes)
+        .bind(batch.touches.iter().map(|t| t.clicks as i64).collect::<Vec<_>>())
+        .bind(batch.touches.iter().map(|t| t.last_at).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn click_rollups(
+        &self,
+        code: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<StoredRollup>> {
+        let rows = sqlx::query(
+            "SELECT hour, clicks, bots, dims, visitors FROM click_rollups \
+             WHERE code = $1 AND hour >= $2 AND hour < $3 ORDER BY hour",
+        )
+        .bind(code)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.primary)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(rollup_from_row).collect()
+    }
+
+    async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let dropped: i32 = sqlx::query_scalar("SELECT kurz_drop_click_partitions($1)")
+            .bind(before.date_naive())
+            .fetch_one(&self.primary)
+            .await
+            .map_err(map_err)?;
+        if dropped > 0
+            && let Ok(mut d) = self.click_days.lock()
+        {
+            d.retain(|day| *day >= before.date_naive());
+        }
+        Ok(u64::try_from(dropped).unwrap_or(0))
     }
 }

@@ -93,6 +93,21 @@ fn base(config: &mut Config) {
     config.rate_limit_free = 0;
     config.rate_limit_pro = 0;
     config.rate_limit_enterprise = 0;
+    // Clicks show up in stats within a poll or two, and every instance has a spool
+    // of its own (two processes may never share one).
+    config.analytics_flush_ms = 50;
+    config.analytics_spool_dir = fresh_spool_dir();
+}
+
+/// A new, empty folder for an instance's click spool (removed with the temp dir
+/// cleaner, not by the test: a restarted instance must find its spool again).
+pub fn fresh_spool_dir() -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "kurz-test-spool-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// A configuration for a fresh test instance on a fresh database. Rate limits are
@@ -128,7 +143,9 @@ pub async fn start(
     tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
+    // A browser's user agent: a request without one counts as a bot click.
     let client = Client::builder()
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0")
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -145,7 +162,9 @@ pub async fn start(
 impl TestApp {
     /// Another instance on the same database (and Redis), as behind a load balancer.
     pub async fn twin(&self) -> TestApp {
-        start(self.config.clone(), self.backend.clone(), self._dir.clone()).await
+        let mut config = self.config.clone();
+        config.analytics_spool_dir = fresh_spool_dir();
+        start(config, self.backend.clone(), self._dir.clone()).await
     }
 
     /// Runs one SQL statement on the app's database, behind its back.
@@ -164,6 +183,59 @@ impl TestApp {
                 sqlx::query(statement).execute(&mut c).await.unwrap();
             }
         }
+    }
+
+    /// Runs one `SELECT COUNT(*)`-style query on the app's database.
+    pub async fn count(&self, statement: &'static str) -> i64 {
+        match &self.backend {
+            Backend::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(statement).fetch_one(&pool).await.unwrap()
+            }
+            Backend::Postgres(url) => {
+                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(statement).fetch_one(&mut c).await.unwrap()
+            }
+        }
+    }
+
+    /// Makes the click sink slow for real: another connection takes the write lock
+    /// the sink needs and keeps it for `hold`. Returns once the lock is held; the
+    /// handle finishes when it is released.
+    pub async fn hold_write_lock(&self, hold: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        use sqlx::Connection;
+        let (held, is_held) = tokio::sync::oneshot::channel();
+        let backend = self.backend.clone();
+        let task = tokio::spawn(async move {
+            match backend {
+                Backend::Sqlite(path) => {
+                    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                    sqlx::query("BEGIN IMMEDIATE").execute(&mut c).await.unwrap();
+                    let _ = held.send(());
+                    tokio::time::sleep(hold).await;
+                    sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+                }
+                Backend::Postgres(url) => {
+                    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                    sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+                    sqlx::query("LOCK TABLE click_rollups IN EXCLUSIVE MODE")
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                    let _ = held.send(());
+                    tokio::time::sleep(hold).await;
+                    sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+                }
+            }
+        });
+        is_held.await.unwrap();
+        task
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -3,6 +3,7 @@
 //! client. Test names carry the seed's IDs (F-xx, C-xx) where one applies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod analytics;
 mod auth;
 mod bad_input;
 mod functional;

@@ -17,6 +17,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
             "KURZ_DATABASE_URL",
             format!("sqlite://{}", dir.path().join("k.db").display()),
         )
+        .env("KURZ_ANALYTICS_SPOOL_DIR", dir.path().join("spool"))
         .env("KURZ_ADMIN_API_KEY", "shutdown-admin-key")
         .env("KURZ_LOG", "warn")
         .stdout(Stdio::null())

@@ -1,0 +1,355 @@
+//! Turns a [`Captured`] click into a [`ClickEvent`]: user agent → device, browser, OS
+//! and bot flag; referrer → host; IP → country/city and a keyed visitor hash.
+//!
+//! This runs in the batcher, never in the redirect handler. User agents repeat a lot,
+//! so parsed results are cached by UA string. The UA rules are uap-core's
+//! `regexes.yaml` (vendored as JSON in `data/`, see `data/README.md`), parsed by the
+//! `ua-parser` crate; the regex set is compiled once per process, lazily.
+
+use std::hash::Hasher;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+use siphasher::sip::SipHasher13;
+
+use super::event::{Captured, ClickEvent, Device};
+
+pub const UNKNOWN_COUNTRY: &str = "unknown";
+pub const DIRECT: &str = "direct";
+
+static UAP_RULES: &str = include_str!("../../data/uap-regexes.json");
+
+/// What a user agent string says about the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UaInfo {
+    pub device: Device,
+    pub browser: String,
+    pub os: String,
+    pub is_bot: bool,
+}
+
+fn extractor() -> Option<&'static ua_parser::Extractor<'static>> {
+    static EXTRACTOR: OnceLock<Option<ua_parser::Extractor<'static>>> = OnceLock::new();
+    EXTRACTOR
+        .get_or_init(|| {
+            let built = serde_json::from_str::<ua_parser::Regexes<'static>>(UAP_RULES)
+                .map_err(|e| e.to_string())
+                .and_then(|r| ua_parser::Extractor::try_from(r).map_err(|e| e.to_string()));
+            match built {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    tracing::error!(error = %e, "user-agent rules failed to load; clicks are classified as other");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Compiles the UA rules now (they take a moment), instead of on the first click.
+pub fn warm_up() {
+    let _ = extractor();
+}
+
+const BOT_WORDS: &[&str] = &[
+    "bot",
+    "crawl",
+    "spider",
+    "slurp",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "headless",
+    "monitor",
+    "preview",
+];
+
+/// Classifies a user agent. Pure apart from the compiled rule set.
+pub fn parse_user_agent(ua: &str) -> UaInfo {
+    let lower = ua.to_ascii_lowercase();
+    let (browser, os, device_family) = match extractor() {
+        Some(x) => {
+            let (b, o, d) = x.extract(ua);
+            (
+                b.map(|b| b.family.into_owned()),
+                o.map(|o| o.os.into_owned()),
+                d.map(|d| d.device.into_owned()),
+            )
+        }
+        None => (None, None, None),
+    };
+    let browser = browser.unwrap_or_else(|| "Other".into());
+    let os = os.unwrap_or_else(|| "Other".into());
+    let device_family = device_family.unwrap_or_default();
+    let is_bot =
+        ua.trim().is_empty() || device_family == "Spider" || BOT_WORDS.iter().any(|w| lower.contains(w));
+    let device = if is_bot {
+        Device::Other
+    } else {
+        classify_device(&lower, &os, &device_family)
+    };
+    UaInfo {
+        device,
+        browser,
+        os,
+        is_bot,
+    }
+}
+
+/// uap-core names devices and systems but has no mobile/desktop/tablet field, so the
+/// class is derived from them: iPads, Kindles and Android without "Mobile" (Google's
+/// documented tablet convention) are tablets; phone systems are mobile; desktop
+/// systems are desktop.
+fn classify_device(lower_ua: &str, os: &str, device_family: &str) -> Device {
+    let family = device_family.to_ascii_lowercase();
+    if family.contains("ipad")
+        || family.contains("tablet")
+        || family.contains("kindle")
+        || lower_ua.contains("tablet")
+        || (os == "Android" && !lower_ua.contains("mobile"))
+    {
+        return Device::Tablet;
+    }
+    match os {
+        "iOS" | "Android" | "Windows Phone" | "BlackBerry OS" | "KaiOS" | "Symbian OS" | "Firefox OS"
+        | "HarmonyOS" => Device::Mobile,
+        "Windows" | "Mac OS X" | "macOS" | "Linux" | "Ubuntu" | "Chrome OS" | "ChromeOS" | "Fedora"
+        | "Debian" | "FreeBSD" | "OpenBSD" | "NetBSD" => Device::Desktop,
+        _ if lower_ua.contains("mobi") => Device::Mobile,
+        _ => Device::Other,
+    }
+}
+
+/// The referring host, lower-cased, or `direct` when there is none we can read.
+pub fn referrer_host(referer: Option<&[u8]>) -> String {
+    referer
+        .and_then(|r| std::str::from_utf8(r).ok())
+        .and_then(|r| url::Url::parse(r.trim()).ok())
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_start_matches("www.").to_ascii_lowercase())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DIRECT.to_owned())
+}
+
+/// A MaxMind-format database record. Both common shapes are accepted: GeoIP2/GeoLite2
+/// (`country.iso_code`, `city.names.en`) and the flat `country_code` of the free
+/// ip-location-db files.
+#[derive(Deserialize)]
+struct GeoRecord<'a> {
+    #[serde(borrow)]
+    country_code: Option<&'a str>,
+    #[serde(borrow)]
+    country: Option<GeoCountry<'a>>,
+    #[serde(borrow)]
+    city: Option<GeoCity<'a>>,
+}
+
+#[derive(Deserialize)]
+struct GeoCountry<'a> {
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct GeoCity<'a> {
+    #[serde(borrow)]
+    names: Option<std::collections::BTreeMap<&'a str, &'a str>>,
+}
+
+pub struct GeoDb {
+    reader: maxminddb::Reader<Vec<u8>>,
+}
+
+impl GeoDb {
+    pub fn open(path: &Path) -> Result<Self, String> {
+        maxminddb::Reader::open_readfile(path)
+            .map(|reader| Self { reader })
+            .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))
+    }
+
+    /// (country, city) for an address, if the database knows it.
+    pub fn locate(&self, ip: IpAddr) -> (Option<String>, Option<String>) {
+        let Ok(found) = self.reader.lookup(ip) else {
+            return (None, None);
+        };
+        let Ok(Some(record)) = found.decode::<GeoRecord<'_>>() else {
+            return (None, None);
+        };
+        let country = record
+            .country_code
+            .or(record.country.and_then(|c| c.iso_code))
+            .and_then(valid_country);
+        let city = record
+            .city
+            .and_then(|c| c.names)
+            .and_then(|n| n.get("en").map(|s| (*s).to_owned()));
+        (country, city)
+    }
+}
+
+/// Two ASCII letters, upper-cased; Cloudflare's `XX` (unknown) and `T1` (Tor) are not
+/// countries.
+fn valid_country(code: &str) -> Option<String> {
+    let b = code.as_bytes();
+    (b.len() == 2 && b.iter().all(u8::is_ascii_alphabetic) && !code.eq_ignore_ascii_case("xx"))
+        .then(|| code.to_ascii_uppercase())
+}
+
+/// Keyed hash of the client IP. The key is a per-deployment secret, so the hash cannot
+/// be reversed by hashing all 2^32 IPv4 addresses without it.
+pub fn visitor_hash(key: &[u8; 16], ip: IpAddr) -> u64 {
+    let (k0, k1) = key.split_at(8);
+    let k0 = u64::from_le_bytes(k0.try_into().unwrap_or_default());
+    let k1 = u64::from_le_bytes(k1.try_into().unwrap_or_default());
+    let mut h = SipHasher13::new_with_keys(k0, k1);
+    // IPv4-mapped IPv6 and plain IPv4 are one visitor.
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => h.write(&v4.octets()),
+        IpAddr::V6(v6) => h.write(&v6.octets()),
+    }
+    h.finish()
+}
+
+pub struct Enricher {
+    visitor_key: [u8; 16],
+    geo: Option<GeoDb>,
+    ua_cache: quick_cache::sync::Cache<Box<[u8]>, Arc<UaInfo>>,
+}
+
+impl Enricher {
+    pub fn new(visitor_key: [u8; 16], geo: Option<GeoDb>) -> Self {
+        Self {
+            visitor_key,
+            geo,
+            ua_cache: quick_cache::sync::Cache::new(10_000),
+        }
+    }
+
+    fn user_agent(&self, ua: Option<&[u8]>) -> Arc<UaInfo> {
+        let bytes = ua.unwrap_or_default();
+        if let Some(hit) = self.ua_cache.get(bytes) {
+            return hit;
+        }
+        let info = Arc::new(parse_user_agent(&String::from_utf8_lossy(bytes)));
+        self.ua_cache.insert(bytes.into(), info.clone());
+        info
+    }
+
+    pub fn enrich(&self, c: Captured) -> ClickEvent {
+        let ua = self.user_agent(c.user_agent.as_deref());
+        let (geo_country, city) = match &self.geo {
+            Some(db) => db.locate(c.ip),
+            None => (None, None),
+        };
+        let country = geo_country
+            .or_else(|| {
+                c.cf_country
+                    .and_then(|b| std::str::from_utf8(&b).ok().and_then(valid_country))
+            })
+            .unwrap_or_else(|| UNKNOWN_COUNTRY.to_owned());
+        ClickEvent {
+            short_code: c.code.into(),
+            clicked_at: c.at,
+            referrer: referrer_host(c.referer.as_deref()),
+            device: ua.device,
+            browser: ua.browser.clone(),
+            os: ua.os.clone(),
+            is_bot: ua.is_bot,
+            country,
+            city,
+            visitor_hash: visitor_hash(&self.visitor_key, c.ip),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+    const IPAD: &str = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1";
+    const WIN_CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    const MAC_FIREFOX: &str =
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:121.0) Gecko/20100101 Firefox/121.0";
+    const ANDROID_PHONE: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
+    const ANDROID_TABLET: &str = "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+    #[test]
+    fn user_agents_are_classified() {
+        let cases = [
+            (IPHONE, Device::Mobile, "Mobile Safari", "iOS", false),
+            (IPAD, Device::Tablet, "Mobile Safari", "iOS", false),
+            (WIN_CHROME, Device::Desktop, "Chrome", "Windows", false),
+            (MAC_FIREFOX, Device::Desktop, "Firefox", "Mac OS X", false),
+            (ANDROID_PHONE, Device::Mobile, "Chrome Mobile", "Android", false),
+            (ANDROID_TABLET, Device::Tablet, "Chrome", "Android", false),
+            (GOOGLEBOT, Device::Other, "Googlebot", "Other", true),
+            ("curl/8.5.0", Device::Other, "curl", "Other", true),
+            ("", Device::Other, "Other", "Other", true),
+        ];
+        for (ua, device, browser, os, bot) in cases {
+            let got = parse_user_agent(ua);
+            assert_eq!(
+                got,
+                UaInfo {
+                    device,
+                    browser: browser.into(),
+                    os: os.into(),
+                    is_bot: bot
+                },
+                "{ua}"
+            );
+        }
+    }
+
+    #[test]
+    fn referrers_become_hosts_or_direct() {
+        assert_eq!(referrer_host(None), "direct");
+        assert_eq!(referrer_host(Some(b"")), "direct");
+        assert_eq!(referrer_host(Some(b"not a url")), "direct");
+        assert_eq!(
+            referrer_host(Some(b"https://www.Twitter.com/x?y=1")),
+            "twitter.com"
+        );
+        assert_eq!(referrer_host(Some(b"android-app://com.slack/")), "com.slack");
+    }
+
+    #[test]
+    fn visitor_hash_is_keyed_and_ignores_v4_mapping() {
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        let k1 = [1u8; 16];
+        let k2 = [2u8; 16];
+        assert_eq!(visitor_hash(&k1, ip), visitor_hash(&k1, mapped));
+        assert_ne!(visitor_hash(&k1, ip), visitor_hash(&k2, ip));
+        assert_ne!(
+            visitor_hash(&k1, ip),
+            visitor_hash(&k1, "203.0.113.10".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn cf_country_is_used_without_geoip_and_validated() {
+        let e = Enricher::new([0; 16], None);
+        let mut c = Captured {
+            code: "abc1234".into(),
+            at: chrono::Utc::now(),
+            referer: None,
+            user_agent: Some(WIN_CHROME.as_bytes().into()),
+            ip: "198.51.100.1".parse().unwrap(),
+            cf_country: Some(*b"de"),
+        };
+        let ev = e.enrich(c.clone());
+        assert_eq!(ev.country, "DE");
+        assert_eq!(ev.referrer, "direct");
+        assert_eq!(ev.device, Device::Desktop);
+        c.cf_country = Some(*b"XX");
+        assert_eq!(e.enrich(c.clone()).country, "unknown");
+        c.cf_country = None;
+        assert_eq!(e.enrich(c).country, "unknown");
+    }
+}

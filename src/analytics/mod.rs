@@ -1,0 +1,157 @@
+//! Click analytics (DESIGN.md §5): capture on the redirect, batch, store, summarise.
+//!
+//! The flow, one module per step:
+//! * [`Analytics::capture`] (called by the redirect handler) copies a few header bytes
+//!   into a [`event::Captured`] and `try_send`s it into a bounded queue. It never
+//!   awaits and never blocks on I/O; if the queue is full the event is enriched and
+//!   appended to the spools right there, so nothing is dropped and memory stays bounded.
+//! * [`batcher`] drains the queue, [`enrich`]es events (UA, GeoIP, visitor hash) and
+//!   flushes them by size or time to each [`sink`] — the store always, Kafka if set.
+//! * A failing sink's events go to its [`spool`] and are replayed in order when it is
+//!   back. On shutdown the queue is drained and flushed before the process exits.
+//! * [`rollup`] folds events into hourly rows and answers stats from them; [`hll`] is
+//!   the unique-visitor sketch inside each row.
+
+pub mod batcher;
+pub mod enrich;
+pub mod event;
+pub mod hll;
+pub mod rollup;
+pub mod sink;
+pub mod spool;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics::Counter;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+pub use enrich::{Enricher, GeoDb};
+pub use event::{Captured, ClickEvent};
+pub use sink::{Sink, SinkError, StoreSink};
+pub use spool::{Spool, SpoolError};
+
+/// Tuning of the pipeline, from [`crate::config::Config`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub queue_capacity: usize,
+    pub batch_max: usize,
+    pub flush_interval: Duration,
+    /// A sink write taking longer than this counts as failed (the batch is spooled).
+    pub sink_timeout: Duration,
+    pub spool_dir: std::path::PathBuf,
+}
+
+/// A sink with its spool.
+pub struct Lane {
+    pub sink: Arc<dyn Sink>,
+    pub spool: Spool,
+}
+
+/// State shared by the redirect handlers (overflow path) and the batcher.
+pub struct Shared {
+    pub enricher: Enricher,
+    pub lanes: Vec<Lane>,
+    pub dropped: Counter,
+}
+
+impl Shared {
+    /// Appends events to every sink's spool. Used by the batcher (with fsync) and by
+    /// the overflow path. A spool that cannot be written is the only way to lose an
+    /// event; it is counted and logged loudly.
+    pub fn spool_all(&self, events: &[ClickEvent], sync: bool) {
+        for lane in &self.lanes {
+            self.spool_one(lane, events, sync);
+        }
+    }
+
+    pub fn spool_one(&self, lane: &Lane, events: &[ClickEvent], sync: bool) {
+        match lane.spool.append(events, sync) {
+            Ok(()) => metrics::counter!("kurz_click_events_spooled_total", "sink" => lane.sink.name())
+                .increment(events.len() as u64),
+            Err(e) => {
+                self.dropped.increment(events.len() as u64);
+                tracing::error!(error = %e, lost = events.len(), "click events could not be spooled and are lost");
+            }
+        }
+    }
+}
+
+pub struct Analytics {
+    tx: mpsc::Sender<Captured>,
+    shared: Arc<Shared>,
+    enqueued: Counter,
+    stop: Arc<Notify>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Analytics {
+    /// Opens a spool per sink and starts the batcher.
+    pub fn start(
+        settings: Settings,
+        enricher: Enricher,
+        sinks: Vec<Arc<dyn Sink>>,
+    ) -> Result<Self, SpoolError> {
+        let mut lanes = Vec::with_capacity(sinks.len());
+        for sink in sinks {
+            let spool = Spool::open(&settings.spool_dir, sink.name())?;
+            if spool.backlog() > 0 {
+                tracing::info!(
+                    sink = sink.name(),
+                    bytes = spool.backlog(),
+                    "spooled click events will be replayed"
+                );
+            }
+            lanes.push(Lane { sink, spool });
+        }
+        let shared = Arc::new(Shared {
+            enricher,
+            lanes,
+            dropped: metrics::counter!("kurz_click_events_dropped_total"),
+        });
+        // Registered at zero so dashboards and tests see the series from the start.
+        shared.dropped.increment(0);
+        let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(batcher::run(rx, shared.clone(), settings, stop.clone()));
+        let enqueued = metrics::counter!("kurz_click_events_enqueued_total");
+        enqueued.increment(0);
+        Ok(Self {
+            tx,
+            shared,
+            enqueued,
+            stop,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Hands a click to the pipeline. Never waits: a full (or closed) queue sends the
+    /// event straight to the spools instead.
+    pub fn capture(&self, click: Captured) {
+        self.enqueued.increment(1);
+        match self.tx.try_send(click) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c)) => {
+                metrics::counter!("kurz_click_events_overflow_total").increment(1);
+                let event = self.shared.enricher.enrich(c);
+                self.shared.spool_all(std::slice::from_ref(&event), false);
+            }
+        }
+    }
+
+    /// Events waiting in memory.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Stops taking events into the queue, flushes everything to the sinks (or their
+    /// spools) and waits for that to finish. Called once the server has stopped.
+    pub async fn shutdown(&self) {
+        self.stop.notify_one();
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! Hourly rollups: the only thing stats queries read.
+//!
+//! A batch of events is folded here into one [`HourRollup`] per link-hour (clicks,
+//! bots, counts per dimension, a HyperLogLog of visitors); the store merges each into
+//! its row. A 30-day query then reads at most 720 rows per link, whatever the volume.
+//! Everything here is pure: no I/O, unit-tested below.
+//!
+//! Counting rules (also in the README): bots are counted apart. `clicks`, unique
+//! visitors and every breakdown count human clicks only; `bots` counts the rest; the
+//! link's `click_count` counts every redirect.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::event::{ClickEvent, Device};
+use super::hll::Hll;
+use crate::domain::stats::StatsRange;
+
+/// A dimension keeps at most this many distinct values per link-hour; further values
+/// are counted under `other`, so no client can grow a row without bound.
+pub const MAX_VALUES_PER_DIMENSION: usize = 200;
+pub const OTHER: &str = "other";
+/// Breakdown lists in a stats answer are cut to this many entries.
+pub const TOP_N: usize = 100;
+/// The info endpoint shows this many top countries and referrers.
+pub const SUMMARY_TOP_N: usize = 5;
+
+/// Counts per dimension value, for one link-hour (humans only). Short keys: the JSON is
+/// stored in every row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dims {
+    #[serde(rename = "c", default)]
+    pub country: BTreeMap<String, u64>,
+    #[serde(rename = "r", default)]
+    pub referrer: BTreeMap<String, u64>,
+    #[serde(rename = "d", default)]
+    pub device: BTreeMap<String, u64>,
+    #[serde(rename = "b", default)]
+    pub browser: BTreeMap<String, u64>,
+    #[serde(rename = "o", default)]
+    pub os: BTreeMap<String, u64>,
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str, n: u64) {
+    if let Some(v) = map.get_mut(key) {
+        *v += n;
+    } else if map.len() < MAX_VALUES_PER_DIMENSION {
+        map.insert(key.to_owned(), n);
+    } else {
+        *map.entry(OTHER.to_owned()).or_default() += n;
+    }
+}
+
+impl Dims {
+    fn add_event(&mut self, e: &ClickEvent) {
+        bump(&mut self.country, &e.country, 1);
+        bump(&mut self.referrer, &e.referrer, 1);
+        bump(&mut self.device, e.device.as_str(), 1);
+        bump(&mut self.browser, &e.browser, 1);
+        bump(&mut self.os, &e.os, 1);
+    }
+
+    pub fn merge(&mut self, other: &Dims) {
+        let pairs = [
+            (&mut self.country, &other.country),
+            (&mut self.referrer, &other.referrer),
+            (&mut self.device, &other.device),
+            (&mut self.browser, &other.browser),
+            (&mut self.os, &other.os),
+        ];
+        for (mine, theirs) in pairs {
+            for (k, v) in theirs {
+                bump(mine, k, *v);
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Unreadable JSON counts as empty: the row's totals are still right, and one bad
+    /// row must not stop the pipeline.
+    pub fn from_json(s: &str) -> Self {
+        serde_json::from_str(s).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "unreadable rollup dimensions ignored");
+            Self::default()
+        })
+    }
+}
+
+/// What one batch adds to one link-hour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourRollup {
+    pub short_code: String,
+    pub hour: DateTime<Utc>,
+    pub clicks: u64,
+    pub bots: u64,
+    pub dims: Dims,
+    pub visitors: Hll,
+}
+
+/// What one batch adds to a link's own counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkTouch {
+    pub short_code: String,
+    pub clicks: u64,
+    pub last_at: DateTime<Utc>,
+}
+
+/// One batch, ready for the store: the raw events plus what they fold into. Rollups
+/// and touches are sorted by code (and hour), the order the store locks rows in.
+#[derive(Debug, Clone)]
+pub struct ClickBatch<'a> {
+    pub events: &'a [ClickEvent],
+    pub rollups: Vec<HourRollup>,
+    pub touches: Vec<LinkTouch>,
+}
+
+/// A rollup row as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRollup {
+    pub hour: DateTime<Utc>,
+    pub clicks: i64,
+    pub bots: i64,
+    pub dims: String,
+    pub visitors: Vec<u8>,
+}
+
+pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(Duration::hours(1)).unwrap_or(t)
+}
+
+pub fn fold(events: &[ClickEvent]) -> ClickBatch<'_> {
+    let mut hours: HashMap<(&str, DateTime<Utc>), HourRollup> = HashMap::new();
+    let mut touches: HashMap<&str, LinkTouch> = HashMap::new();
+    for e in events {
+        let hour = hour_of(e.clicked_at);
+        let r = hours
+            .entry((e.short_code.as_str(), hour))
+            .or_insert_with(|| HourRollup {
+                short_code: e.short_code.clone(),
+                hour,
+                clicks: 0,
+                bots: 0,
+                dims: Dims::default(),
+                visitors: Hll::new(),
+            });
+        if e.is_bot {
+            r.bots += 1;
+        } else {
+            r.clicks += 1;
+            r.dims.add_event(e);
+            r.visitors.insert(e.visitor_hash);
+        }
+        let t = touches.entry(e.short_code.as_str()).or_insert_with(|| LinkTouch {
+            short_code: e.short_code.clone(),
+            clicks: 0,
+            last_at: e.clicked_at,
+        });
+        t.clicks += 1;
+        t.last_at = t.last_at.max(e.clicked_at);
+    }
+    let mut rollups: Vec<HourRollup> = hours.into_values().collect();
+    rollups.sort_by(|a, b| (&a.short_code, a.hour).cmp(&(&b.short_code, b.hour)));
+    let mut touches: Vec<LinkTouch> = touches.into_values().collect();
+    touches.sort_by(|a, b| a.short_code.cmp(&b.short_code));
+    ClickBatch {
+        events,
+        rollups,
+        touches,
+    }
+}
+
+/// The row after adding `new` to what is stored (if anything).
+pub fn merge_row(existing: Option<&StoredRollup>, new: &HourRollup) -> StoredRollup {
+    let mut dims = existing.map(|e| Dims::from_json(&e.dims)).unwrap_or_default();
+    dims.merge(&new.dims);
+    let mut visitors = new.visitors.clone();
+    if let Some(e) = existing
+        && visitors.merge_encoded(&e.visitors).is_err()
+    {
+        tracing::warn!(code = %new.short_code, "unreadable visitor sketch replaced");
+    }
+    StoredRollup {
+        hour: new.hour,
+        clicks: existing.map_or(0, |e| e.clicks) + new.clicks as i64,
+        bots: existing.map_or(0, |e| e.bots) + new.bots as i64,
+        dims: dims.to_json(),
+        visitors: visitors.encode(),
+    }
+}
+
+/// Click figures for one link over a range.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkStats {
+    pub total_clicks: u64,
+    pub unique_visitors: u64,
+    pub time_series: Vec<(DateTime<Utc>, u64)>,
+    pub geographic: Vec<(String, u64)>,
+    pub referrers: Vec<(String, u64)>,
+    pub devices: Devices,
+    pub browsers: Vec<(String, u64)>,
+    pub operating_systems: Vec<(String, u64)>,
+    pub bots: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Devices {
+    pub mobile: u64,
+    pub desktop: u64,
+    pub tablet: u64,
+    pub other: u64,
+}
+
+/// The `analytics` block of the info endpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkSummary {
+    pub clicks_24h: u64,
+    pub clicks_7d: u64,
+    pub top_countries: Vec<(String, u64)>,
+    pub top_referrers: Vec<(String, u64)>,
+}
+
+fn top(map: BTreeMap<String, u64>, n: usize) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = map.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(n);
+    v
+}
+
+/// Rollups are hourly, so a range is widened to whole hours: the hour holding `start`
+/// through the hour holding the instant before `end`.
+pub fn rows_window(range: &StatsRange) -> (DateTime<Utc>, DateTime<Utc>) {
+    (hour_of(range.start), range.end)
+}
+
+/// Stats for a range from the link's rollup rows (any order; rows outside the range
+/// are ignored).
+pub fn summarize(rows: &[StoredRollup], range: &StatsRange) -> LinkStats {
+    let (from, to) = rows_window(range);
+    let buckets = range.buckets();
+    let mut series: BTreeMap<DateTime<Utc>, u64> = buckets.iter().map(|b| (*b, 0)).collect();
+    let mut dims = Dims::default();
+    let mut visitors = Hll::new();
+    let mut stats = LinkStats::default();
+    for row in rows.iter().filter(|r| r.hour >= from && r.hour < to) {
+        let clicks = u64::try_from(row.clicks).unwrap_or(0);
+        stats.total_clicks += clicks;
+        stats.bots += u64::try_from(row.bots).unwrap_or(0);
+        if let Some(b) = series.get_mut(&range.granularity.truncate(row.hour)) {
+            *b += clicks;
+        }
+        let row_dims = Dims::from_json(&row.dims);
+        // Counts add up exactly, without the per-row cap: this map is not stored.
+        for (mine, theirs) in [
+            (&mut dims.country, row_dims.country),
+            (&mut dims.referrer, row_dims.referrer),
+            (&mut dims.device, row_dims.device),
+            (&mut dims.browser, row_dims.browser),
+            (&mut dims.os, row_dims.os),
+        ] {
+            for (k, v) in theirs {
+                *mine.entry(k).or_default() += v;
+            }
+        }
+        if visitors.merge_encoded(&row.visitors).is_err() {
+            tracing::warn!("unreadable visitor sketch skipped");
+        }
+    }
+    stats.unique_visitors = visitors.estimate();
+    stats.time_series = series.into_iter().collect();
+    let device = |d: Device| dims.device.get(d.as_str()).copied().unwrap_or(0);
+    stats.devices = Devices {
+        mobile: device(Device::Mobile),
+        desktop: device(Device::Desktop),
+        tablet: device(Device::Tablet),
+        other: device(Device::Other),
+    };
+    stats.geographic = top(dims.country, TOP_N);
+    stats.referrers = top(dims.referrer, TOP_N);
+    stats.browsers = top(dims.browser, TOP_N);
+    stats.operating_systems = top(dims.os, TOP_N);
+    stats
+}
+
+/// The info endpoint's summary from the last 7 days of rows.
+pub fn summary(rows: &[StoredRollup], now: DateTime<Utc>) -> LinkSummary {
+    let day_ago = hour_of(now - Duration::hours(24));
+    let week_ago = hour_of(now - Duration::days(7));
+    let mut out = LinkSummary::default();
+    let mut countries = BTreeMap::new();
+    let mut referrers = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.hour >= week_ago) {
+        let clicks = u64::try_from(row.clicks).unwrap_or(0);
+        out.clicks_7d += clicks;
+        if row.hour >= day_ago {
+            out.clicks_24h += clicks;
+        }
+        let d = Dims::from_json(&row.dims);
+        for (k, v) in d.country {
+            *countries.entry(k).or_default() += v;
+        }
+        for (k, v) in d.referrer {
+            *referrers.entry(k).or_default() += v;
+        }
+    }
+    out.top_countries = top(countries, SUMMARY_TOP_N);
+    out.top_referrers = top(referrers, SUMMARY_TOP_N);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::stats::StatsRange;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn event(code: &str, at: &str, country: &str, visitor: u64, bot: bool) -> ClickEvent {
+        ClickEvent {
+            short_code: code.into(),
+            clicked_at: t(at),
+            referrer: "direct".into(),
+            device: Device::Mobile,
+            browser: "Chrome".into(),
+            os: "Android".into(),
+            is_bot: bot,
+            country: country.into(),
+            city: None,
+            visitor_hash: visitor.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        }
+    }
+
+    #[test]
+    fn fold_groups_by_link_hour_and_counts_bots_apart() {
+        let events = vec![
+            event("b", "2026-03-01T10:05:00Z", "DE", 1, false),
+            event("a", "2026-03-01T10:59:59Z", "US", 1, false),
+            event("a", "2026-03-01T10:00:00Z", "US", 2, false),
+            event("a", "2026-03-01T11:00:00Z", "FR", 1, true),
+        ];
+        let batch = fold(&events);
+        let keys: Vec<_> = batch
+            .rollups
+            .iter()
+            .map(|r| (r.short_code.as_str(), r.hour, r.clicks, r.bots))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("a", t("2026-03-01T10:00:00Z"), 2, 0),
+                ("a", t("2026-03-01T11:00:00Z"), 0, 1),
+                ("b", t("2026-03-01T10:00:00Z"), 1, 0),
+            ]
+        );
+        assert_eq!(batch.rollups[0].dims.country.get("US"), Some(&2));
+        assert!(batch.rollups[1].dims.country.is_empty());
+        assert_eq!(batch.touches[0].clicks, 3);
+        assert_eq!(batch.touches[0].last_at, t("2026-03-01T11:00:00Z"));
+    }
+
+    #[test]
+    fn merged_rows_add_up_and_summaries_fill_buckets() {
+        let first = fold(&[event("a", "2026-03-01T10:05:00Z", "US", 1, false)]).rollups;
+        let second = fold(&[
+            event("a", "2026-03-01T10:06:00Z", "US", 1, false),
+            event("a", "2026-03-01T10:07:00Z", "DE", 2, false),
+        ])
+        .rollups;
+        let row = merge_row(None, &first[0]);
+        let row = merge_row(Some(&row), &second[0]);
+        assert_eq!(row.clicks, 3);
+        let later = merge_row(
+            None,
+            &fold(&[event("a", "2026-03-03T00:30:00Z", "US", 3, false)]).rollups[0],
+        );
+        let range = StatsRange::parse(
+            Some("2026-03-01"),
+            Some("2026-03-03"),
+            None,
+            t("2026-04-01T00:00:00Z"),
+        )
+        .unwrap();
+        let s = summarize(&[row, later], &range);
+        assert_eq!(s.total_clicks, 4);
+        assert_eq!(s.unique_visitors, 3);
+        assert_eq!(
+            s.time_series.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
+            vec![3, 0, 1]
+        );
+        assert_eq!(s.geographic, vec![("US".into(), 3), ("DE".into(), 1)]);
+        assert_eq!(s.devices.mobile, 4);
+    }
+
+    #[test]
+    fn a_dimension_is_capped_per_row() {
+        let events: Vec<_> = (0..MAX_VALUES_PER_DIMENSION + 50)
+            .map(|i| {
+                let mut e = event("a", "2026-03-01T10:00:00Z", "US", i as u64, false);
+                e.referrer = format!("site{i}.example");
+                e
+            })
+            .collect();
+        let r = &fold(&events).rollups[0];
+        assert_eq!(r.dims.referrer.len(), MAX_VALUES_PER_DIMENSION + 1);
+        assert_eq!(r.dims.referrer.get(OTHER), Some(&50));
+        assert_eq!(r.dims.referrer.values().sum::<u64>(), r.clicks);
+    }
+
+    #[test]
+    fn summary_counts_last_day_and_week() {
+        let now = t("2026-03-10T12:00:00Z");
+        let rows: Vec<_> = [
+            "2026-03-10T11:10:00Z",
+            "2026-03-05T00:00:00Z",
+            "2026-02-01T00:00:00Z",
+        ]
+        .iter()
+        .map(|at| merge_row(None, &fold(&[event("a", at, "US", 1, false)]).rollups[0]))
+        .collect();
+        let s = summary(&rows, now);
+        assert_eq!((s.clicks_24h, s.clicks_7d), (1, 2));
+        assert_eq!(s.top_countries, vec![("US".into(), 2)]);
+    }
+}

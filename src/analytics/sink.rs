@@ -1,0 +1,44 @@
+//! Where enriched click events go. The store is always a sink; Kafka is another when
+//! configured. Each sink has its own spool, so one being down never holds up the other.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::event::ClickEvent;
+use super::rollup;
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+#[async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// Names the sink in metrics, logs and the spool file.
+    fn name(&self) -> &'static str;
+    /// Takes the whole batch or fails as a whole.
+    async fn write(&self, events: &[ClickEvent]) -> Result<(), SinkError>;
+}
+
+/// Raw events and rollups into the link store, one transaction per batch.
+pub struct StoreSink {
+    pub store: Arc<dyn Store>,
+    /// Keep raw events (`KURZ_ANALYTICS_RAW_EVENTS`); rollups are always kept.
+    pub raw: bool,
+}
+
+#[async_trait]
+impl Sink for StoreSink {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    async fn write(&self, events: &[ClickEvent]) -> Result<(), SinkError> {
+        let batch = rollup::fold(events);
+        self.store
+            .record_clicks(&batch, self.raw)
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+}

@@ -1,0 +1,255 @@
+//! The spool: an append-only local file of click events a sink could not take yet.
+//!
+//! Events land here when their sink fails, while a backlog is still being replayed (so
+//! order is kept), or when the in-memory queue is full. They are read back in file
+//! order and handed to the sink again; once everything is replayed the file is
+//! truncated. Each record is `u32 LE length | u32 LE CRC-32 | JSON event`, so a record
+//! torn by a crash is detected and skipped instead of replayed as garbage.
+//!
+//! The replay position is kept in a small side file, rewritten atomically after each
+//! replayed chunk: after a crash at most one chunk is replayed twice (at-least-once).
+//! The file is locked while open, so two instances can never share one spool.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::event::ClickEvent;
+
+/// A record larger than this is corrupt: events are a few hundred bytes.
+const MAX_RECORD: u32 = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {0}: {1}")]
+    Io(PathBuf, io::Error),
+    #[error("spool {0} is in use by another kurz process")]
+    Locked(PathBuf),
+}
+
+struct Inner {
+    file: File,
+    /// Bytes in the file.
+    len: u64,
+    /// Bytes already replayed.
+    offset: u64,
+}
+
+pub struct Spool {
+    path: PathBuf,
+    offset_path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+/// What a read returned: events in order, where the next read starts, and how many
+/// corrupt records were skipped.
+pub struct Chunk {
+    pub events: Vec<ClickEvent>,
+    pub next_offset: u64,
+    pub corrupt: u64,
+}
+
+impl Spool {
+    /// Opens (or creates) `dir/name.spool` and takes an exclusive lock on it.
+    pub fn open(dir: &Path, name: &str) -> Result<Self, SpoolError> {
+        let path = dir.join(format!("{name}.spool"));
+        let io = |e| SpoolError::Io(path.clone(), e);
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(SpoolError::Locked(path)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let len = file.metadata().map_err(io)?.len();
+        let offset_path = dir.join(format!("{name}.offset"));
+        let offset = std::fs::read_to_string(&offset_path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|o| *o <= len)
+            .unwrap_or(0);
+        Ok(Self {
+            path,
+            offset_path,
+            inner: Mutex::new(Inner { file, len, offset }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the file inconsistent beyond a
+        // torn record, which reads detect; keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes not yet replayed.
+    pub fn backlog(&self) -> u64 {
+        let g = self.lock();
+        g.len - g.offset
+    }
+
+    /// Appends events as one write. `sync` forces them to disk (the batcher's path);
+    /// the overflow path skips it, as it runs on request threads.
+    pub fn append(&self, events: &[ClickEvent], sync: bool) -> Result<(), SpoolError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(events.len() * 256);
+        for e in events {
+            let json = serde_json::to_vec(e).map_err(|e| SpoolError::Io(self.path.clone(), e.into()))?;
+            buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
+            buf.extend_from_slice(&json);
+        }
+        let mut g = self.lock();
+        let io = |e| SpoolError::Io(self.path.clone(), e);
+        g.file.write_all(&buf).map_err(io)?;
+        if sync {
+            g.file.sync_data().map_err(io)?;
+        }
+        g.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Reads up to `max` events from the replay position, without moving it.
+    pub fn read(&self, max: usize) -> Result<Chunk, SpoolError> {
+        let (start, end) = {
+            let g = self.lock();
+            (g.offset, g.len)
+        };
+        let io = |e| SpoolError::Io(self.path.clone(), e);
+        let mut file = File::open(&self.path).map_err(io)?;
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        let mut reader = BufReader::new(file.take(end - start));
+        let mut chunk = Chunk {
+            events: Vec::new(),
+            next_offset: start,
+            corrupt: 0,
+        };
+        let mut header = [0u8; 8];
+        while chunk.events.len() < max {
+            if reader.read_exact(&mut header).is_err() {
+                // A torn header at the very end: skip the rest.
+                if chunk.next_offset < end {
+                    chunk.corrupt += 1;
+                    chunk.next_offset = end;
+                }
+                break;
+            }
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+            let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+            let mut body = vec![0u8; len.min(MAX_RECORD) as usize];
+            if len > MAX_RECORD || reader.read_exact(&mut body).is_err() {
+                // Nothing after a torn or absurd length can be framed again.
+                chunk.corrupt += 1;
+                chunk.next_offset = end;
+                break;
+            }
+            chunk.next_offset += 8 + u64::from(len);
+            match (crc32fast::hash(&body) == crc)
+                .then(|| serde_json::from_slice::<ClickEvent>(&body).ok())
+                .flatten()
+            {
+                Some(e) => chunk.events.push(e),
+                None => chunk.corrupt += 1,
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// Marks everything before `offset` as replayed. When the whole file is replayed
+    /// it is truncated, so the spool does not grow forever.
+    pub fn commit(&self, offset: u64) -> Result<(), SpoolError> {
+        let mut g = self.lock();
+        let io = |e| SpoolError::Io(self.path.clone(), e);
+        g.offset = offset.min(g.len);
+        if g.offset == g.len {
+            g.file.set_len(0).map_err(io)?;
+            g.file.sync_data().map_err(io)?;
+            g.len = 0;
+            g.offset = 0;
+        }
+        let tmp = self.offset_path.with_extension("offset.tmp");
+        std::fs::write(&tmp, g.offset.to_string()).map_err(io)?;
+        std::fs::rename(&tmp, &self.offset_path).map_err(io)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::event::Device;
+
+    fn ev(i: u64) -> ClickEvent {
+        ClickEvent {
+            short_code: format!("code{i}"),
+            clicked_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + i as i64).unwrap(),
+            referrer: "direct".into(),
+            device: Device::Desktop,
+            browser: "Firefox".into(),
+            os: "Linux".into(),
+            is_bot: false,
+            country: "unknown".into(),
+            city: None,
+            visitor_hash: i,
+        }
+    }
+
+    #[test]
+    fn replays_in_order_across_reopen_and_truncates_when_done() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Spool::open(dir.path(), "store").unwrap();
+            s.append(&[ev(1), ev(2)], true).unwrap();
+            s.append(&[ev(3)], false).unwrap();
+            let c = s.read(2).unwrap();
+            assert_eq!(c.events, vec![ev(1), ev(2)]);
+            s.commit(c.next_offset).unwrap();
+        }
+        let s = Spool::open(dir.path(), "store").unwrap();
+        let c = s.read(10).unwrap();
+        assert_eq!(c.events, vec![ev(3)]);
+        assert_eq!(c.corrupt, 0);
+        s.commit(c.next_offset).unwrap();
+        assert_eq!(s.backlog(), 0);
+        assert_eq!(std::fs::metadata(s.path()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_second_process_cannot_open_the_same_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let _a = Spool::open(dir.path(), "store").unwrap();
+        assert!(matches!(
+            Spool::open(dir.path(), "store"),
+            Err(SpoolError::Locked(_))
+        ));
+    }
+
+    #[test]
+    fn corrupt_and_torn_records_are_skipped_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path(), "store").unwrap();
+        s.append(&[ev(1), ev(2)], true).unwrap();
+        // Flip a byte inside the first record's JSON, then add a torn tail.
+        let mut bytes = std::fs::read(s.path()).unwrap();
+        bytes[12] ^= 0x20;
+        bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2]);
+        drop(s);
+        std::fs::write(dir.path().join("store.spool"), &bytes).unwrap();
+        let s = Spool::open(dir.path(), "store").unwrap();
+        let c = s.read(10).unwrap();
+        assert_eq!(c.events, vec![ev(2)]);
+        assert_eq!(c.corrupt, 2);
+        assert_eq!(c.next_offset, bytes.len() as u64);
+    }
+}
