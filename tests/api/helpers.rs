@@ -337,3 +337,10 @@ pub async fn short_code(res: Response) -> String {
 pub fn location(res: &Response) -> String {
     res.headers()["location"].to_str().unwrap().to_owned()
 }
+
+/// The value of one line of the Prometheus text (0 when absent).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}

@@ -80,3 +80,121 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     assert!(exit.success(), "exit status {exit:?}");
     assert!(answered > 0, "some requests were in flight");
 }
+
+/// SIGTERM in the middle of redirect traffic: after a restart on the same database and
+/// spool, every click that got a 302 is counted, none twice.
+#[tokio::test]
+async fn sigterm_during_redirect_traffic_every_302_is_counted_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::free_port();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_kurz"))
+            .arg("serve")
+            .env("KURZ_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "KURZ_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("k.db").display()),
+            )
+            .env("KURZ_ANALYTICS_SPOOL_DIR", dir.path().join("spool"))
+            .env("KURZ_ADMIN_API_KEY", "shutdown-admin-key")
+            .env("KURZ_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0")
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let wait_up = async |client: &reqwest::Client| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while client.get(format!("{base}/health")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let mut child = spawn();
+    wait_up(&client).await;
+    let res = client
+        .post(format!("{base}/api/v1/urls"))
+        .header("X-API-Key", "shutdown-admin-key")
+        .json(&json!({ "original_url": "https://example.com/term" }))
+        .send()
+        .await
+        .unwrap();
+    let code = res.json::<serde_json::Value>().await.unwrap()["short_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, url) = (client.clone(), format!("{base}/{code}"));
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0u64;
+            loop {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 302 => ok += 1,
+                    Ok(r) => panic!("unexpected {}", r.status()),
+                    Err(_) => return ok,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut redirected = 0;
+    for t in tasks {
+        redirected += t.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(redirected > 20, "traffic was running: {redirected}");
+
+    let mut child = spawn();
+    wait_up(&client).await;
+    let info = || async {
+        client
+            .get(format!("{base}/api/v1/urls/{code}"))
+            .header("X-API-Key", "shutdown-admin-key")
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counted = info().await["click_count"].as_u64().unwrap();
+        assert!(
+            counted <= redirected,
+            "counted {counted} of {redirected}: some twice"
+        );
+        if counted == redirected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "counted {counted} of {redirected}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

@@ -172,3 +172,77 @@ async fn redis_down_redirects_and_creates_keep_working_health_degraded_then_reco
     })
     .await;
 }
+
+/// C-06 adapted to the store sink: PostgreSQL becomes unreachable in the middle of
+/// redirect traffic. Redirects are unaffected, the clicks are spooled, and once the
+/// database is back every one of them is counted, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c06_store_down_mid_traffic_clicks_spooled_then_counted_exactly() {
+    let Some(base) = spawn_pg(|_| {}).await else {
+        return;
+    };
+    let Backend::Postgres(url) = base.backend.clone() else {
+        unreachable!()
+    };
+    let proxy = ChaosProxy::start(socket_of(&url)).await;
+    let mut config = base.config.clone();
+    config.database_url = via(&url, proxy.addr);
+    config.database_acquire_timeout_ms = 500;
+    config.analytics_sink_timeout_secs = 2;
+    config.analytics_spool_dir = fresh_spool_dir();
+    let app = start(config, base.backend.clone(), None).await;
+    let code = app.create_code("https://example.com/c06-store").await;
+    assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
+    let stats = format!("/api/v1/urls/{code}/stats");
+    wait_for("the first click", async || {
+        let s: Value = app.get(&stats, Some(ADMIN_KEY)).await.json().await.unwrap();
+        s["total_clicks"] == 1
+    })
+    .await;
+
+    let mut ok = 1u64;
+    let mut traffic = async |n: u64| {
+        for _ in 0..n {
+            let res = app.get(&format!("/{code}"), None).await;
+            assert_eq!(res.status(), 302, "redirects do not depend on the store");
+            ok += 1;
+        }
+    };
+    traffic(100).await;
+    proxy.cut();
+    traffic(200).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    traffic(100).await;
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metric(&metrics, "kurz_click_events_spooled_total{sink=\"store\"}") > 0.0,
+        "{metrics}"
+    );
+    proxy.restore();
+    traffic(100).await;
+
+    let expected = ok;
+    wait_for("every click counted", async || {
+        let s: Value = app.get(&stats, Some(ADMIN_KEY)).await.json().await.unwrap();
+        assert!(
+            s["total_clicks"].as_u64().unwrap() <= expected,
+            "counted twice: {s}"
+        );
+        s["total_clicks"] == expected
+    })
+    .await;
+    // And nothing more arrives later (no replay twice).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let info: Value = app
+        .get(&format!("/api/v1/urls/{code}"), Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["click_count"], expected);
+    let s: Value = app.get(&stats, Some(ADMIN_KEY)).await.json().await.unwrap();
+    assert_eq!(s["total_clicks"], expected);
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metric(&metrics, "kurz_click_events_replayed_total{sink=\"store\"}") > 0.0);
+    assert_eq!(metric(&metrics, "kurz_click_events_dropped_total"), 0.0);
+}

@@ -13,6 +13,7 @@ mod support;
 mod chaos;
 mod cluster;
 mod instances;
+mod kafka;
 mod proxy;
 
 use helpers::{TestApp, start};
