@@ -7,9 +7,10 @@
 //! beyond that the batcher appends the batch to that sink's spool itself, so memory
 //! stays bounded however slow a sink is.
 //!
-//! A writer whose sink fails spools the batch and rests for a second. While its sink
-//! has a spooled backlog, new batches are appended behind it, so events reach the
-//! sink in the order they happened; the backlog is replayed a chunk at a time.
+//! A writer whose sink fails spools the batch and rests for a second. The backlog is
+//! replayed in file order, a chunk at a time, whenever no live batch is waiting, so a
+//! backlog drains as fast as the sink allows without ever holding up new clicks. A
+//! sink that needs order (Kafka) gets new batches appended behind its backlog instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,9 @@ use super::{Lane, Settings, Shared};
 /// After a failure, a sink is tried again this much later.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Batches a sink writer may hold before the batcher spools for it.
-const LANE_BACKLOG: usize = 2;
+const LANE_BACKLOG: usize = 4;
+/// Spool chunks replayed in a row before looking for live batches again.
+const REPLAY_BURST: usize = 8;
 
 type Batch = Arc<Vec<ClickEvent>>;
 
@@ -114,38 +117,40 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
     let spool_bytes = metrics::gauge!("kurz_click_spool_bytes", "sink" => name);
     let mut retry_at = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut batches: Vec<Batch> = Vec::with_capacity(LANE_BACKLOG);
     loop {
-        let batch = tokio::select! {
-            b = rx.recv() => match b {
-                Some(b) => Some(b),
-                None => break,
-            },
-            _ = tick.tick() => None,
+        let closed = tokio::select! {
+            n = rx.recv_many(&mut batches, LANE_BACKLOG) => n == 0,
+            _ = tick.tick() => false,
         };
-        if let Some(events) = batch {
-            if lane.spool.backlog() > 0 {
-                // Keep order: behind the backlog, not ahead of it.
+        for events in batches.drain(..) {
+            if lane.sink.ordered() && lane.spool.backlog() > 0 {
                 shared.spool_one(lane, &events, true);
-            } else {
-                match write(lane, &events, &settings, &flush_seconds).await {
-                    Ok(()) => metrics::counter!("kurz_click_events_written_total", "sink" => name)
-                        .increment(events.len() as u64),
-                    Err(e) => {
-                        tracing::warn!(sink = name, error = %e, events = events.len(), "click sink failed; spooling");
-                        retry_at = Instant::now() + RETRY_AFTER;
-                        shared.spool_one(lane, &events, true);
-                    }
+                continue;
+            }
+            match write(lane, &events, &settings, &flush_seconds).await {
+                Ok(()) => metrics::counter!("kurz_click_events_written_total", "sink" => name)
+                    .increment(events.len() as u64),
+                Err(e) => {
+                    tracing::warn!(sink = name, error = %e, events = events.len(), "click sink failed; spooling");
+                    retry_at = Instant::now() + RETRY_AFTER;
+                    shared.spool_one(lane, &events, true);
                 }
             }
         }
-        if Instant::now() >= retry_at
-            && lane.spool.backlog() > 0
-            && let Err(e) = replay_chunk(lane, &settings, &flush_seconds).await
+        let mut burst = 0;
+        while burst < REPLAY_BURST && rx.is_empty() && Instant::now() >= retry_at && lane.spool.backlog() > 0
         {
-            tracing::warn!(sink = name, error = %e, "click replay failed; will retry");
-            retry_at = Instant::now() + RETRY_AFTER;
+            burst += 1;
+            if let Err(e) = replay_chunk(lane, &settings, &flush_seconds).await {
+                tracing::warn!(sink = name, error = %e, "click replay failed; will retry");
+                retry_at = Instant::now() + RETRY_AFTER;
+            }
         }
         spool_bytes.set(lane.spool.backlog() as f64);
+        if closed {
+            break;
+        }
     }
     spool_bytes.set(lane.spool.backlog() as f64);
 }

@@ -17,6 +17,12 @@ pub struct SinkError(pub String);
 pub trait Sink: Send + Sync + 'static {
     /// Names the sink in metrics, logs and the spool file.
     fn name(&self) -> &'static str;
+    /// Must events arrive in the order they happened? Then new batches wait behind a
+    /// spooled backlog. The store adds counts up, so it does not care; a Kafka
+    /// consumer may.
+    fn ordered(&self) -> bool {
+        true
+    }
     /// Takes the whole batch or fails as a whole.
     async fn write(&self, events: &[ClickEvent]) -> Result<(), SinkError>;
 }
@@ -32,6 +38,10 @@ pub struct StoreSink {
 impl Sink for StoreSink {
     fn name(&self) -> &'static str {
         "store"
+    }
+
+    fn ordered(&self) -> bool {
+        false
     }
 
     async fn write(&self, events: &[ClickEvent]) -> Result<(), SinkError> {

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Click analytics benchmark (issue 4), everything on this machine, loopback only.
+#
+#   1. redirect throughput with analytics ON vs OFF, in the same run: two instances
+#      on one SQLite database, oha -c 64 over BENCH_LINKS links, alternating rounds;
+#      target: on >= 0.9 x off. Afterwards every 302 must be in click_count (no loss).
+#   2. P-10: BENCH_P10_CLICKS (10,000,000) clicks for one link over 30 days, loaded
+#      with bench/clickgen.rs through the pipeline's own write path (not HTTP), on
+#      SQLite and on PostgreSQL; then the 30-day stats query through HTTP, 200 times
+#      in a row (oha -c 1): p50/p99; target p99 < 50 ms. Also reports the sketch's
+#      unique-visitor error against the true count.
+#   3. ingestion into PostgreSQL: clickgen's sustained events/s with the pipeline's
+#      batch size (10,000); target >= 20,000/s. And end to end: redirect load on a
+#      PostgreSQL instance, then events written per second of load, spooled = 0.
+#
+# Writes bench/results/analytics/ and prints a summary table. About 8 minutes after
+# the release build. Knobs: BENCH_LINKS=20000 BENCH_ROUNDS=2 BENCH_SECONDS=15
+# BENCH_P10_CLICKS=10000000 BENCH_SKIP_BUILD=1
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RESULTS=$ROOT/bench/results/analytics
+HARNESS=(python3 "$ROOT/bench/harness.py")
+LINKS=${BENCH_LINKS:-20000}
+ROUNDS=${BENCH_ROUNDS:-2}
+SECS=${BENCH_SECONDS:-15}
+P10_CLICKS=${BENCH_P10_CLICKS:-10000000}
+KURZ_BIN=$ROOT/target/release/kurz
+CLICKGEN=$ROOT/target/release/examples/clickgen
+
+say() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+bounded() { local limit=$1; shift; timeout --foreground --kill-after=10 "$limit" "$@"; }
+
+source "$ROOT/scripts/services.sh"
+KURZ_PIDS=()
+stop_kurz() {
+    local pid
+    for pid in "${KURZ_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${KURZ_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    KURZ_PIDS=()
+}
+cleanup() {
+    stop_kurz
+    services_stop
+}
+trap cleanup EXIT
+
+command -v oha >/dev/null || die "oha is required: cargo install oha --locked"
+OHA=(--no-tui --redirect 0 --output-format json)
+
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    say "cargo build --release (kurz, clickgen)"
+    (cd "$ROOT" && cargo build --release --bin kurz --example clickgen)
+fi
+mkdir -p "$RESULTS"
+rm -f "$RESULTS"/*
+WORK=$SERVICES_TMP
+ADMIN=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
+
+# start_kurz NAME PORT ENV... — one instance, waits for /health.
+start_kurz() {
+    local name=$1 port=$2
+    shift 2
+    say "starting $name on 127.0.0.1:$port"
+    env KURZ_LISTEN=127.0.0.1:$port KURZ_PUBLIC_BASE_URL=http://127.0.0.1:$port \
+        KURZ_ADMIN_API_KEY=$ADMIN KURZ_LOG=warn KURZ_CACHE_CAPACITY=200000 \
+        KURZ_ANALYTICS_SPOOL_DIR="$WORK/spool-$name" "$@" \
+        "$KURZ_BIN" serve >"$RESULTS/$name.log" 2>&1 &
+    KURZ_PIDS+=($!)
+    "${HARNESS[@]}" wait-health "http://127.0.0.1:$port" --timeout 60 --pid "$!" \
+        || { tail -n 20 "$RESULTS/$name.log" >&2; die "$name did not start"; }
+}
+
+run_oha() {
+    local seconds=$1 out=$2
+    shift 2
+    bounded $((seconds + 60)) oha -z "${seconds}s" "${OHA[@]}" "$@" >"$out" 2>"${out%.json}.log" \
+        || die "oha failed, see ${out%.json}.log"
+}
+
+# The sum of click_count over all links, once the pipeline has written everything.
+click_total_sqlite() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select coalesce(sum(click_count),0) from links").fetchone()[0])' "$1"; }
+click_total_pg() { psql -Atq "$1" -c 'select coalesce(sum(click_count),0) from links'; }
+
+# stats_latency NAME PORT — the 30-day stats query of link p10link, 200 times in a row.
+stats_latency() {
+    local name=$1 port=$2 url
+    url="http://127.0.0.1:$port/api/v1/urls/p10link/stats"
+    curl -fsS -H "X-API-Key: $ADMIN" "$url" >"$RESULTS/p10-$name-answer.json"
+    curl -fsS -H "X-API-Key: $ADMIN" "$url?granularity=hour" >/dev/null
+    bounded 300 oha -n 200 -c 1 "${OHA[@]}" -H "X-API-Key: $ADMIN" "$url" >"$RESULTS/p10-$name.json"
+    bounded 300 oha -n 100 -c 1 "${OHA[@]}" -H "X-API-Key: $ADMIN" "$url?granularity=hour" \
+        >"$RESULTS/p10-$name-hourly.json"
+}
+
+services_install
+services_start_postgres
+
+# 1. Analytics on vs off -------------------------------------------------------------
+read -r PON POFF PPG <<<"$("${HARNESS[@]}" ports 3 | tr '\n' ' ')"
+DB=$WORK/onoff.db
+start_kurz on "$PON" KURZ_DATABASE_URL="sqlite://$DB"
+start_kurz off "$POFF" KURZ_DATABASE_URL="sqlite://$DB" KURZ_ANALYTICS=false
+say "creating $LINKS links"
+bounded 600 "${HARNESS[@]}" load "http://127.0.0.1:$PON" "$ADMIN" "$LINKS" \
+    "$WORK/map.tsv" "$WORK/on-urls.txt" "$WORK/off-urls.txt" "http://127.0.0.1:$POFF"
+say "warming both caches (one GET per code each)"
+bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$PON" "$WORK/map.tsv" "$RESULTS/check-on.json"
+bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$POFF" "$WORK/map.tsv" "$RESULTS/check-off.json"
+for round in $(seq "$ROUNDS"); do
+    say "round $round/$ROUNDS: analytics on, then off (${SECS}s each, c=64)"
+    run_oha "$SECS" "$RESULTS/redirect-on-$round.json" -c 64 --urls-from-file "$WORK/on-urls.txt"
+    run_oha "$SECS" "$RESULTS/redirect-off-$round.json" -c 64 --urls-from-file "$WORK/off-urls.txt"
+done
+sleep 3
+curl -fsS "http://127.0.0.1:$PON/metrics" >"$RESULTS/metrics-on.txt"
+click_total_sqlite "$DB" >"$RESULTS/click-count-on.txt"
+stop_kurz
+
+# 2 and 3. P-10 on SQLite and PostgreSQL, ingestion into PostgreSQL --------------------
+say "P-10 on SQLite: loading $P10_CLICKS clicks with clickgen"
+bounded 1800 "$CLICKGEN" "sqlite://$WORK/p10.db" p10link "$P10_CLICKS" 30 >"$RESULTS/clickgen-sqlite.json"
+start_kurz p10-sqlite "$PON" KURZ_DATABASE_URL="sqlite://$WORK/p10.db"
+stats_latency sqlite "$PON"
+stop_kurz
+
+say "P-10 on PostgreSQL: loading $P10_CLICKS clicks with clickgen (also the ingestion rate)"
+psql -q "$KURZ_TEST_PG" -c 'CREATE DATABASE kurz_p10'
+PG_P10=${KURZ_TEST_PG%/postgres}/kurz_p10
+bounded 1800 "$CLICKGEN" "$PG_P10" p10link "$P10_CLICKS" 30 >"$RESULTS/clickgen-postgres.json"
+psql -q "$PG_P10" -c 'VACUUM ANALYZE click_rollups'
+start_kurz p10-pg "$PPG" KURZ_DATABASE_URL="$PG_P10"
+stats_latency postgres "$PPG"
+stop_kurz
+
+say "end to end on PostgreSQL: redirect load with analytics on"
+psql -q "$KURZ_TEST_PG" -c 'CREATE DATABASE kurz_e2e'
+PG_E2E=${KURZ_TEST_PG%/postgres}/kurz_e2e
+start_kurz e2e-pg "$PPG" KURZ_DATABASE_URL="$PG_E2E" KURZ_AUTO_MIGRATE=true
+bounded 600 "${HARNESS[@]}" load "http://127.0.0.1:$PPG" "$ADMIN" "$LINKS" \
+    "$WORK/map-pg.tsv" "$WORK/pg-urls.txt" "$WORK/unused.txt" "http://127.0.0.1:1"
+bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$PPG" "$WORK/map-pg.tsv" "$RESULTS/check-pg.json"
+run_oha "$SECS" "$RESULTS/redirect-pg.json" -c 64 --urls-from-file "$WORK/pg-urls.txt"
+sleep 3
+curl -fsS "http://127.0.0.1:$PPG/metrics" >"$RESULTS/metrics-pg.txt"
+click_total_pg "$PG_E2E" >"$RESULTS/click-count-pg.txt"
+stop_kurz
+
+python3 "$ROOT/bench/analytics_summary.py" "$RESULTS" "$ROUNDS" "$LINKS"
