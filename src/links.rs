@@ -453,7 +453,11 @@ impl LinkService {
         let link = self.owned(caller, code).await?;
         let (from, to) = rollup::rows_window(range);
         let rows = self.store.click_rollups(link.code.as_str(), from, to).await?;
-        Ok(rollup::summarize(&rows, range))
+        let sketches = self
+            .store
+            .visitor_sketches(link.code.as_str(), &rollup::sketch_plan(from, to))
+            .await?;
+        Ok(rollup::summarize(&rows, &sketches, range))
     }
 }
 

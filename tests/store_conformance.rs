@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use chrono::{Duration, SubsecRound, Utc};
+use chrono::{Duration, DurationRound, SubsecRound, Utc};
+use kurz::analytics::event::{ClickEvent, Device};
+use kurz::analytics::rollup;
 use kurz::domain::{Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 use kurz::store::{IdempotencyClaim, LinkPatch, NewLink, NewUser, PgStore, PoolBounds, Store, StoreError};
 
@@ -302,6 +304,88 @@ pub async fn concurrent_idempotency_claims_have_one_winner(store: Arc<dyn Store>
     assert_eq!(winners, 1);
 }
 
+fn click(code: &str, at: chrono::DateTime<Utc>, visitor: u64, bot: bool) -> ClickEvent {
+    ClickEvent {
+        short_code: code.into(),
+        clicked_at: at,
+        referrer: "t.co".into(),
+        device: Device::Mobile,
+        browser: "Chrome Mobile".into(),
+        os: "Android".into(),
+        is_bot: bot,
+        country: "DE".into(),
+        city: Some("Berlin".into()),
+        visitor_hash: visitor.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (visitor << 40),
+    }
+}
+
+/// Batches add up: rollup rows, daily and hourly sketches, and the link's counters.
+pub async fn clicks_add_up_across_batches(store: Arc<dyn Store>) {
+    store
+        .insert_links(&[
+            new_link("clk1234", "https://example.com/c", None),
+            new_link("clk5678", "https://example.com/d", None),
+        ])
+        .await
+        .unwrap();
+    let day = Utc::now().duration_trunc(Duration::days(1)).unwrap() - Duration::days(3);
+    let h = |hours: i64, min: i64| day + Duration::hours(hours) + Duration::minutes(min);
+    let first = vec![
+        click("clk1234", h(10, 1), 1, false),
+        click("clk1234", h(10, 2), 2, false),
+        click("clk1234", h(11, 0), 1, true),
+        click("clk5678", h(10, 3), 7, false),
+    ];
+    let second = vec![
+        click("clk1234", h(10, 30), 2, false),
+        click("clk1234", h(30, 0), 3, false),
+    ];
+    store.record_clicks(&rollup::fold(&first), true).await.unwrap();
+    store.record_clicks(&rollup::fold(&second), true).await.unwrap();
+
+    let rows = store
+        .click_rollups("clk1234", day, day + Duration::days(3))
+        .await
+        .unwrap();
+    let per_hour: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|r| ((r.hour - day).num_hours(), r.clicks, r.bots))
+        .collect();
+    assert_eq!(per_hour, vec![(10, 3, 0), (11, 0, 1), (30, 1, 0)]);
+    let dims = rollup::Dims::from_json(&rows[0].dims);
+    assert_eq!(dims.country.get("DE"), Some(&3));
+    assert_eq!(dims.referrer.get("t.co"), Some(&3));
+
+    // Whole day 0 from the daily table, the 6 hours of day 1 from hourly rows.
+    let plan = rollup::sketch_plan(day, day + Duration::hours(30) + Duration::minutes(1));
+    assert_eq!(plan.days, Some((day, day + Duration::days(1))));
+    let sketches = store.visitor_sketches("clk1234", &plan).await.unwrap();
+    assert_eq!(sketches.len(), 2);
+    let mut all = kurz::analytics::hll::Hll::new();
+    for s in &sketches {
+        all.merge_encoded(s).unwrap();
+    }
+    assert_eq!(all.estimate(), 3, "visitors 1, 2 and 3; the bot is not one");
+
+    let link = store.get_link("clk1234").await.unwrap().unwrap();
+    assert_eq!(link.click_count, 5);
+    assert_eq!(link.last_accessed_at, Some(h(30, 0)));
+    assert_eq!(store.get_link("clk5678").await.unwrap().unwrap().click_count, 1);
+
+    // Retention removes raw events, never rollups.
+    store
+        .purge_click_events(Utc::now() + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .click_rollups("clk1234", day, day + Duration::days(3))
+            .await
+            .unwrap(),
+        rows
+    );
+}
+
 /// Generates one `#[tokio::test]` per contract check for a backend's `fresh()`.
 macro_rules! conformance {
     ($backend:ident, $fresh:expr) => {
@@ -318,6 +402,7 @@ macro_rules! conformance {
                 users_unique_email_and_key_lookup,
                 idempotency_claims,
                 concurrent_idempotency_claims_have_one_winner,
+                clicks_add_up_across_batches,
             );
         }
     };

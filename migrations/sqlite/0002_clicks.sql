@@ -29,3 +29,12 @@ CREATE TABLE click_rollups (
     visitors  BLOB    NOT NULL,
     PRIMARY KEY (code, hour)
 ) WITHOUT ROWID;
+
+-- One HyperLogLog of human visitors per link and UTC day: a 30-day query merges 30
+-- of these (plus the hours of the partial days at its ends), not 720 hourly ones.
+CREATE TABLE click_visitors_daily (
+    code      TEXT    NOT NULL,
+    day       INTEGER NOT NULL,
+    visitors  BLOB    NOT NULL,
+    PRIMARY KEY (code, day)
+);

@@ -3,6 +3,9 @@
 //! A batch of events is folded here into one [`HourRollup`] per link-hour (clicks,
 //! bots, counts per dimension, a HyperLogLog of visitors); the store merges each into
 //! its row. A 30-day query then reads at most 720 rows per link, whatever the volume.
+//! Visitor sketches are also kept per link-day ([`DayVisitors`]): a dense sketch is
+//! 16 KiB, so a 30-day query merges 30 daily sketches (plus the hours of the two
+//! partial days at its ends, see [`sketch_plan`]) instead of 720 hourly ones.
 //! Everything here is pure: no I/O, unit-tested below.
 //!
 //! Counting rules (also in the README): bots are counted apart. `clicks`, unique
@@ -102,6 +105,14 @@ pub struct HourRollup {
     pub visitors: Hll,
 }
 
+/// What one batch adds to a link's visitors of one UTC day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayVisitors {
+    pub short_code: String,
+    pub day: DateTime<Utc>,
+    pub visitors: Hll,
+}
+
 /// What one batch adds to a link's own counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkTouch {
@@ -116,10 +127,12 @@ pub struct LinkTouch {
 pub struct ClickBatch<'a> {
     pub events: &'a [ClickEvent],
     pub rollups: Vec<HourRollup>,
+    pub days: Vec<DayVisitors>,
     pub touches: Vec<LinkTouch>,
 }
 
-/// A rollup row as stored.
+/// A rollup row as stored. Reads for stats leave `visitors` empty: sketches come
+/// from [`sketch_plan`]'s rows instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRollup {
     pub hour: DateTime<Utc>,
@@ -133,8 +146,13 @@ pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(Duration::hours(1)).unwrap_or(t)
 }
 
+pub fn day_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(Duration::days(1)).unwrap_or(t)
+}
+
 pub fn fold(events: &[ClickEvent]) -> ClickBatch<'_> {
     let mut hours: HashMap<(&str, DateTime<Utc>), HourRollup> = HashMap::new();
+    let mut days: HashMap<(&str, DateTime<Utc>), DayVisitors> = HashMap::new();
     let mut touches: HashMap<&str, LinkTouch> = HashMap::new();
     for e in events {
         let hour = hour_of(e.clicked_at);
@@ -154,6 +172,15 @@ pub fn fold(events: &[ClickEvent]) -> ClickBatch<'_> {
             r.clicks += 1;
             r.dims.add_event(e);
             r.visitors.insert(e.visitor_hash);
+            let day = day_of(e.clicked_at);
+            days.entry((e.short_code.as_str(), day))
+                .or_insert_with(|| DayVisitors {
+                    short_code: e.short_code.clone(),
+                    day,
+                    visitors: Hll::new(),
+                })
+                .visitors
+                .insert(e.visitor_hash);
         }
         let t = touches.entry(e.short_code.as_str()).or_insert_with(|| LinkTouch {
             short_code: e.short_code.clone(),
@@ -165,12 +192,58 @@ pub fn fold(events: &[ClickEvent]) -> ClickBatch<'_> {
     }
     let mut rollups: Vec<HourRollup> = hours.into_values().collect();
     rollups.sort_by(|a, b| (&a.short_code, a.hour).cmp(&(&b.short_code, b.hour)));
+    let mut days: Vec<DayVisitors> = days.into_values().collect();
+    days.sort_by(|a, b| (&a.short_code, a.day).cmp(&(&b.short_code, b.day)));
     let mut touches: Vec<LinkTouch> = touches.into_values().collect();
     touches.sort_by(|a, b| a.short_code.cmp(&b.short_code));
     ClickBatch {
         events,
         rollups,
+        days,
         touches,
+    }
+}
+
+/// A stored sketch with `new` merged in.
+pub fn merge_sketch(existing: Option<&[u8]>, new: &Hll) -> Vec<u8> {
+    let mut merged = new.clone();
+    if let Some(e) = existing
+        && merged.merge_encoded(e).is_err()
+    {
+        tracing::warn!("unreadable visitor sketch replaced");
+    }
+    merged.encode()
+}
+
+/// Where the visitor sketches of `[from, to)` (hour-aligned `from`) are read from:
+/// the daily table for every whole UTC day inside, hourly rows for the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SketchPlan {
+    /// `[first, end)` of whole days, if any.
+    pub days: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Hour ranges `[from, to)` outside those days.
+    pub hours: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+pub fn sketch_plan(from: DateTime<Utc>, to: DateTime<Utc>) -> SketchPlan {
+    let first_whole = if day_of(from) == from {
+        from
+    } else {
+        day_of(from) + Duration::days(1)
+    };
+    let end_whole = day_of(to);
+    if first_whole >= end_whole {
+        return SketchPlan {
+            days: None,
+            hours: vec![(from, to)],
+        };
+    }
+    SketchPlan {
+        days: Some((first_whole, end_whole)),
+        hours: [(from, first_whole), (end_whole, to)]
+            .into_iter()
+            .filter(|(a, b)| a < b)
+            .collect(),
     }
 }
 
@@ -238,8 +311,8 @@ pub fn rows_window(range: &StatsRange) -> (DateTime<Utc>, DateTime<Utc>) {
 }
 
 /// Stats for a range from the link's rollup rows (any order; rows outside the range
-/// are ignored).
-pub fn summarize(rows: &[StoredRollup], range: &StatsRange) -> LinkStats {
+/// are ignored) and the visitor sketches [`sketch_plan`] chose for it.
+pub fn summarize(rows: &[StoredRollup], sketches: &[Vec<u8>], range: &StatsRange) -> LinkStats {
     let (from, to) = rows_window(range);
     let buckets = range.buckets();
     let mut series: BTreeMap<DateTime<Utc>, u64> = buckets.iter().map(|b| (*b, 0)).collect();
@@ -266,7 +339,9 @@ pub fn summarize(rows: &[StoredRollup], range: &StatsRange) -> LinkStats {
                 *mine.entry(k).or_default() += v;
             }
         }
-        if visitors.merge_encoded(&row.visitors).is_err() {
+    }
+    for sketch in sketches {
+        if visitors.merge_encoded(sketch).is_err() {
             tracing::warn!("unreadable visitor sketch skipped");
         }
     }
@@ -386,7 +461,8 @@ mod tests {
             t("2026-04-01T00:00:00Z"),
         )
         .unwrap();
-        let s = summarize(&[row, later], &range);
+        let sketches = vec![row.visitors.clone(), later.visitors.clone()];
+        let s = summarize(&[row, later], &sketches, &range);
         assert_eq!(s.total_clicks, 4);
         assert_eq!(s.unique_visitors, 3);
         assert_eq!(
@@ -395,6 +471,48 @@ mod tests {
         );
         assert_eq!(s.geographic, vec![("US".into(), 3), ("DE".into(), 1)]);
         assert_eq!(s.devices.mobile, 4);
+    }
+
+    #[test]
+    fn daily_sketches_cover_whole_days_and_hours_the_edges() {
+        let plan = sketch_plan(t("2026-03-01T10:00:00Z"), t("2026-03-04T05:30:00Z"));
+        assert_eq!(
+            plan.days,
+            Some((t("2026-03-02T00:00:00Z"), t("2026-03-04T00:00:00Z")))
+        );
+        assert_eq!(
+            plan.hours,
+            vec![
+                (t("2026-03-01T10:00:00Z"), t("2026-03-02T00:00:00Z")),
+                (t("2026-03-04T00:00:00Z"), t("2026-03-04T05:30:00Z")),
+            ]
+        );
+        let aligned = sketch_plan(t("2026-03-01T00:00:00Z"), t("2026-03-03T00:00:00Z"));
+        assert_eq!(
+            aligned.days,
+            Some((t("2026-03-01T00:00:00Z"), t("2026-03-03T00:00:00Z")))
+        );
+        assert!(aligned.hours.is_empty());
+        let short = sketch_plan(t("2026-03-01T10:00:00Z"), t("2026-03-02T03:00:00Z"));
+        assert_eq!(short.days, None);
+        assert_eq!(
+            short.hours,
+            vec![(t("2026-03-01T10:00:00Z"), t("2026-03-02T03:00:00Z"))]
+        );
+    }
+
+    #[test]
+    fn days_collect_the_visitors_of_their_hours() {
+        let events = vec![
+            event("a", "2026-03-01T10:05:00Z", "US", 1, false),
+            event("a", "2026-03-01T23:05:00Z", "US", 2, false),
+            event("a", "2026-03-02T00:05:00Z", "US", 1, false),
+            event("a", "2026-03-02T01:05:00Z", "US", 9, true),
+        ];
+        let batch = fold(&events);
+        assert_eq!(batch.days.len(), 2);
+        assert_eq!(batch.days[0].visitors.estimate(), 2);
+        assert_eq!(batch.days[1].visitors.estimate(), 1, "bots are not visitors");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 
-use crate::analytics::rollup::{ClickBatch, StoredRollup};
+use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup};
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
@@ -149,13 +149,16 @@ pub trait Store: Send + Sync + 'static {
     /// nothing, so a failed batch can be spooled and replayed without double counting.
     async fn record_clicks(&self, batch: &ClickBatch<'_>, raw: bool) -> StoreResult<()>;
 
-    /// A link's rollup rows with `from <= hour < to`.
+    /// A link's rollup rows with `from <= hour < to`, without their sketches.
     async fn click_rollups(
         &self,
         code: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<StoredRollup>>;
+
+    /// The visitor sketches a plan names: daily ones for its days, hourly for its hours.
+    async fn visitor_sketches(&self, code: &str, plan: &SketchPlan) -> StoreResult<Vec<Vec<u8>>>;
 
     /// Deletes raw click events older than `before` (PostgreSQL drops whole days).
     async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64>;

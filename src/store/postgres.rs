@@ -20,7 +20,7 @@ use quick_cache::sync::Cache;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
-use crate::analytics::rollup::{ClickBatch, StoredRollup, merge_row};
+use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup, merge_row, merge_sketch};
 
 use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
@@ -583,6 +583,54 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        let d_codes: Vec<&str> = batch.days.iter().map(|d| d.short_code.as_str()).collect();
+        let d_days: Vec<DateTime<Utc>> = batch.days.iter().map(|d| d.day).collect();
+        sqlx::query(
+            "INSERT INTO click_visitors_daily (code, day) \
+             SELECT c, d FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, d) ORDER BY c, d \
+             ON CONFLICT (code, day) DO NOTHING",
+        )
+        .bind(&d_codes)
+        .bind(&d_days)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let rows = sqlx::query(
+            "SELECT code, day, visitors FROM click_visitors_daily \
+             WHERE (code, day) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[])) \
+             ORDER BY code, day FOR UPDATE",
+        )
+        .bind(&d_codes)
+        .bind(&d_days)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut stored_days = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let code: String = row.try_get("code").map_err(map_err)?;
+            let day: DateTime<Utc> = row.try_get("day").map_err(map_err)?;
+            let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
+            stored_days.insert((code, day), visitors);
+        }
+        let merged_days: Vec<Vec<u8>> = batch
+            .days
+            .iter()
+            .map(|d| {
+                let existing = stored_days.get(&(d.short_code.clone(), d.day)).map(Vec::as_slice);
+                merge_sketch(existing, &d.visitors)
+            })
+            .collect();
+        sqlx::query(
+            "UPDATE click_visitors_daily v SET visitors = u.visitors \
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::bytea[]) AS u(code, day, visitors) \
+             WHERE v.code = u.code AND v.day = u.day",
+        )
+        .bind(&d_codes)
+        .bind(&d_days)
+        .bind(merged_days.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         if raw && !batch.events.is_empty() {
             let e = batch.events;
             sqlx::query(
@@ -627,7 +675,7 @@ impl Store for PgStore {
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<StoredRollup>> {
         let rows = sqlx::query(
-            "SELECT hour, clicks, bots, dims, visitors FROM click_rollups \
+            "SELECT hour, clicks, bots, dims, ''::bytea AS visitors FROM click_rollups \
              WHERE code = $1 AND hour >= $2 AND hour < $3 ORDER BY hour",
         )
         .bind(code)
@@ -637,6 +685,28 @@ impl Store for PgStore {
         .await
         .map_err(map_err)?;
         rows.iter().map(rollup_from_row).collect()
+    }
+
+    async fn visitor_sketches(&self, code: &str, plan: &SketchPlan) -> StoreResult<Vec<Vec<u8>>> {
+        let (days_from, days_to) = plan.days.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+        let hour_from: Vec<DateTime<Utc>> = plan.hours.iter().map(|h| h.0).collect();
+        let hour_to: Vec<DateTime<Utc>> = plan.hours.iter().map(|h| h.1).collect();
+        // One round trip for both tables.
+        sqlx::query_scalar(
+            "SELECT visitors FROM click_visitors_daily WHERE code = $1 AND day >= $2 AND day < $3 \
+             UNION ALL \
+             SELECT r.visitors FROM click_rollups r \
+             JOIN UNNEST($4::timestamptz[], $5::timestamptz[]) AS w(f, t) ON r.hour >= w.f AND r.hour < w.t \
+             WHERE r.code = $1",
+        )
+        .bind(code)
+        .bind(days_from)
+        .bind(days_to)
+        .bind(&hour_from)
+        .bind(&hour_to)
+        .fetch_all(&self.primary)
+        .await
+        .map_err(map_err)
     }
 
     async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {

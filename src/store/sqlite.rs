@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::analytics::rollup::{ClickBatch, StoredRollup, merge_row};
+use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup, merge_row, merge_sketch};
 
 use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
@@ -438,6 +438,24 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         }
+        for d in &batch.days {
+            let existing: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT visitors FROM click_visitors_daily WHERE code = ?1 AND day = ?2")
+                    .bind(&d.short_code)
+                    .bind(ms(d.day))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO click_visitors_daily (code, day, visitors) VALUES (?1, ?2, ?3)",
+            )
+            .bind(&d.short_code)
+            .bind(ms(d.day))
+            .bind(merge_sketch(existing.as_deref(), &d.visitors))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
         if raw && !batch.events.is_empty() {
             // One statement per batch: the events travel as one JSON array of arrays
             // and SQLite unpacks them itself, instead of 10,000 round trips.
@@ -493,7 +511,7 @@ impl Store for SqliteStore {
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<StoredRollup>> {
         let rows = sqlx::query(
-            "SELECT hour, clicks, bots, dims, visitors FROM click_rollups \
+            "SELECT hour, clicks, bots, dims, x'' AS visitors FROM click_rollups \
              WHERE code = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
         )
         .bind(code)
@@ -503,6 +521,37 @@ impl Store for SqliteStore {
         .await
         .map_err(map_err)?;
         rows.iter().map(rollup_from_row).collect()
+    }
+
+    async fn visitor_sketches(&self, code: &str, plan: &SketchPlan) -> StoreResult<Vec<Vec<u8>>> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        if let Some((from, to)) = plan.days {
+            out.extend(
+                sqlx::query_scalar::<_, Vec<u8>>(
+                    "SELECT visitors FROM click_visitors_daily WHERE code = ?1 AND day >= ?2 AND day < ?3",
+                )
+                .bind(code)
+                .bind(ms(from))
+                .bind(ms(to))
+                .fetch_all(&self.read)
+                .await
+                .map_err(map_err)?,
+            );
+        }
+        for (from, to) in &plan.hours {
+            out.extend(
+                sqlx::query_scalar::<_, Vec<u8>>(
+                    "SELECT visitors FROM click_rollups WHERE code = ?1 AND hour >= ?2 AND hour < ?3",
+                )
+                .bind(code)
+                .bind(ms(*from))
+                .bind(ms(*to))
+                .fetch_all(&self.read)
+                .await
+                .map_err(map_err)?,
+            );
+        }
+        Ok(out)
     }
 
     async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {

@@ -93,10 +93,8 @@ fn base(config: &mut Config) {
     config.rate_limit_free = 0;
     config.rate_limit_pro = 0;
     config.rate_limit_enterprise = 0;
-    // Clicks show up in stats within a poll or two, and every instance has a spool
-    // of its own (two processes may never share one).
+    // Clicks show up in stats within a poll or two.
     config.analytics_flush_ms = 50;
-    config.analytics_spool_dir = fresh_spool_dir();
 }
 
 /// A new, empty folder for an instance's click spool (removed with the temp dir
@@ -130,13 +128,15 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     start(config, backend, dir).await
 }
 
-/// Starts an instance with exactly this configuration.
+/// Starts an instance with this configuration, but a click spool of its own: two
+/// live instances may never share one (kurz refuses to start on a locked spool).
 pub async fn start(
-    config: Config,
+    mut config: Config,
     backend: Backend,
     dir: Option<std::sync::Arc<tempfile::TempDir>>,
 ) -> TestApp {
     init_logs();
+    config.analytics_spool_dir = fresh_spool_dir();
     let app = Application::build(config.clone()).await.expect("app builds");
     let addr = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -162,9 +162,7 @@ pub async fn start(
 impl TestApp {
     /// Another instance on the same database (and Redis), as behind a load balancer.
     pub async fn twin(&self) -> TestApp {
-        let mut config = self.config.clone();
-        config.analytics_spool_dir = fresh_spool_dir();
-        start(config, self.backend.clone(), self._dir.clone()).await
+        start(self.config.clone(), self.backend.clone(), self._dir.clone()).await
     }
 
     /// Runs one SQL statement on the app's database, behind its back.

@@ -189,7 +189,6 @@ async fn c06_store_down_mid_traffic_clicks_spooled_then_counted_exactly() {
     config.database_url = via(&url, proxy.addr);
     config.database_acquire_timeout_ms = 500;
     config.analytics_sink_timeout_secs = 2;
-    config.analytics_spool_dir = fresh_spool_dir();
     let app = start(config, base.backend.clone(), None).await;
     let code = app.create_code("https://example.com/c06-store").await;
     assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
