@@ -411,51 +411,107 @@ impl Store for SqliteStore {
     }
 
     async fn record_clicks(&self, batch: &ClickBatch<'_>, raw: bool) -> StoreResult<()> {
+        // A batch touches thousands of link-hours; each step below is one statement
+        // over a JSON array that SQLite unpacks itself (json_each), not one per row.
         let mut tx = self.write.begin().await.map_err(map_err)?;
-        for r in &batch.rollups {
-            let existing = sqlx::query(
-                "SELECT hour, clicks, bots, dims, visitors FROM click_rollups WHERE code = ?1 AND hour = ?2",
-            )
-            .bind(&r.short_code)
-            .bind(ms(r.hour))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .map(|row| rollup_from_row(&row))
-            .transpose()?;
-            let row = merge_row(existing.as_ref(), r);
-            sqlx::query(
-                "INSERT OR REPLACE INTO click_rollups (code, hour, clicks, bots, dims, visitors) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(&r.short_code)
-            .bind(ms(r.hour))
-            .bind(row.clicks)
-            .bind(row.bots)
-            .bind(&row.dims)
-            .bind(&row.visitors)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let keys = serde_json::Value::Array(
+            batch
+                .rollups
+                .iter()
+                .map(|r| serde_json::json!([r.short_code, ms(r.hour)]))
+                .collect(),
+        )
+        .to_string();
+        let rows = sqlx::query(
+            "SELECT r.code, r.hour, r.clicks, r.bots, r.dims, r.visitors FROM json_each(?1) AS j \
+             JOIN click_rollups r ON r.code = j.value ->> 0 AND r.hour = j.value ->> 1",
+        )
+        .bind(keys)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut existing = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let code: String = row.try_get("code").map_err(map_err)?;
+            let r = rollup_from_row(row)?;
+            existing.insert((code, ms(r.hour)), r);
         }
-        for d in &batch.days {
-            let existing: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT visitors FROM click_visitors_daily WHERE code = ?1 AND day = ?2")
-                    .bind(&d.short_code)
-                    .bind(ms(d.day))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            sqlx::query(
-                "INSERT OR REPLACE INTO click_visitors_daily (code, day, visitors) VALUES (?1, ?2, ?3)",
-            )
-            .bind(&d.short_code)
-            .bind(ms(d.day))
-            .bind(merge_sketch(existing.as_deref(), &d.visitors))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let merged = serde_json::Value::Array(
+            batch
+                .rollups
+                .iter()
+                .map(|r| {
+                    let m = merge_row(existing.get(&(r.short_code.clone(), ms(r.hour))), r);
+                    serde_json::json!([
+                        r.short_code,
+                        ms(r.hour),
+                        m.clicks,
+                        m.bots,
+                        m.dims,
+                        hex::encode(m.visitors)
+                    ])
+                })
+                .collect(),
+        )
+        .to_string();
+        sqlx::query(
+            "INSERT OR REPLACE INTO click_rollups (code, hour, clicks, bots, dims, visitors) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, unhex(value ->> 5) \
+             FROM json_each(?1)",
+        )
+        .bind(merged)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+
+        let keys = serde_json::Value::Array(
+            batch
+                .days
+                .iter()
+                .map(|d| serde_json::json!([d.short_code, ms(d.day)]))
+                .collect(),
+        )
+        .to_string();
+        let rows = sqlx::query(
+            "SELECT v.code, v.day, v.visitors FROM json_each(?1) AS j \
+             JOIN click_visitors_daily v ON v.code = j.value ->> 0 AND v.day = j.value ->> 1",
+        )
+        .bind(keys)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut stored_days = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let code: String = row.try_get("code").map_err(map_err)?;
+            let day: i64 = row.try_get("day").map_err(map_err)?;
+            let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
+            stored_days.insert((code, day), visitors);
         }
+        let merged = serde_json::Value::Array(
+            batch
+                .days
+                .iter()
+                .map(|d| {
+                    let old = stored_days
+                        .get(&(d.short_code.clone(), ms(d.day)))
+                        .map(Vec::as_slice);
+                    serde_json::json!([
+                        d.short_code,
+                        ms(d.day),
+                        hex::encode(merge_sketch(old, &d.visitors))
+                    ])
+                })
+                .collect(),
+        )
+        .to_string();
+        sqlx::query(
+            "INSERT OR REPLACE INTO click_visitors_daily (code, day, visitors) \
+             SELECT value ->> 0, value ->> 1, unhex(value ->> 2) FROM json_each(?1)",
+        )
+        .bind(merged)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         if raw && !batch.events.is_empty() {
             // One statement per batch: the events travel as one JSON array of arrays
             // and SQLite unpacks them itself, instead of 10,000 round trips.
@@ -489,18 +545,23 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         }
-        for t in &batch.touches {
-            sqlx::query(
-                "UPDATE links SET click_count = click_count + ?2, \
-                 last_accessed_at = MAX(COALESCE(last_accessed_at, 0), ?3) WHERE code = ?1",
-            )
-            .bind(&t.short_code)
-            .bind(t.clicks as i64)
-            .bind(ms(t.last_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
+        let touches = serde_json::Value::Array(
+            batch
+                .touches
+                .iter()
+                .map(|t| serde_json::json!([t.short_code, t.clicks, ms(t.last_at)]))
+                .collect(),
+        )
+        .to_string();
+        sqlx::query(
+            "UPDATE links SET click_count = links.click_count + (j.value ->> 1), \
+             last_accessed_at = MAX(COALESCE(links.last_accessed_at, 0), j.value ->> 2) \
+             FROM json_each(?1) AS j WHERE links.code = j.value ->> 0",
+        )
+        .bind(touches)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         tx.commit().await.map_err(map_err)
     }
 
