@@ -3,7 +3,10 @@
 //! bench/run_analytics.sh for P-10 (a 30-day stats query over 10,000,000 clicks) and
 //! for the PostgreSQL ingestion rate.
 //!
-//!   cargo run --release --example clickgen -- DATABASE_URL CODE CLICKS DAYS [BATCH]
+//!   cargo run --release --example clickgen -- DATABASE_URL CODE CLICKS DAYS [BATCH] [LINKS]
+//!
+//! With LINKS > 1 the clicks are spread at random over LINKS links (CODE followed by
+//! a number), the worst case for the rollups: almost every click is its own link-hour.
 //!
 //! Creates link CODE if missing, then writes CLICKS clicks spread evenly over the
 //! last DAYS days (in time order, as they would arrive), from 500,000 visitors with
@@ -61,21 +64,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clicks: u64 = args[3].parse()?;
     let days: i64 = args[4].parse()?;
     let batch: usize = args.get(5).map(|b| b.parse()).transpose()?.unwrap_or(10_000);
+    let links: usize = args.get(6).map(|b| b.parse()).transpose()?.unwrap_or(1).max(1);
+    let codes: Vec<String> = if links == 1 {
+        vec![code.as_str().to_owned()]
+    } else {
+        (0..links).map(|i| format!("{}{i}", code.as_str())).collect()
+    };
 
     let store: Arc<dyn Store> = store::connect(&config).await?;
     store.migrate().await?;
-    if store.get_link(code.as_str()).await?.is_none() {
-        store
-            .insert_links(&[NewLink {
-                code: code.clone(),
-                original_url: TargetUrl::from_trusted("https://example.com/p10".into()),
-                owner_id: None,
-                created_at: Utc::now() - Duration::days(days + 1),
-                expires_at: None,
-                redirect_type: RedirectType::Temporary,
-                metadata: Metadata::default(),
-            }])
-            .await?;
+    if store.get_link(&codes[0]).await?.is_none() {
+        let new: Vec<NewLink> = codes
+            .iter()
+            .map(|c| {
+                Ok(NewLink {
+                    code: ShortCode::parse(c).ok_or("bad code")?,
+                    original_url: TargetUrl::from_trusted("https://example.com/p10".into()),
+                    owner_id: None,
+                    created_at: Utc::now() - Duration::days(days + 1),
+                    expires_at: None,
+                    redirect_type: RedirectType::Temporary,
+                    metadata: Metadata::default(),
+                })
+            })
+            .collect::<Result<_, &str>>()?;
+        for chunk in new.chunks(1000) {
+            store.insert_links(chunk).await?;
+        }
     }
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(10);
@@ -100,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             humans.insert(visitor);
         }
         events.push(ClickEvent {
-            short_code: code.as_str().to_owned(),
+            short_code: codes[rng.random_range(0..codes.len())].clone(),
             clicked_at: at,
             referrer: REFERRERS[rng.random_range(0..REFERRERS.len())].to_owned(),
             device,

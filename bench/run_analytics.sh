@@ -2,8 +2,10 @@
 # Click analytics benchmark (issue 4), everything on this machine, loopback only.
 #
 #   1. redirect throughput with analytics ON vs OFF, in the same run: two instances
-#      on one SQLite database, oha -c 64 over BENCH_LINKS links, alternating rounds;
-#      target: on >= 0.9 x off. Afterwards every 302 must be in click_count (no loss).
+#      on one SQLite database, oha -c 64, alternating, over two URL mixes of
+#      BENCH_LINKS links: Zipf (s=1, a few links get most clicks, as in real traffic)
+#      and uniform (the worst case for rollups). Target: on >= 0.9 x off. Afterwards,
+#      once the queue and spool are empty, every 302 must be in click_count.
 #   2. P-10: BENCH_P10_CLICKS (10,000,000) clicks for one link over 30 days, loaded
 #      with bench/clickgen.rs through the pipeline's own write path (not HTTP), on
 #      SQLite and on PostgreSQL; then the 30-day stats query through HTTP, 200 times
@@ -14,17 +16,19 @@
 #      PostgreSQL instance, then events written per second of load, spooled = 0.
 #
 # Writes bench/results/analytics/ and prints a summary table. About 8 minutes after
-# the release build. Knobs: BENCH_LINKS=20000 BENCH_ROUNDS=2 BENCH_SECONDS=15
-# BENCH_P10_CLICKS=10000000 BENCH_SKIP_BUILD=1
+# the release build. Knobs: BENCH_LINKS=20000 BENCH_ROUNDS=3 BENCH_SECONDS=10
+# BENCH_P10_CLICKS=10000000 BENCH_SKIP_BUILD=1 BENCH_PARTS=onoff,p10,e2e
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$ROOT/bench/results/analytics
 HARNESS=(python3 "$ROOT/bench/harness.py")
 LINKS=${BENCH_LINKS:-20000}
-ROUNDS=${BENCH_ROUNDS:-2}
-SECS=${BENCH_SECONDS:-15}
+ROUNDS=${BENCH_ROUNDS:-3}
+SECS=${BENCH_SECONDS:-10}
 P10_CLICKS=${BENCH_P10_CLICKS:-10000000}
+PARTS=${BENCH_PARTS:-onoff,p10,e2e}   # which parts to run
+part() { [[ ,$PARTS, == *,$1,* ]]; }
 KURZ_BIN=$ROOT/target/release/kurz
 CLICKGEN=$ROOT/target/release/examples/clickgen
 
@@ -54,7 +58,7 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     (cd "$ROOT" && cargo build --release --bin kurz --example clickgen)
 fi
 mkdir -p "$RESULTS"
-rm -f "$RESULTS"/*
+[[ $PARTS == onoff,p10,e2e ]] && rm -f "$RESULTS"/*
 WORK=$SERVICES_TMP
 ADMIN=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
 
@@ -94,10 +98,31 @@ stats_latency() {
         >"$RESULTS/p10-$name-hourly.json"
 }
 
+# wait_drained METRICS_URL OUT — waits (at most 300 s) until every click the instance
+# captured is in the store (written + replayed = enqueued, spool empty), and writes
+# how long that took.
+wait_drained() {
+    python3 - "$1" >"$2" <<'DRAIN'
+import sys, time, urllib.request
+start = time.time()
+while time.time() - start < 300:
+    text = urllib.request.urlopen(sys.argv[1]).read().decode()
+    vals = {l.split()[0]: float(l.split()[-1]) for l in text.splitlines() if l.startswith("kurz_click_")}
+    stored = vals.get('kurz_click_events_written_total{sink="store"}', 0) + vals.get(
+        'kurz_click_events_replayed_total{sink="store"}', 0) + vals.get("kurz_click_events_dropped_total", 0)
+    if stored >= vals.get("kurz_click_events_enqueued_total", 0) and vals.get(
+            'kurz_click_spool_bytes{sink="store"}', 0) == 0:
+        break
+    time.sleep(1)
+print(round(time.time() - start, 1))
+DRAIN
+}
+
 services_install
 services_start_postgres
 
 # 1. Analytics on vs off -------------------------------------------------------------
+if part onoff; then
 read -r PON POFF PPG <<<"$("${HARNESS[@]}" ports 3 | tr '\n' ' ')"
 DB=$WORK/onoff.db
 start_kurz on "$PON" KURZ_DATABASE_URL="sqlite://$DB"
@@ -108,17 +133,34 @@ bounded 600 "${HARNESS[@]}" load "http://127.0.0.1:$PON" "$ADMIN" "$LINKS" \
 say "warming both caches (one GET per code each)"
 bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$PON" "$WORK/map.tsv" "$RESULTS/check-on.json"
 bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$POFF" "$WORK/map.tsv" "$RESULTS/check-off.json"
+say "URL mixes: uniform over $LINKS links (worst case: nearly every click its own link-hour), and Zipf (s=1)"
+python3 - "$WORK" <<'ZIPF'
+import pathlib, random, sys
+work = pathlib.Path(sys.argv[1])
+for name in ("on", "off"):
+    urls = (work / f"{name}-urls.txt").read_text().split()
+    rng = random.Random(7)
+    weights = [1 / (rank + 1) for rank in range(len(urls))]
+    picks = rng.choices(urls, weights=weights, k=200_000)
+    (work / f"{name}-zipf-urls.txt").write_text("\n".join(picks) + "\n")
+ZIPF
 for round in $(seq "$ROUNDS"); do
-    say "round $round/$ROUNDS: analytics on, then off (${SECS}s each, c=64)"
-    run_oha "$SECS" "$RESULTS/redirect-on-$round.json" -c 64 --urls-from-file "$WORK/on-urls.txt"
-    run_oha "$SECS" "$RESULTS/redirect-off-$round.json" -c 64 --urls-from-file "$WORK/off-urls.txt"
+    for mix in zipf uniform; do
+        say "round $round/$ROUNDS, $mix mix: analytics on, then off (${SECS}s each, c=64)"
+        suffix=""; [[ $mix == zipf ]] && suffix="-zipf"
+        run_oha "$SECS" "$RESULTS/redirect-on-$mix-$round.json" -c 64 --urls-from-file "$WORK/on$suffix-urls.txt"
+        # The next run starts with the pipeline caught up: no backlog carried over.
+        wait_drained "http://127.0.0.1:$PON/metrics" "$RESULTS/drain-seconds-on-$mix-$round.txt"
+        run_oha "$SECS" "$RESULTS/redirect-off-$mix-$round.json" -c 64 --urls-from-file "$WORK/off$suffix-urls.txt"
+    done
 done
-sleep 3
 curl -fsS "http://127.0.0.1:$PON/metrics" >"$RESULTS/metrics-on.txt"
 click_total_sqlite "$DB" >"$RESULTS/click-count-on.txt"
 stop_kurz
+fi
 
 # 2 and 3. P-10 on SQLite and PostgreSQL, ingestion into PostgreSQL --------------------
+if part p10; then
 say "P-10 on SQLite: loading $P10_CLICKS clicks with clickgen"
 bounded 1800 "$CLICKGEN" "sqlite://$WORK/p10.db" p10link "$P10_CLICKS" 30 >"$RESULTS/clickgen-sqlite.json"
 start_kurz p10-sqlite "$PON" KURZ_DATABASE_URL="sqlite://$WORK/p10.db"
@@ -133,7 +175,9 @@ psql -q "$PG_P10" -c 'VACUUM ANALYZE click_rollups'
 start_kurz p10-pg "$PPG" KURZ_DATABASE_URL="$PG_P10"
 stats_latency postgres "$PPG"
 stop_kurz
+fi
 
+if part e2e; then
 say "end to end on PostgreSQL: redirect load with analytics on"
 psql -q "$KURZ_TEST_PG" -c 'CREATE DATABASE kurz_e2e'
 PG_E2E=${KURZ_TEST_PG%/postgres}/kurz_e2e
@@ -142,9 +186,10 @@ bounded 600 "${HARNESS[@]}" load "http://127.0.0.1:$PPG" "$ADMIN" "$LINKS" \
     "$WORK/map-pg.tsv" "$WORK/pg-urls.txt" "$WORK/unused.txt" "http://127.0.0.1:1"
 bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$PPG" "$WORK/map-pg.tsv" "$RESULTS/check-pg.json"
 run_oha "$SECS" "$RESULTS/redirect-pg.json" -c 64 --urls-from-file "$WORK/pg-urls.txt"
-sleep 3
+wait_drained "http://127.0.0.1:$PPG/metrics" "$RESULTS/drain-seconds-pg.txt"
 curl -fsS "http://127.0.0.1:$PPG/metrics" >"$RESULTS/metrics-pg.txt"
 click_total_pg "$PG_E2E" >"$RESULTS/click-count-pg.txt"
 stop_kurz
+fi
 
 python3 "$ROOT/bench/analytics_summary.py" "$RESULTS" "$ROUNDS" "$LINKS"

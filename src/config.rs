@@ -259,8 +259,10 @@ pub struct Config {
     #[arg(long, env = "KURZ_ANALYTICS_QUEUE", default_value_t = 65_536, global = true)]
     pub analytics_queue: usize,
 
-    /// Largest batch of click events written at once.
-    #[arg(long, env = "KURZ_ANALYTICS_BATCH", default_value_t = 10_000, global = true)]
+    /// Largest batch of click events written at once. Big batches matter: a batch
+    /// writes one row per link-hour it touches, so a second of clicks in one batch
+    /// costs far fewer row writes than the same clicks in five.
+    #[arg(long, env = "KURZ_ANALYTICS_BATCH", default_value_t = 50_000, global = true)]
     pub analytics_batch: usize,
 
     /// Longest a click waits in memory before its batch is written (milliseconds).

@@ -3,9 +3,11 @@
 //!
 //! A batch is cut when it is full or its oldest event has waited the flush interval.
 //! Each sink's writer runs on its own, so a hung Kafka broker never delays the store
-//! (or the other way round). A writer takes at most [`LANE_BACKLOG`] batches in hand;
-//! beyond that the batcher appends the batch to that sink's spool itself, so memory
-//! stays bounded however slow a sink is.
+//! (or the other way round). A writer that falls behind takes every batch waiting for
+//! it (up to [`LANE_BACKLOG`]) as one write: a bigger write touches each link-hour
+//! once for more clicks, so the writer catches up instead of falling further behind.
+//! Beyond [`LANE_BACKLOG`] the batcher appends batches to that sink's spool itself,
+//! so memory stays bounded however slow a sink is.
 //!
 //! A writer whose sink fails spools the batch and rests for a second. The backlog is
 //! replayed in file order, a chunk at a time, whenever no live batch is waiting, so a
@@ -23,10 +25,28 @@ use super::{Lane, Settings, Shared};
 
 /// After a failure, a sink is tried again this much later.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-/// Batches a sink writer may hold before the batcher spools for it.
+/// Batches waiting for a sink writer before the batcher spools for it.
 const LANE_BACKLOG: usize = 4;
 /// Spool chunks replayed in a row before looking for live batches again.
 const REPLAY_BURST: usize = 8;
+/// How often the batcher looks at the queue.
+const POLL: Duration = Duration::from_millis(10);
+/// Clicks enriched per step of the batcher before it lets other tasks run: enriching
+/// a whole 50,000-click batch at once would hold a runtime worker for ~100 ms.
+const ENRICH_STEP: usize = 1024;
+
+/// Runs a sink write off the runtime's worker threads. Folding and writing a batch
+/// is tens to hundreds of milliseconds of CPU; on a worker it would stall every
+/// connection scheduled there. `block_in_place` hands the worker's other tasks to a
+/// fresh worker first. (A single-threaded runtime, as in some tests, just awaits.)
+async fn off_workers<F: std::future::Future>(fut: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(fut))
+        }
+        _ => fut.await,
+    }
+}
 
 type Batch = Arc<Vec<ClickEvent>>;
 
@@ -62,24 +82,47 @@ pub async fn run(
     let mut pending: Vec<ClickEvent> = Vec::with_capacity(settings.batch_max);
     let mut oldest: Option<Instant> = None;
     let mut closing = false;
+    // The queue is polled every POLL instead of awaited: awaiting it would wake this
+    // task (a cross-thread wake-up) for nearly every click under load.
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let flush_at = oldest.map(|t| t + settings.flush_interval);
-        let room = settings.batch_max.saturating_sub(pending.len()).max(1);
+        let room = settings
+            .batch_max
+            .saturating_sub(pending.len())
+            .clamp(1, ENRICH_STEP);
         let mut closed = false;
-        tokio::select! {
-            n = rx.recv_many(&mut raw, room) => closed = n == 0,
-            _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {}
-            _ = stop.notified(), if !closing => {
-                // New clicks now go straight to the spools; drain what is queued.
-                closing = true;
-                rx.close();
+        if rx.is_empty() {
+            tokio::select! {
+                _ = poll.tick() => {}
+                _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {}
+                _ = stop.notified(), if !closing => {
+                    // New clicks now go straight to the spools; drain what is queued.
+                    closing = true;
+                    rx.close();
+                }
+            }
+        }
+        while raw.len() < room {
+            match rx.try_recv() {
+                Ok(c) => raw.push(c),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
         }
         if !raw.is_empty() && oldest.is_none() {
             oldest = Some(Instant::now());
         }
+        let enriched = !raw.is_empty();
         pending.extend(raw.drain(..).map(|c| shared.enricher.enrich(c)));
         depth.set(rx.len() as f64);
+        if enriched {
+            tokio::task::yield_now().await;
+        }
         let due = flush_at.is_some_and(|t| Instant::now() >= t);
         if !pending.is_empty() && (pending.len() >= settings.batch_max || due || closed) {
             let batch: Batch = Arc::new(std::mem::replace(
@@ -90,7 +133,7 @@ pub async fn run(
                 if let Err(mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b)) =
                     writer.try_send(batch.clone())
                 {
-                    shared.spool_one(lane, &b, true);
+                    shared.spool_one(lane, &b.iter().collect::<Vec<_>>(), true);
                 }
             }
             oldest = None;
@@ -123,20 +166,24 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
             n = rx.recv_many(&mut batches, LANE_BACKLOG) => n == 0,
             _ = tick.tick() => false,
         };
-        for events in batches.drain(..) {
+        if !batches.is_empty() {
+            // Everything that waited goes as one write.
+            let events: Vec<&ClickEvent> = batches.iter().flat_map(|b| b.iter()).collect();
             if lane.sink.ordered() && lane.spool.backlog() > 0 {
                 shared.spool_one(lane, &events, true);
-                continue;
-            }
-            match write(lane, &events, &settings, &flush_seconds).await {
-                Ok(()) => metrics::counter!("kurz_click_events_written_total", "sink" => name)
-                    .increment(events.len() as u64),
-                Err(e) => {
-                    tracing::warn!(sink = name, error = %e, events = events.len(), "click sink failed; spooling");
-                    retry_at = Instant::now() + RETRY_AFTER;
-                    shared.spool_one(lane, &events, true);
+            } else {
+                match write(lane, &events, &settings, &flush_seconds).await {
+                    Ok(()) => metrics::counter!("kurz_click_events_written_total", "sink" => name)
+                        .increment(events.len() as u64),
+                    Err(e) => {
+                        tracing::warn!(sink = name, error = %e, events = events.len(), "click sink failed; spooling");
+                        retry_at = Instant::now() + RETRY_AFTER;
+                        shared.spool_one(lane, &events, true);
+                    }
                 }
             }
+            drop(events);
+            batches.clear();
         }
         let mut burst = 0;
         while burst < REPLAY_BURST && rx.is_empty() && Instant::now() >= retry_at && lane.spool.backlog() > 0
@@ -157,12 +204,16 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
 
 async fn write(
     lane: &Lane,
-    events: &[ClickEvent],
+    events: &[&ClickEvent],
     settings: &Settings,
     flush_seconds: &metrics::Histogram,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(settings.sink_timeout, lane.sink.write(events)).await;
+    let result = off_workers(tokio::time::timeout(
+        settings.sink_timeout,
+        lane.sink.write(events),
+    ))
+    .await;
     flush_seconds.record(started.elapsed().as_secs_f64());
     match result {
         Ok(Ok(())) => Ok(()),
@@ -184,7 +235,13 @@ async fn replay_chunk(
         tracing::error!(records = chunk.corrupt, "corrupt click spool records skipped");
     }
     if !chunk.events.is_empty() {
-        write(lane, &chunk.events, settings, flush_seconds).await?;
+        write(
+            lane,
+            &chunk.events.iter().collect::<Vec<_>>(),
+            settings,
+            flush_seconds,
+        )
+        .await?;
         metrics::counter!("kurz_click_events_replayed_total", "sink" => lane.sink.name())
             .increment(chunk.events.len() as u64);
     }

@@ -109,7 +109,7 @@ impl Sink for KafkaSink {
         "kafka"
     }
 
-    async fn write(&self, events: &[ClickEvent]) -> Result<(), SinkError> {
+    async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError> {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
             *guard = Some(self.connect().await?);

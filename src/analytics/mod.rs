@@ -62,14 +62,14 @@ impl Shared {
     /// Appends events to every sink's spool. Used by the batcher (with fsync) and by
     /// the overflow path. A spool that cannot be written is the only way to lose an
     /// event; it is counted and logged loudly.
-    pub fn spool_all(&self, events: &[ClickEvent], sync: bool) {
+    pub fn spool_all(&self, events: &[&ClickEvent], sync: bool) {
         for lane in &self.lanes {
             self.spool_one(lane, events, sync);
         }
     }
 
-    pub fn spool_one(&self, lane: &Lane, events: &[ClickEvent], sync: bool) {
-        match lane.spool.append(events, sync) {
+    pub fn spool_one(&self, lane: &Lane, events: &[&ClickEvent], sync: bool) {
+        match lane.spool.append(events.iter().copied(), sync) {
             Ok(()) => metrics::counter!("kurz_click_events_spooled_total", "sink" => lane.sink.name())
                 .increment(events.len() as u64),
             Err(e) => {
@@ -137,7 +137,7 @@ impl Analytics {
             Err(mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c)) => {
                 metrics::counter!("kurz_click_events_overflow_total").increment(1);
                 let event = self.shared.enricher.enrich(c);
-                self.shared.spool_all(std::slice::from_ref(&event), false);
+                self.shared.spool_all(&[&event], false);
             }
         }
     }

@@ -125,7 +125,7 @@ pub struct LinkTouch {
 /// and touches are sorted by code (and hour), the order the store locks rows in.
 #[derive(Debug, Clone)]
 pub struct ClickBatch<'a> {
-    pub events: &'a [ClickEvent],
+    pub events: Vec<&'a ClickEvent>,
     pub rollups: Vec<HourRollup>,
     pub days: Vec<DayVisitors>,
     pub touches: Vec<LinkTouch>,
@@ -150,11 +150,12 @@ pub fn day_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(Duration::days(1)).unwrap_or(t)
 }
 
-pub fn fold(events: &[ClickEvent]) -> ClickBatch<'_> {
+pub fn fold<'a>(events: impl IntoIterator<Item = &'a ClickEvent>) -> ClickBatch<'a> {
+    let events: Vec<&'a ClickEvent> = events.into_iter().collect();
     let mut hours: HashMap<(&str, DateTime<Utc>), HourRollup> = HashMap::new();
     let mut days: HashMap<(&str, DateTime<Utc>), DayVisitors> = HashMap::new();
     let mut touches: HashMap<&str, LinkTouch> = HashMap::new();
-    for e in events {
+    for e in events.iter().copied() {
         let hour = hour_of(e.clicked_at);
         let r = hours
             .entry((e.short_code.as_str(), hour))

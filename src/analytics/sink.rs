@@ -24,7 +24,7 @@ pub trait Sink: Send + Sync + 'static {
         true
     }
     /// Takes the whole batch or fails as a whole.
-    async fn write(&self, events: &[ClickEvent]) -> Result<(), SinkError>;
+    async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError>;
 }
 
 /// Raw events and rollups into the link store, one transaction per batch.
@@ -44,8 +44,8 @@ impl Sink for StoreSink {
         false
     }
 
-    async fn write(&self, events: &[ClickEvent]) -> Result<(), SinkError> {
-        let batch = rollup::fold(events);
+    async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError> {
+        let batch = rollup::fold(events.iter().copied());
         self.store
             .record_clicks(&batch, self.raw)
             .await

@@ -99,16 +99,20 @@ impl Spool {
 
     /// Appends events as one write. `sync` forces them to disk (the batcher's path);
     /// the overflow path skips it, as it runs on request threads.
-    pub fn append(&self, events: &[ClickEvent], sync: bool) -> Result<(), SpoolError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut buf = Vec::with_capacity(events.len() * 256);
+    pub fn append<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a ClickEvent>,
+        sync: bool,
+    ) -> Result<(), SpoolError> {
+        let mut buf = Vec::new();
         for e in events {
             let json = serde_json::to_vec(e).map_err(|e| SpoolError::Io(self.path.clone(), e.into()))?;
             buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
             buf.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
             buf.extend_from_slice(&json);
+        }
+        if buf.is_empty() {
+            return Ok(());
         }
         let mut g = self.lock();
         let io = |e| SpoolError::Io(self.path.clone(), e);

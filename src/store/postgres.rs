@@ -632,7 +632,7 @@ impl Store for PgStore {
         .await
         .map_err(map_err)?;
         if raw && !batch.events.is_empty() {
-            let e = batch.events;
+            let e = &batch.events;
             sqlx::query(
                 "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
                  country, city, visitor_hash) \

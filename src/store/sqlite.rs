@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup, merge_row, merge_sketch};
 
@@ -24,6 +24,10 @@ pub struct SqliteStore {
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Rows per multi-row statement: 10 columns x 3,000 stays under SQLite's 32,766
+/// bound parameters.
+const CHUNK_ROWS: usize = 3_000;
 
 /// `SELECT <every link column> FROM links <tail>` as a `&'static str`, so every
 /// query stays a literal (sqlx only takes non-literal SQL behind `AssertSqlSafe`).
@@ -411,157 +415,118 @@ impl Store for SqliteStore {
     }
 
     async fn record_clicks(&self, batch: &ClickBatch<'_>, raw: bool) -> StoreResult<()> {
-        // A batch touches thousands of link-hours; each step below is one statement
-        // over a JSON array that SQLite unpacks itself (json_each), not one per row.
+        // A batch can touch thousands of link-hours: rows are read and written with
+        // multi-row statements (bound parameters, chunked under SQLite's limit of
+        // 32,766 per statement), never one statement per row.
         let mut tx = self.write.begin().await.map_err(map_err)?;
-        let keys = serde_json::Value::Array(
-            batch
-                .rollups
-                .iter()
-                .map(|r| serde_json::json!([r.short_code, ms(r.hour)]))
-                .collect(),
-        )
-        .to_string();
-        let rows = sqlx::query(
-            "SELECT r.code, r.hour, r.clicks, r.bots, r.dims, r.visitors FROM json_each(?1) AS j \
-             JOIN click_rollups r ON r.code = j.value ->> 0 AND r.hour = j.value ->> 1",
-        )
-        .bind(keys)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let mut existing = std::collections::HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let code: String = row.try_get("code").map_err(map_err)?;
-            let r = rollup_from_row(row)?;
-            existing.insert((code, ms(r.hour)), r);
+        let mut existing = std::collections::HashMap::with_capacity(batch.rollups.len());
+        for chunk in batch.rollups.chunks(CHUNK_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT code, hour, clicks, bots, dims, visitors FROM click_rollups WHERE (code, hour) IN (",
+            );
+            let mut keys = q.separated(", ");
+            for r in chunk {
+                keys.push("(").push_bind_unseparated(r.short_code.as_str());
+                keys.push_unseparated(", ")
+                    .push_bind_unseparated(ms(r.hour))
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut *tx).await.map_err(map_err)? {
+                let code: String = row.try_get("code").map_err(map_err)?;
+                let r = rollup_from_row(&row)?;
+                existing.insert((code, ms(r.hour)), r);
+            }
         }
-        let merged = serde_json::Value::Array(
-            batch
-                .rollups
+        for chunk in batch.rollups.chunks(CHUNK_ROWS) {
+            let merged: Vec<StoredRollup> = chunk
                 .iter()
-                .map(|r| {
-                    let m = merge_row(existing.get(&(r.short_code.clone(), ms(r.hour))), r);
-                    serde_json::json!([
-                        r.short_code,
-                        ms(r.hour),
-                        m.clicks,
-                        m.bots,
-                        m.dims,
-                        hex::encode(m.visitors)
-                    ])
-                })
-                .collect(),
-        )
-        .to_string();
-        sqlx::query(
-            "INSERT OR REPLACE INTO click_rollups (code, hour, clicks, bots, dims, visitors) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, unhex(value ->> 5) \
-             FROM json_each(?1)",
-        )
-        .bind(merged)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-
-        let keys = serde_json::Value::Array(
-            batch
-                .days
-                .iter()
-                .map(|d| serde_json::json!([d.short_code, ms(d.day)]))
-                .collect(),
-        )
-        .to_string();
-        let rows = sqlx::query(
-            "SELECT v.code, v.day, v.visitors FROM json_each(?1) AS j \
-             JOIN click_visitors_daily v ON v.code = j.value ->> 0 AND v.day = j.value ->> 1",
-        )
-        .bind(keys)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let mut stored_days = std::collections::HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let code: String = row.try_get("code").map_err(map_err)?;
-            let day: i64 = row.try_get("day").map_err(map_err)?;
-            let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
-            stored_days.insert((code, day), visitors);
-        }
-        let merged = serde_json::Value::Array(
-            batch
-                .days
-                .iter()
-                .map(|d| {
-                    let old = stored_days
-                        .get(&(d.short_code.clone(), ms(d.day)))
-                        .map(Vec::as_slice);
-                    serde_json::json!([
-                        d.short_code,
-                        ms(d.day),
-                        hex::encode(merge_sketch(old, &d.visitors))
-                    ])
-                })
-                .collect(),
-        )
-        .to_string();
-        sqlx::query(
-            "INSERT OR REPLACE INTO click_visitors_daily (code, day, visitors) \
-             SELECT value ->> 0, value ->> 1, unhex(value ->> 2) FROM json_each(?1)",
-        )
-        .bind(merged)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if raw && !batch.events.is_empty() {
-            // One statement per batch: the events travel as one JSON array of arrays
-            // and SQLite unpacks them itself, instead of 10,000 round trips.
-            let rows: Vec<serde_json::Value> = batch
-                .events
-                .iter()
-                .map(|e| {
-                    serde_json::json!([
-                        e.short_code,
-                        ms(e.clicked_at),
-                        e.referrer,
-                        e.device.as_str(),
-                        e.browser,
-                        e.os,
-                        e.is_bot,
-                        e.country,
-                        e.city,
-                        e.visitor_hash as i64
-                    ])
-                })
+                .map(|r| merge_row(existing.get(&(r.short_code.clone(), ms(r.hour))), r))
                 .collect();
-            let json = serde_json::Value::Array(rows).to_string();
-            sqlx::query(
-                "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
-                 country, city, visitor_hash) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-                        value ->> 6, value ->> 7, value ->> 8, value ->> 9 FROM json_each(?1)",
-            )
-            .bind(json)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR REPLACE INTO click_rollups (code, hour, clicks, bots, dims, visitors) ",
+            );
+            q.push_values(chunk.iter().zip(merged), |mut row, (r, m)| {
+                row.push_bind(r.short_code.as_str())
+                    .push_bind(ms(r.hour))
+                    .push_bind(m.clicks)
+                    .push_bind(m.bots)
+                    .push_bind(m.dims)
+                    .push_bind(m.visitors);
+            });
+            q.build().execute(&mut *tx).await.map_err(map_err)?;
         }
-        let touches = serde_json::Value::Array(
-            batch
-                .touches
-                .iter()
-                .map(|t| serde_json::json!([t.short_code, t.clicks, ms(t.last_at)]))
-                .collect(),
-        )
-        .to_string();
-        sqlx::query(
-            "UPDATE links SET click_count = links.click_count + (j.value ->> 1), \
-             last_accessed_at = MAX(COALESCE(links.last_accessed_at, 0), j.value ->> 2) \
-             FROM json_each(?1) AS j WHERE links.code = j.value ->> 0",
-        )
-        .bind(touches)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+
+        let mut stored_days = std::collections::HashMap::with_capacity(batch.days.len());
+        for chunk in batch.days.chunks(CHUNK_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT code, day, visitors FROM click_visitors_daily WHERE (code, day) IN (",
+            );
+            let mut keys = q.separated(", ");
+            for d in chunk {
+                keys.push("(").push_bind_unseparated(d.short_code.as_str());
+                keys.push_unseparated(", ")
+                    .push_bind_unseparated(ms(d.day))
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut *tx).await.map_err(map_err)? {
+                let code: String = row.try_get("code").map_err(map_err)?;
+                let day: i64 = row.try_get("day").map_err(map_err)?;
+                let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
+                stored_days.insert((code, day), visitors);
+            }
+        }
+        for chunk in batch.days.chunks(CHUNK_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR REPLACE INTO click_visitors_daily (code, day, visitors) ",
+            );
+            q.push_values(chunk, |mut row, d| {
+                let old = stored_days
+                    .get(&(d.short_code.clone(), ms(d.day)))
+                    .map(Vec::as_slice);
+                row.push_bind(d.short_code.as_str())
+                    .push_bind(ms(d.day))
+                    .push_bind(merge_sketch(old, &d.visitors));
+            });
+            q.build().execute(&mut *tx).await.map_err(map_err)?;
+        }
+
+        if raw {
+            for chunk in batch.events.chunks(CHUNK_ROWS) {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
+                     country, city, visitor_hash) ",
+                );
+                q.push_values(chunk, |mut row, e| {
+                    row.push_bind(e.short_code.as_str())
+                        .push_bind(ms(e.clicked_at))
+                        .push_bind(e.referrer.as_str())
+                        .push_bind(e.device.as_str())
+                        .push_bind(e.browser.as_str())
+                        .push_bind(e.os.as_str())
+                        .push_bind(e.is_bot)
+                        .push_bind(e.country.as_str())
+                        .push_bind(e.city.as_deref())
+                        .push_bind(e.visitor_hash as i64);
+                });
+                q.build().execute(&mut *tx).await.map_err(map_err)?;
+            }
+        }
+
+        for chunk in batch.touches.chunks(CHUNK_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "UPDATE links SET click_count = links.click_count + t.column2, \
+                 last_accessed_at = MAX(COALESCE(links.last_accessed_at, 0), t.column3) FROM (",
+            );
+            q.push_values(chunk, |mut row, t| {
+                row.push_bind(t.short_code.as_str())
+                    .push_bind(t.clicks as i64)
+                    .push_bind(ms(t.last_at));
+            });
+            q.push(") AS t WHERE links.code = t.column1");
+            q.build().execute(&mut *tx).await.map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)
     }
 
