@@ -587,3 +587,63 @@ async fn archive_moves_expired_links_and_keeps_codes() {
         .unwrap();
     assert!(again[0].is_none(), "an archived code is never reissued");
 }
+
+/// Retention on PostgreSQL drops whole daily partitions of raw click events (never a
+/// row-by-row DELETE) and leaves newer days and every rollup alone.
+#[tokio::test]
+async fn click_retention_drops_old_day_partitions_only() {
+    let Some((store, url)) = fresh_postgres().await else {
+        return;
+    };
+    store
+        .insert_links(&[new_link("ret1234", "https://example.com/r", None)])
+        .await
+        .unwrap();
+    let today = Utc::now().duration_trunc(Duration::days(1)).unwrap();
+    let old = today - Duration::days(10);
+    let events = vec![
+        click("ret1234", old + Duration::hours(1), 1, false),
+        click("ret1234", today + Duration::minutes(1), 2, false),
+    ];
+    store.record_clicks(&rollup::fold(&events), true).await.unwrap();
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let partitions = "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent \
+                      WHERE p.relname = 'click_events'";
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(partitions)
+            .fetch_one(&mut c)
+            .await
+            .unwrap(),
+        2
+    );
+
+    let dropped = store.purge_click_events(today - Duration::days(5)).await.unwrap();
+    assert_eq!(dropped, 1);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(partitions)
+            .fetch_one(&mut c)
+            .await
+            .unwrap(),
+        1
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "today's event stays");
+    let rows = store
+        .click_rollups("ret1234", old, today + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.clicks).sum::<i64>(), 2, "rollups are kept");
+    // A click for a dropped day can still be recorded: its partition comes back.
+    store
+        .record_clicks(
+            &rollup::fold(&[click("ret1234", old + Duration::hours(2), 3, false)]),
+            true,
+        )
+        .await
+        .unwrap();
+}
