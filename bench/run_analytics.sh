@@ -32,11 +32,8 @@ part() { [[ ,$PARTS, == *,$1,* ]]; }
 KURZ_BIN=$ROOT/target/release/kurz
 CLICKGEN=$ROOT/target/release/examples/clickgen
 
-say() { printf '\n== %s\n' "$*" >&2; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-bounded() { local limit=$1; shift; timeout --foreground --kill-after=10 "$limit" "$@"; }
-
 source "$ROOT/scripts/services.sh"
+source "$ROOT/bench/lib.sh"
 KURZ_PIDS=()
 stop_kurz() {
     local pid
@@ -62,26 +59,6 @@ mkdir -p "$RESULTS"
 WORK=$SERVICES_TMP
 ADMIN=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
 
-# start_kurz NAME PORT ENV... — one instance, waits for /health.
-start_kurz() {
-    local name=$1 port=$2
-    shift 2
-    say "starting $name on 127.0.0.1:$port"
-    env KURZ_LISTEN=127.0.0.1:$port KURZ_PUBLIC_BASE_URL=http://127.0.0.1:$port \
-        KURZ_ADMIN_API_KEY=$ADMIN KURZ_LOG=warn KURZ_CACHE_CAPACITY=200000 \
-        KURZ_ANALYTICS_SPOOL_DIR="$WORK/spool-$name" "$@" \
-        "$KURZ_BIN" serve >"$RESULTS/$name.log" 2>&1 &
-    KURZ_PIDS+=($!)
-    "${HARNESS[@]}" wait-health "http://127.0.0.1:$port" --timeout 60 --pid "$!" \
-        || { tail -n 20 "$RESULTS/$name.log" >&2; die "$name did not start"; }
-}
-
-run_oha() {
-    local seconds=$1 out=$2
-    shift 2
-    bounded $((seconds + 60)) oha -z "${seconds}s" "${OHA[@]}" "$@" >"$out" 2>"${out%.json}.log" \
-        || die "oha failed, see ${out%.json}.log"
-}
 
 # The sum of click_count over all links, once the pipeline has written everything.
 click_total_sqlite() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select coalesce(sum(click_count),0) from links").fetchone()[0])' "$1"; }

@@ -292,9 +292,6 @@ async fn housekeeping(state: Arc<AppState>) {
         state.metrics.run_upkeep();
         state.limiter.forget_idle();
         metrics::gauge!("kurz_kgs_keys_left").set(state.keygen.keys_left() as f64);
-        if let Some(a) = &state.analytics {
-            metrics::gauge!("kurz_click_queue_depth").set(a.queue_depth() as f64);
-        }
         if ticks.is_multiple_of(60) && state.analytics.is_some() {
             let days = i64::from(state.config.analytics_retention_days);
             let before = chrono::Utc::now() - chrono::Duration::days(days);

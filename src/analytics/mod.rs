@@ -142,11 +142,6 @@ impl Analytics {
         }
     }
 
-    /// Events waiting in memory.
-    pub fn queue_depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
-    }
-
     /// Stops taking events into the queue, flushes everything to the sinks (or their
     /// spools) and waits for that to finish. Called once the server has stopped.
     pub async fn shutdown(&self) {

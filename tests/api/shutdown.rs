@@ -1,39 +1,49 @@
 //! Graceful shutdown of the real binary: SIGTERM lets in-flight requests finish and
 //! the process exits 0.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-#[tokio::test]
-async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = crate::support::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kurz"))
+/// The real binary on `port`, with its database and click spool in `dir`.
+fn kurz_process(dir: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kurz"))
         .arg("serve")
         .env("KURZ_LISTEN", format!("127.0.0.1:{port}"))
         .env(
             "KURZ_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("k.db").display()),
+            format!("sqlite://{}", dir.join("k.db").display()),
         )
-        .env("KURZ_ANALYTICS_SPOOL_DIR", dir.path().join("spool"))
+        .env("KURZ_ANALYTICS_SPOOL_DIR", dir.join("spool"))
         .env("KURZ_ADMIN_API_KEY", "shutdown-admin-key")
         .env("KURZ_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Waits (at most 20 s) until `/health` answers.
+async fn wait_up(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while client.get(format!("{base}/health")).send().await.is_err() {
         assert!(Instant::now() < deadline, "server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::free_port();
+    let mut child = kurz_process(dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    wait_up(&client, &base).await;
 
     // A stream of creates is in flight when SIGTERM arrives.
     let mut tasks = Vec::new();
@@ -87,37 +97,14 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
 async fn sigterm_during_redirect_traffic_every_302_is_counted_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let port = crate::support::free_port();
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_kurz"))
-            .arg("serve")
-            .env("KURZ_LISTEN", format!("127.0.0.1:{port}"))
-            .env(
-                "KURZ_DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("k.db").display()),
-            )
-            .env("KURZ_ANALYTICS_SPOOL_DIR", dir.path().join("spool"))
-            .env("KURZ_ADMIN_API_KEY", "shutdown-admin-key")
-            .env("KURZ_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0")
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let wait_up = async |client: &reqwest::Client| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while client.get(format!("{base}/health")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let mut child = spawn();
-    wait_up(&client).await;
+    let mut child = kurz_process(dir.path(), port);
+    wait_up(&client, &base).await;
     let res = client
         .post(format!("{base}/api/v1/urls"))
         .header("X-API-Key", "shutdown-admin-key")
@@ -167,8 +154,8 @@ async fn sigterm_during_redirect_traffic_every_302_is_counted_after_restart() {
     assert!(exit.success(), "exit status {exit:?}");
     assert!(redirected > 20, "traffic was running: {redirected}");
 
-    let mut child = spawn();
-    wait_up(&client).await;
+    let mut child = kurz_process(dir.path(), port);
+    wait_up(&client, &base).await;
     let info = || async {
         client
             .get(format!("{base}/api/v1/urls/{code}"))

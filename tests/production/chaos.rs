@@ -17,11 +17,11 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn c02_postgres_down_cached_redirects_302_writes_503_then_recover_without_restart() {
-    let Some(base) = spawn_pg(|_| {}).await else {
-        return;
-    };
+/// An instance whose only path to its (fresh) PostgreSQL database runs through a
+/// proxy the test can cut. Returns the instance that created the database too: it
+/// must outlive the test.
+async fn behind_pg_proxy(adjust: impl FnOnce(&mut kurz::Config)) -> Option<(TestApp, ChaosProxy, TestApp)> {
+    let base = spawn_pg(|_| {}).await?;
     let Backend::Postgres(url) = base.backend.clone() else {
         unreachable!()
     };
@@ -29,7 +29,16 @@ async fn c02_postgres_down_cached_redirects_302_writes_503_then_recover_without_
     let mut config = base.config.clone();
     config.database_url = via(&url, proxy.addr);
     config.database_acquire_timeout_ms = 500;
+    adjust(&mut config);
     let app = start(config, base.backend.clone(), None).await;
+    Some((base, proxy, app))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c02_postgres_down_cached_redirects_302_writes_503_then_recover_without_restart() {
+    let Some((_base, proxy, app)) = behind_pg_proxy(|_| {}).await else {
+        return;
+    };
 
     let mut codes = Vec::new();
     for i in 0..10 {
@@ -178,18 +187,9 @@ async fn redis_down_redirects_and_creates_keep_working_health_degraded_then_reco
 /// database is back every one of them is counted, exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c06_store_down_mid_traffic_clicks_spooled_then_counted_exactly() {
-    let Some(base) = spawn_pg(|_| {}).await else {
+    let Some((_base, proxy, app)) = behind_pg_proxy(|c| c.analytics_sink_timeout_secs = 2).await else {
         return;
     };
-    let Backend::Postgres(url) = base.backend.clone() else {
-        unreachable!()
-    };
-    let proxy = ChaosProxy::start(socket_of(&url)).await;
-    let mut config = base.config.clone();
-    config.database_url = via(&url, proxy.addr);
-    config.database_acquire_timeout_ms = 500;
-    config.analytics_sink_timeout_secs = 2;
-    let app = start(config, base.backend.clone(), None).await;
     let code = app.create_code("https://example.com/c06-store").await;
     assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
     let stats = format!("/api/v1/urls/{code}/stats");
