@@ -35,19 +35,6 @@ const POLL: Duration = Duration::from_millis(10);
 /// a whole 50,000-click batch at once would hold a runtime worker for ~100 ms.
 const ENRICH_STEP: usize = 1024;
 
-/// Runs a sink write off the runtime's worker threads. Folding and writing a batch
-/// is tens to hundreds of milliseconds of CPU; on a worker it would stall every
-/// connection scheduled there. `block_in_place` hands the worker's other tasks to a
-/// fresh worker first. (A single-threaded runtime, as in some tests, just awaits.)
-async fn off_workers<F: std::future::Future>(fut: F) -> F::Output {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| h.block_on(fut))
-        }
-        _ => fut.await,
-    }
-}
-
 type Batch = Arc<Vec<ClickEvent>>;
 
 pub async fn run(
@@ -209,11 +196,7 @@ async fn write(
     flush_seconds: &metrics::Histogram,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let result = off_workers(tokio::time::timeout(
-        settings.sink_timeout,
-        lane.sink.write(events),
-    ))
-    .await;
+    let result = tokio::time::timeout(settings.sink_timeout, lane.sink.write(events)).await;
     flush_seconds.record(started.elapsed().as_secs_f64());
     match result {
         Ok(Ok(())) => Ok(()),

@@ -34,6 +34,21 @@ pub use kafka::KafkaSink;
 pub use sink::{Sink, SinkError, StoreSink};
 pub use spool::{Spool, SpoolError};
 
+/// Runs pure CPU work (folding a batch, merging rollup rows: tens to hundreds of
+/// milliseconds for a big batch) without stalling the connections scheduled on this
+/// runtime worker: `block_in_place` hands them to another worker first. Only
+/// synchronous work goes here. An `.await` inside (`block_in_place` + `block_on`) can
+/// hang the runtime's shutdown for ever (tokio#6463), which a CI run once hit.
+/// A single-threaded runtime, as in some tests, just runs `work` in place.
+pub fn off_workers<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 /// Tuning of the pipeline, from [`crate::config::Config`].
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -45,7 +45,7 @@ impl Sink for StoreSink {
     }
 
     async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError> {
-        let batch = rollup::fold(events.iter().copied());
+        let batch = super::off_workers(|| rollup::fold(events.iter().copied()));
         self.store
             .record_clicks(&batch, self.raw)
             .await

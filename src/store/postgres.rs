@@ -20,6 +20,7 @@ use quick_cache::sync::Cache;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
+use crate::analytics::off_workers;
 use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup, merge_row, merge_sketch};
 
 use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
@@ -563,11 +564,13 @@ impl Store for PgStore {
             let r = rollup_from_row(row)?;
             existing.insert((code, r.hour), r);
         }
-        let merged: Vec<StoredRollup> = batch
-            .rollups
-            .iter()
-            .map(|r| merge_row(existing.get(&(r.short_code.clone(), r.hour)), r))
-            .collect();
+        let merged: Vec<StoredRollup> = off_workers(|| {
+            batch
+                .rollups
+                .iter()
+                .map(|r| merge_row(existing.get(&(r.short_code.clone(), r.hour)), r))
+                .collect()
+        });
         sqlx::query(
             "UPDATE click_rollups r SET clicks = u.clicks, bots = u.bots, dims = u.dims, visitors = u.visitors \
              FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::text[], $6::bytea[]) \
@@ -612,14 +615,16 @@ impl Store for PgStore {
             let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
             stored_days.insert((code, day), visitors);
         }
-        let merged_days: Vec<Vec<u8>> = batch
-            .days
-            .iter()
-            .map(|d| {
-                let existing = stored_days.get(&(d.short_code.clone(), d.day)).map(Vec::as_slice);
-                merge_sketch(existing, &d.visitors)
-            })
-            .collect();
+        let merged_days: Vec<Vec<u8>> = off_workers(|| {
+            batch
+                .days
+                .iter()
+                .map(|d| {
+                    let existing = stored_days.get(&(d.short_code.clone(), d.day)).map(Vec::as_slice);
+                    merge_sketch(existing, &d.visitors)
+                })
+                .collect()
+        });
         sqlx::query(
             "UPDATE click_visitors_daily v SET visitors = u.visitors \
              FROM UNNEST($1::text[], $2::timestamptz[], $3::bytea[]) AS u(code, day, visitors) \

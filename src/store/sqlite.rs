@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
+use crate::analytics::off_workers;
 use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup, merge_row, merge_sketch};
 
 use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
@@ -438,15 +439,19 @@ impl Store for SqliteStore {
                 existing.insert((code, ms(r.hour)), r);
             }
         }
-        for chunk in batch.rollups.chunks(CHUNK_ROWS) {
-            let merged: Vec<StoredRollup> = chunk
+        let mut merged: Vec<StoredRollup> = off_workers(|| {
+            batch
+                .rollups
                 .iter()
                 .map(|r| merge_row(existing.get(&(r.short_code.clone(), ms(r.hour))), r))
-                .collect();
+                .collect()
+        });
+        for chunk in batch.rollups.chunks(CHUNK_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT OR REPLACE INTO click_rollups (code, hour, clicks, bots, dims, visitors) ",
             );
-            q.push_values(chunk.iter().zip(merged), |mut row, (r, m)| {
+            let rows = merged.drain(..chunk.len());
+            q.push_values(chunk.iter().zip(rows), |mut row, (r, m)| {
                 row.push_bind(r.short_code.as_str())
                     .push_bind(ms(r.hour))
                     .push_bind(m.clicks)
@@ -477,17 +482,27 @@ impl Store for SqliteStore {
                 stored_days.insert((code, day), visitors);
             }
         }
+        let mut merged_days: Vec<Vec<u8>> = off_workers(|| {
+            batch
+                .days
+                .iter()
+                .map(|d| {
+                    let old = stored_days
+                        .get(&(d.short_code.clone(), ms(d.day)))
+                        .map(Vec::as_slice);
+                    merge_sketch(old, &d.visitors)
+                })
+                .collect()
+        });
         for chunk in batch.days.chunks(CHUNK_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT OR REPLACE INTO click_visitors_daily (code, day, visitors) ",
             );
-            q.push_values(chunk, |mut row, d| {
-                let old = stored_days
-                    .get(&(d.short_code.clone(), ms(d.day)))
-                    .map(Vec::as_slice);
+            let sketches = merged_days.drain(..chunk.len());
+            q.push_values(chunk.iter().zip(sketches), |mut row, (d, sketch)| {
                 row.push_bind(d.short_code.as_str())
                     .push_bind(ms(d.day))
-                    .push_bind(merge_sketch(old, &d.visitors));
+                    .push_bind(sketch);
             });
             q.build().execute(&mut *tx).await.map_err(map_err)?;
         }

@@ -147,6 +147,9 @@ pub async fn start(
     let client = Client::builder()
         .user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0")
         .redirect(reqwest::redirect::Policy::none())
+        // A request the server never answers fails the test here, with its place,
+        // instead of hanging it until the runner's timeout.
+        .timeout(std::time::Duration::from_secs(30))
         .build()
         .unwrap();
     TestApp {
