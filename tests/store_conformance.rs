@@ -353,8 +353,8 @@ pub async fn clicks_add_up_across_batches(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(per_hour, vec![(10, 3, 0), (11, 0, 1), (30, 1, 0)]);
     let dims = rollup::Dims::from_json(&rows[0].dims);
-    assert_eq!(dims.country.get("DE"), Some(&3));
-    assert_eq!(dims.referrer.get("t.co"), Some(&3));
+    assert_eq!(dims.country.get("DE"), Some(3));
+    assert_eq!(dims.referrer.get("t.co"), Some(3));
 
     // Whole day 0 from the daily table, the 6 hours of day 1 from hourly rows.
     let plan = rollup::sketch_plan(day, day + Duration::hours(30) + Duration::minutes(1));

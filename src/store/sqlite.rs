@@ -27,7 +27,9 @@ pub struct SqliteStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Rows per multi-row statement: 10 columns x 3,000 stays under SQLite's 32,766
-/// bound parameters.
+/// bound parameters. Only full chunks are kept prepared (`persistent`): a shorter
+/// last chunk has a new text with every batch, and sqlx's statement cache would keep
+/// up to 100 of those, each a prepared statement of up to megabytes.
 const CHUNK_ROWS: usize = 3_000;
 
 /// `SELECT <every link column> FROM links <tail>` as a `&'static str`, so every
@@ -433,7 +435,13 @@ impl Store for SqliteStore {
                     .push_unseparated(")");
             }
             q.push(")");
-            for row in q.build().fetch_all(&mut *tx).await.map_err(map_err)? {
+            for row in q
+                .build()
+                .persistent(chunk.len() == CHUNK_ROWS)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?
+            {
                 let code: String = row.try_get("code").map_err(map_err)?;
                 let r = rollup_from_row(&row)?;
                 existing.insert((code, ms(r.hour)), r);
@@ -459,7 +467,11 @@ impl Store for SqliteStore {
                     .push_bind(m.dims)
                     .push_bind(m.visitors);
             });
-            q.build().execute(&mut *tx).await.map_err(map_err)?;
+            q.build()
+                .persistent(chunk.len() == CHUNK_ROWS)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
 
         let mut stored_days = std::collections::HashMap::with_capacity(batch.days.len());
@@ -475,7 +487,13 @@ impl Store for SqliteStore {
                     .push_unseparated(")");
             }
             q.push(")");
-            for row in q.build().fetch_all(&mut *tx).await.map_err(map_err)? {
+            for row in q
+                .build()
+                .persistent(chunk.len() == CHUNK_ROWS)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?
+            {
                 let code: String = row.try_get("code").map_err(map_err)?;
                 let day: i64 = row.try_get("day").map_err(map_err)?;
                 let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
@@ -504,7 +522,11 @@ impl Store for SqliteStore {
                     .push_bind(ms(d.day))
                     .push_bind(sketch);
             });
-            q.build().execute(&mut *tx).await.map_err(map_err)?;
+            q.build()
+                .persistent(chunk.len() == CHUNK_ROWS)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
 
         if raw {
@@ -525,7 +547,11 @@ impl Store for SqliteStore {
                         .push_bind(e.city.as_deref())
                         .push_bind(e.visitor_hash as i64);
                 });
-                q.build().execute(&mut *tx).await.map_err(map_err)?;
+                q.build()
+                    .persistent(chunk.len() == CHUNK_ROWS)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
             }
         }
 
@@ -540,7 +566,11 @@ impl Store for SqliteStore {
                     .push_bind(ms(t.last_at));
             });
             q.push(") AS t WHERE links.code = t.column1");
-            q.build().execute(&mut *tx).await.map_err(map_err)?;
+            q.build()
+                .persistent(chunk.len() == CHUNK_ROWS)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
     }
