@@ -46,6 +46,14 @@ fn select_by_keys<'a>(
     q
 }
 
+/// The statement of one chunk. Only full chunks are kept prepared: see [`CHUNK_ROWS`].
+fn chunk_statement(
+    q: &mut QueryBuilder<Sqlite>,
+    rows: usize,
+) -> sqlx::query::Query<'_, Sqlite, <Sqlite as sqlx::Database>::Arguments> {
+    q.build().persistent(rows == CHUNK_ROWS)
+}
+
 const ROLLUP_COLUMNS: &str = "t.code AS code, t.hour AS hour, t.clicks, t.bots, t.dims, t.visitors";
 const DAY_COLUMNS: &str = "t.code AS code, t.day AS day, t.visitors";
 
@@ -455,9 +463,7 @@ impl Store for SqliteStore {
                 ROLLUP_COLUMNS,
                 chunk.iter().map(|r| (r.short_code.as_str(), ms(r.hour))),
             );
-            for row in q
-                .build()
-                .persistent(chunk.len() == CHUNK_ROWS)
+            for row in chunk_statement(&mut q, chunk.len())
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(map_err)?
@@ -487,8 +493,7 @@ impl Store for SqliteStore {
                     .push_bind(m.dims)
                     .push_bind(m.visitors);
             });
-            q.build()
-                .persistent(chunk.len() == CHUNK_ROWS)
+            chunk_statement(&mut q, chunk.len())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
@@ -502,9 +507,7 @@ impl Store for SqliteStore {
                 DAY_COLUMNS,
                 chunk.iter().map(|d| (d.short_code.as_str(), ms(d.day))),
             );
-            for row in q
-                .build()
-                .persistent(chunk.len() == CHUNK_ROWS)
+            for row in chunk_statement(&mut q, chunk.len())
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(map_err)?
@@ -537,8 +540,7 @@ impl Store for SqliteStore {
                     .push_bind(ms(d.day))
                     .push_bind(sketch);
             });
-            q.build()
-                .persistent(chunk.len() == CHUNK_ROWS)
+            chunk_statement(&mut q, chunk.len())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
@@ -562,8 +564,7 @@ impl Store for SqliteStore {
                         .push_bind(e.city.as_deref())
                         .push_bind(e.visitor_hash as i64);
                 });
-                q.build()
-                    .persistent(chunk.len() == CHUNK_ROWS)
+                chunk_statement(&mut q, chunk.len())
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
@@ -581,8 +582,7 @@ impl Store for SqliteStore {
                     .push_bind(ms(t.last_at));
             });
             q.push(") AS t WHERE links.code = t.column1");
-            q.build()
-                .persistent(chunk.len() == CHUNK_ROWS)
+            chunk_statement(&mut q, chunk.len())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;

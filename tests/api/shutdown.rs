@@ -25,6 +25,18 @@ fn kurz_process(dir: &std::path::Path, port: u16) -> Child {
 }
 
 /// Waits (at most 20 s) until `/health` answers.
+/// The exit status of a process that was sent SIGTERM; fails if it runs 20 s more.
+async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_up(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while client.get(format!("{base}/health")).send().await.is_err() {
@@ -79,14 +91,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
             Err(e) => assert!(e.is_connect() || e.is_request(), "{e}"),
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = wait_exit(&mut child).await;
     assert!(exit.success(), "exit status {exit:?}");
     assert!(answered > 0, "some requests were in flight");
 }
@@ -143,14 +148,7 @@ async fn sigterm_during_redirect_traffic_every_302_is_counted_after_restart() {
     for t in tasks {
         redirected += t.await.unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = wait_exit(&mut child).await;
     assert!(exit.success(), "exit status {exit:?}");
     assert!(redirected > 20, "traffic was running: {redirected}");
 

@@ -319,6 +319,18 @@ fn traffic(
     })
 }
 
+/// Fails with the missing click numbers unless every one in `sent` is in the topic.
+async fn assert_all_reached_kafka(addr: &str, topic: &str, sent: &BTreeSet<u64>) {
+    let seen = clicks_in_topic_when(addr, topic, sent).await;
+    let lost: Vec<_> = sent.difference(&seen).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} clicks never reached Kafka: {lost:?}",
+        lost.len(),
+        sent.len()
+    );
+}
+
 /// The click numbers found in the topic (from the `c{i}.example` referrers).
 async fn clicks_in_topic_when(broker: &str, topic: &str, want: &BTreeSet<u64>) -> BTreeSet<u64> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -372,14 +384,7 @@ async fn c06_kafka_broker_stopped_and_killed_mid_traffic_every_event_arrives() {
     stop.store(true, Ordering::SeqCst);
     let phase1: BTreeSet<u64> = clicks.await.unwrap().into_iter().collect();
     assert!(phase1.len() > 100, "traffic ran: {}", phase1.len());
-    let seen = clicks_in_topic_when(&broker.addr(), &topic, &phase1).await;
-    let lost: Vec<_> = phase1.difference(&seen).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} clicks never reached Kafka: {lost:?}",
-        lost.len(),
-        phase1.len()
-    );
+    assert_all_reached_kafka(&broker.addr(), &topic, &phase1).await;
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(
         metric(&metrics, "kurz_click_events_spooled_total{sink=\"kafka\"}") > 0.0,
@@ -406,14 +411,7 @@ async fn c06_kafka_broker_stopped_and_killed_mid_traffic_every_event_arrives() {
         "traffic ran while the broker was away: {}",
         after_kill.len()
     );
-    let seen = clicks_in_topic_when(&broker.addr(), &topic, &after_kill).await;
-    let lost: Vec<_> = after_kill.difference(&seen).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} clicks never reached Kafka: {lost:?}",
-        lost.len(),
-        after_kill.len()
-    );
+    assert_all_reached_kafka(&broker.addr(), &topic, &after_kill).await;
 
     // 3. The store, a sink of its own, counted every click of both phases once.
     let total = (phase1.len() + phase2.len()) as u64;
