@@ -21,7 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
 use crate::analytics::off_workers;
-use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup, merge_row, merge_sketch};
+use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup, StoredRows, merge_row, merge_sketch};
 
 use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
@@ -527,7 +527,7 @@ impl Store for PgStore {
         if raw {
             self.ensure_click_partitions(batch).await?;
         }
-        let codes: Vec<&str> = batch.touches.iter().map(|t| t.short_code.as_str()).collect();
+        let codes: Vec<&str> = batch.touches.iter().map(|t| t.short_code).collect();
         let mut tx = self.primary.begin().await.map_err(map_err)?;
         // Lock order is the same in every batch (links by code, then rollups by code
         // and hour), so concurrent instances queue behind each other, never deadlock.
@@ -536,7 +536,7 @@ impl Store for PgStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
-        let r_codes: Vec<&str> = batch.rollups.iter().map(|r| r.short_code.as_str()).collect();
+        let r_codes: Vec<&str> = batch.rollups.iter().map(|r| r.short_code).collect();
         let r_hours: Vec<DateTime<Utc>> = batch.rollups.iter().map(|r| r.hour).collect();
         sqlx::query(
             "INSERT INTO click_rollups (code, hour) \
@@ -558,17 +558,17 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(map_err)?;
-        let mut existing = std::collections::HashMap::with_capacity(rows.len());
+        let mut existing = StoredRows::with_capacity(rows.len());
         for row in &rows {
             let code: String = row.try_get("code").map_err(map_err)?;
             let r = rollup_from_row(row)?;
-            existing.insert((code, r.hour), r);
+            existing.insert(code, r.hour, r);
         }
         let merged: Vec<StoredRollup> = off_workers(|| {
             batch
                 .rollups
                 .iter()
-                .map(|r| merge_row(existing.get(&(r.short_code.clone(), r.hour)), r))
+                .map(|r| merge_row(existing.get(r.short_code, &r.hour), r))
                 .collect()
         });
         sqlx::query(
@@ -586,7 +586,7 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        let d_codes: Vec<&str> = batch.days.iter().map(|d| d.short_code.as_str()).collect();
+        let d_codes: Vec<&str> = batch.days.iter().map(|d| d.short_code).collect();
         let d_days: Vec<DateTime<Utc>> = batch.days.iter().map(|d| d.day).collect();
         sqlx::query(
             "INSERT INTO click_visitors_daily (code, day) \
@@ -608,20 +608,20 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(map_err)?;
-        let mut stored_days = std::collections::HashMap::with_capacity(rows.len());
+        let mut stored_days = StoredRows::with_capacity(rows.len());
         for row in &rows {
             let code: String = row.try_get("code").map_err(map_err)?;
             let day: DateTime<Utc> = row.try_get("day").map_err(map_err)?;
             let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
-            stored_days.insert((code, day), visitors);
+            stored_days.insert(code, day, visitors);
         }
         let merged_days: Vec<Vec<u8>> = off_workers(|| {
             batch
                 .days
                 .iter()
                 .map(|d| {
-                    let existing = stored_days.get(&(d.short_code.clone(), d.day)).map(Vec::as_slice);
-                    merge_sketch(existing, &d.visitors)
+                    let existing = stored_days.get(d.short_code, &d.day).map(Vec::as_slice);
+                    merge_sketch(existing, d)
                 })
                 .collect()
         });

@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::analytics::off_workers;
-use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup, merge_row, merge_sketch};
+use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup, StoredRows, merge_row, merge_sketch};
 
 use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
@@ -455,13 +455,13 @@ impl Store for SqliteStore {
         // multi-row statements (bound parameters, chunked under SQLite's limit of
         // 32,766 per statement), never one statement per row.
         let mut tx = self.write.begin().await.map_err(map_err)?;
-        let mut existing = std::collections::HashMap::with_capacity(batch.rollups.len());
+        let mut existing = StoredRows::with_capacity(batch.rollups.len());
         for chunk in batch.rollups.chunks(CHUNK_ROWS) {
             let mut q = select_by_keys(
                 "click_rollups",
                 "hour",
                 ROLLUP_COLUMNS,
-                chunk.iter().map(|r| (r.short_code.as_str(), ms(r.hour))),
+                chunk.iter().map(|r| (r.short_code, ms(r.hour))),
             );
             for row in chunk_statement(&mut q, chunk.len())
                 .fetch_all(&mut *tx)
@@ -470,14 +470,14 @@ impl Store for SqliteStore {
             {
                 let code: String = row.try_get("code").map_err(map_err)?;
                 let r = rollup_from_row(&row)?;
-                existing.insert((code, ms(r.hour)), r);
+                existing.insert(code, ms(r.hour), r);
             }
         }
         let mut merged: Vec<StoredRollup> = off_workers(|| {
             batch
                 .rollups
                 .iter()
-                .map(|r| merge_row(existing.get(&(r.short_code.clone(), ms(r.hour))), r))
+                .map(|r| merge_row(existing.get(r.short_code, &ms(r.hour)), r))
                 .collect()
         });
         for chunk in batch.rollups.chunks(CHUNK_ROWS) {
@@ -486,7 +486,7 @@ impl Store for SqliteStore {
             );
             let rows = merged.drain(..chunk.len());
             q.push_values(chunk.iter().zip(rows), |mut row, (r, m)| {
-                row.push_bind(r.short_code.as_str())
+                row.push_bind(r.short_code)
                     .push_bind(ms(r.hour))
                     .push_bind(m.clicks)
                     .push_bind(m.bots)
@@ -499,13 +499,13 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
         }
 
-        let mut stored_days = std::collections::HashMap::with_capacity(batch.days.len());
+        let mut stored_days = StoredRows::with_capacity(batch.days.len());
         for chunk in batch.days.chunks(CHUNK_ROWS) {
             let mut q = select_by_keys(
                 "click_visitors_daily",
                 "day",
                 DAY_COLUMNS,
-                chunk.iter().map(|d| (d.short_code.as_str(), ms(d.day))),
+                chunk.iter().map(|d| (d.short_code, ms(d.day))),
             );
             for row in chunk_statement(&mut q, chunk.len())
                 .fetch_all(&mut *tx)
@@ -515,7 +515,7 @@ impl Store for SqliteStore {
                 let code: String = row.try_get("code").map_err(map_err)?;
                 let day: i64 = row.try_get("day").map_err(map_err)?;
                 let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
-                stored_days.insert((code, day), visitors);
+                stored_days.insert(code, day, visitors);
             }
         }
         let mut merged_days: Vec<Vec<u8>> = off_workers(|| {
@@ -523,10 +523,8 @@ impl Store for SqliteStore {
                 .days
                 .iter()
                 .map(|d| {
-                    let old = stored_days
-                        .get(&(d.short_code.clone(), ms(d.day)))
-                        .map(Vec::as_slice);
-                    merge_sketch(old, &d.visitors)
+                    let old = stored_days.get(d.short_code, &ms(d.day)).map(Vec::as_slice);
+                    merge_sketch(old, d)
                 })
                 .collect()
         });
@@ -536,9 +534,7 @@ impl Store for SqliteStore {
             );
             let sketches = merged_days.drain(..chunk.len());
             q.push_values(chunk.iter().zip(sketches), |mut row, (d, sketch)| {
-                row.push_bind(d.short_code.as_str())
-                    .push_bind(ms(d.day))
-                    .push_bind(sketch);
+                row.push_bind(d.short_code).push_bind(ms(d.day)).push_bind(sketch);
             });
             chunk_statement(&mut q, chunk.len())
                 .execute(&mut *tx)
@@ -577,7 +573,7 @@ impl Store for SqliteStore {
                  last_accessed_at = MAX(COALESCE(links.last_accessed_at, 0), t.column3) FROM (",
             );
             q.push_values(chunk, |mut row, t| {
-                row.push_bind(t.short_code.as_str())
+                row.push_bind(t.short_code)
                     .push_bind(t.clicks as i64)
                     .push_bind(ms(t.last_at));
             });

@@ -1,0 +1,74 @@
+//! Criterion benchmark of the click writer's CPU work: folding a batch of events into
+//! link-hour rollups, and merging a folded rollup into its stored row. Under uniform
+//! traffic every 50,000-click batch touches tens of thousands of link-hours, so these
+//! two run for every click and every row the analytics pipeline writes.
+//! Run: `cargo bench --bench rollup`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+
+use chrono::{DateTime, Duration, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kurz::analytics::ClickEvent;
+use kurz::analytics::event::Device;
+use kurz::analytics::rollup::{fold, merge_row};
+
+const BATCH: usize = 50_000;
+const LINKS: u64 = 20_000;
+
+/// A batch like the analytics benchmark's uniform mix: clicks spread evenly over
+/// `LINKS` links within one second, a few browsers, countries and referrers.
+fn batch() -> Vec<ClickEvent> {
+    let start: DateTime<Utc> = "2026-11-22T10:59:59.5Z".parse().unwrap();
+    let browsers = ["Chrome", "Firefox", "Safari", "Edge"];
+    let countries = ["DE", "US", "FR", "unknown", "JP"];
+    let referrers = ["direct", "news.example", "t.co"];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..BATCH)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ClickEvent {
+                short_code: format!("c{:06}", x % LINKS),
+                clicked_at: start + Duration::microseconds(i as i64 * 20),
+                referrer: referrers[i % referrers.len()].into(),
+                device: if i % 3 == 0 {
+                    Device::Mobile
+                } else {
+                    Device::Desktop
+                },
+                browser: browsers[i % browsers.len()].into(),
+                os: "Linux".into(),
+                is_bot: i % 50 == 0,
+                country: countries[i % countries.len()].into(),
+                city: None,
+                visitor_hash: x.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            }
+        })
+        .collect()
+}
+
+fn rollups(c: &mut Criterion) {
+    let events = batch();
+    let mut g = c.benchmark_group("rollup");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("fold_50k_clicks_20k_links", |b| {
+        b.iter(|| black_box(fold(black_box(&events)).rollups.len()))
+    });
+    let folded = fold(&events);
+    // Each row merged into what an earlier batch stored for it.
+    let stored: Vec<_> = folded.rollups.iter().map(|r| merge_row(None, r)).collect();
+    g.throughput(Throughput::Elements(folded.rollups.len() as u64));
+    g.bench_function("merge_rows_of_one_batch", |b| {
+        b.iter(|| {
+            for (r, s) in folded.rollups.iter().zip(&stored) {
+                black_box(merge_row(Some(s), r));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, rollups);
+criterion_main!(benches);
