@@ -1,7 +1,8 @@
 //! Criterion benchmark of the click writer's CPU work: folding a batch of events into
 //! link-hour rollups, and merging a folded rollup into its stored row. Under uniform
 //! traffic every 50,000-click batch touches tens of thousands of link-hours, so these
-//! two run for every click and every row the analytics pipeline writes.
+//! two run for every click and every row the analytics pipeline writes; and the whole
+//! SQLite write of such a batch.
 //! Run: `cargo bench --bench rollup`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kurz::analytics::ClickEvent;
 use kurz::analytics::event::Device;
 use kurz::analytics::rollup::{fold, merge_row};
+use kurz::store::{SqliteStore, Store};
 
 const BATCH: usize = 50_000;
 const LINKS: u64 = 20_000;
@@ -70,5 +72,30 @@ fn rollups(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, rollups);
+/// The whole store write of one batch into SQLite (raw events, rollup and day rows,
+/// link counters), each batch landing on the rows the previous one wrote.
+fn sqlite_write(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let store = rt.block_on(async {
+        let s = SqliteStore::connect(&url, 1).await.unwrap();
+        s.migrate().await.unwrap();
+        s
+    });
+    let events = batch();
+    let folded = fold(&events);
+    let mut g = c.benchmark_group("rollup");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("sqlite_record_clicks_50k", |b| {
+        b.iter(|| rt.block_on(store.record_clicks(&folded, true)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, rollups, sqlite_write);
 criterion_main!(benches);

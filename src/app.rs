@@ -127,6 +127,7 @@ async fn start_analytics(
     let mut sinks: Vec<Arc<dyn analytics::Sink>> = vec![Arc::new(StoreSink {
         store: store.clone(),
         raw: config.analytics_raw_events,
+        hold: Duration::from_millis(config.analytics_store_hold_ms),
     })];
     if !config.kafka_brokers.is_empty() {
         sinks.push(Arc::new(KafkaSink::new(

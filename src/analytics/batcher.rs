@@ -9,6 +9,12 @@
 //! Beyond [`LANE_BACKLOG`] the batcher appends batches to that sink's spool itself,
 //! so memory stays bounded however slow a sink is.
 //!
+//! A sink may ask its writer to hold batches ([`super::Sink::hold`]): the store's
+//! writer gathers them for a couple of seconds (at most [`HOLD_BATCHES`] full ones)
+//! and writes them as one, since its cost is per link-hour row rather than per click.
+//! Held batches stay in memory as they are, so a failed write still spools exactly
+//! their events, and shutdown writes them like any other.
+//!
 //! A writer whose sink fails spools the batch and rests for a second. The backlog is
 //! replayed in file order, a chunk at a time, whenever no live batch is waiting, so a
 //! backlog drains as fast as the sink allows without ever holding up new clicks. A
@@ -27,6 +33,8 @@ use super::{Lane, Settings, Shared};
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Batches waiting for a sink writer before the batcher spools for it.
 const LANE_BACKLOG: usize = 4;
+/// Full batches a holding writer gathers at most before it writes them.
+const HOLD_BATCHES: usize = LANE_BACKLOG;
 /// Spool chunks replayed in a row before looking for live batches again.
 const REPLAY_BURST: usize = 8;
 /// How often the batcher looks at the queue.
@@ -148,12 +156,22 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
     let mut retry_at = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut batches: Vec<Batch> = Vec::with_capacity(LANE_BACKLOG);
+    let hold = lane.sink.hold();
+    let mut held_since: Option<Instant> = None;
     loop {
         let closed = tokio::select! {
             n = rx.recv_many(&mut batches, LANE_BACKLOG) => n == 0,
             _ = tick.tick() => false,
         };
-        if !batches.is_empty() {
+        if !batches.is_empty() && held_since.is_none() {
+            held_since = Some(Instant::now());
+        }
+        let held: usize = batches.iter().map(|b| b.len()).sum();
+        let due = closed
+            || held >= settings.batch_max.saturating_mul(HOLD_BATCHES)
+            || held_since.is_some_and(|t| t.elapsed() >= hold);
+        if !batches.is_empty() && due {
+            held_since = None;
             // Everything that waited goes as one write.
             let events: Vec<&ClickEvent> = batches.iter().flat_map(|b| b.iter()).collect();
             if lane.sink.ordered() && lane.spool.backlog() > 0 {

@@ -23,6 +23,11 @@ pub trait Sink: Send + Sync + 'static {
     fn ordered(&self) -> bool {
         true
     }
+    /// How long the sink's writer may gather batches and write them as one. A sink
+    /// whose cost grows with the rows a write touches, not the events, gains from it.
+    fn hold(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// Takes the whole batch or fails as a whole.
     async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError>;
 }
@@ -32,6 +37,8 @@ pub struct StoreSink {
     pub store: Arc<dyn Store>,
     /// Keep raw events (`KURZ_ANALYTICS_RAW_EVENTS`); rollups are always kept.
     pub raw: bool,
+    /// `KURZ_ANALYTICS_STORE_HOLD_MS`: see [`Sink::hold`].
+    pub hold: std::time::Duration,
 }
 
 #[async_trait]
@@ -42,6 +49,10 @@ impl Sink for StoreSink {
 
     fn ordered(&self) -> bool {
         false
+    }
+
+    fn hold(&self) -> std::time::Duration {
+        self.hold
     }
 
     async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError> {

@@ -93,8 +93,10 @@ fn base(config: &mut Config) {
     config.rate_limit_free = 0;
     config.rate_limit_pro = 0;
     config.rate_limit_enterprise = 0;
-    // Clicks show up in stats within a poll or two.
+    // Clicks show up in stats within a poll or two; the store's writer still holds
+    // batches (briefly), as it does by default.
     config.analytics_flush_ms = 50;
+    config.analytics_store_hold_ms = 100;
 }
 
 /// A new, empty folder for an instance's click spool (removed with the temp dir
