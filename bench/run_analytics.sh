@@ -5,7 +5,11 @@
 #      on one SQLite database, oha -c 64, alternating, over two URL mixes of
 #      BENCH_LINKS links: Zipf (s=1, a few links get most clicks, as in real traffic)
 #      and uniform (the worst case for rollups). Target: on >= 0.9 x off. Afterwards,
-#      once the queue and spool are empty, every 302 must be in click_count.
+#      once the queue and spool are empty, every 302 must be in click_count. Every
+#      request carries a desktop Chrome User-Agent and a Referer, so each is a human
+#      click with breakdowns and a visitor sketch to update (oha's own User-Agent is
+#      counted as a bot, which skips both: figures before 2026-11-22 07:30 were
+#      measured that way).
 #   2. P-10: BENCH_P10_CLICKS (10,000,000) clicks for one link over 30 days, loaded
 #      with bench/clickgen.rs through the pipeline's own write path (not HTTP), on
 #      SQLite and on PostgreSQL; then the 30-day stats query through HTTP, 200 times
@@ -49,6 +53,9 @@ trap cleanup EXIT
 
 command -v oha >/dev/null || die "oha is required: cargo install oha --locked"
 OHA=(--no-tui --redirect 0 --output-format json)
+# A human click: a browser's User-Agent and a Referer (see 1. above).
+CLICK=(-H "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
+       -H "Referer: https://news.example.com/item?id=1")
 
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     say "cargo build --release (kurz, clickgen)"
@@ -125,10 +132,10 @@ for round in $(seq "$ROUNDS"); do
     for mix in zipf uniform; do
         say "round $round/$ROUNDS, $mix mix: analytics on, then off (${SECS}s each, c=64)"
         suffix=""; [[ $mix == zipf ]] && suffix="-zipf"
-        run_oha "$SECS" "$RESULTS/redirect-on-$mix-$round.json" -c 64 --urls-from-file "$WORK/on$suffix-urls.txt"
+        run_oha "$SECS" "$RESULTS/redirect-on-$mix-$round.json" -c 64 "${CLICK[@]}" --urls-from-file "$WORK/on$suffix-urls.txt"
         # The next run starts with the pipeline caught up: no backlog carried over.
         wait_drained "http://127.0.0.1:$PON/metrics" "$RESULTS/drain-seconds-on-$mix-$round.txt"
-        run_oha "$SECS" "$RESULTS/redirect-off-$mix-$round.json" -c 64 --urls-from-file "$WORK/off$suffix-urls.txt"
+        run_oha "$SECS" "$RESULTS/redirect-off-$mix-$round.json" -c 64 "${CLICK[@]}" --urls-from-file "$WORK/off$suffix-urls.txt"
     done
 done
 curl -fsS "http://127.0.0.1:$PON/metrics" >"$RESULTS/metrics-on.txt"
@@ -162,7 +169,7 @@ start_kurz e2e-pg "$PPG" KURZ_DATABASE_URL="$PG_E2E" KURZ_AUTO_MIGRATE=true
 bounded 600 "${HARNESS[@]}" load "http://127.0.0.1:$PPG" "$ADMIN" "$LINKS" \
     "$WORK/map-pg.tsv" "$WORK/pg-urls.txt" "$WORK/unused.txt" "http://127.0.0.1:1"
 bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$PPG" "$WORK/map-pg.tsv" "$RESULTS/check-pg.json"
-run_oha "$SECS" "$RESULTS/redirect-pg.json" -c 64 --urls-from-file "$WORK/pg-urls.txt"
+run_oha "$SECS" "$RESULTS/redirect-pg.json" -c 64 "${CLICK[@]}" --urls-from-file "$WORK/pg-urls.txt"
 wait_drained "http://127.0.0.1:$PPG/metrics" "$RESULTS/drain-seconds-pg.txt"
 curl -fsS "http://127.0.0.1:$PPG/metrics" >"$RESULTS/metrics-pg.txt"
 click_total_pg "$PG_E2E" >"$RESULTS/click-count-pg.txt"
