@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kurz::keygen::{KeyGenerator, Permutation};
-use kurz::store::{SqliteStore, Store};
+use kurz::store::Store;
+
+#[path = "support.rs"]
+mod support;
 
 fn permutation(c: &mut Criterion) {
     let perm = Permutation::new(*b"benchmark-key-16");
@@ -28,17 +31,8 @@ fn permutation(c: &mut Criterion) {
 }
 
 fn generator(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let store: Arc<dyn Store> = rt.block_on(async {
-        let s = SqliteStore::connect(&url, 1).await.unwrap();
-        s.migrate().await.unwrap();
-        Arc::new(s)
-    });
+    let (rt, store, _dir) = support::sqlite_store();
+    let store: Arc<dyn Store> = Arc::new(store);
     let keygen = KeyGenerator::new(*b"benchmark-key-16", store, 100_000);
     let mut g = c.benchmark_group("keygen");
     g.throughput(Throughput::Elements(1000));

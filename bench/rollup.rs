@@ -13,7 +13,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kurz::analytics::ClickEvent;
 use kurz::analytics::event::Device;
 use kurz::analytics::rollup::{fold, merge_row};
-use kurz::store::{SqliteStore, Store};
+use kurz::store::Store;
+
+#[path = "support.rs"]
+mod support;
 
 const BATCH: usize = 50_000;
 const LINKS: u64 = 20_000;
@@ -75,17 +78,7 @@ fn rollups(c: &mut Criterion) {
 /// The whole store write of one batch into SQLite (raw events, rollup and day rows,
 /// link counters), each batch landing on the rows the previous one wrote.
 fn sqlite_write(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let store = rt.block_on(async {
-        let s = SqliteStore::connect(&url, 1).await.unwrap();
-        s.migrate().await.unwrap();
-        s
-    });
+    let (rt, store, _dir) = support::sqlite_store();
     let events = batch();
     let folded = fold(&events);
     let mut g = c.benchmark_group("rollup");
