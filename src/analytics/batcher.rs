@@ -248,3 +248,109 @@ async fn replay_chunk(
     }
     lane.spool.commit(chunk.next_offset).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use chrono::Utc;
+
+    use super::super::event::bounded;
+    use super::super::{Analytics, Captured, ClickEvent, Enricher, Settings, Sink, SinkError, StoreSink};
+    use super::*;
+    use crate::domain::{Metadata, RedirectType, ShortCode, TargetUrl};
+    use crate::store::{NewLink, SqliteStore, Store};
+
+    /// The real store sink on a real SQLite file, counting the writes that reach it.
+    struct Counted {
+        inner: StoreSink,
+        writes: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Sink for Counted {
+        fn name(&self) -> &'static str {
+            self.inner.name()
+        }
+        fn ordered(&self) -> bool {
+            self.inner.ordered()
+        }
+        fn hold(&self) -> Duration {
+            self.inner.hold()
+        }
+        async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.inner.write(events).await
+        }
+    }
+
+    /// Sends 60 clicks, 10 ms apart, through a pipeline cutting batches of at most 10
+    /// clicks (or every 20 ms); shuts it down; returns (store writes, `click_count`).
+    async fn clicks_through(hold: Duration) -> (usize, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("kurz.db").display());
+        let store = SqliteStore::connect(&url, 1).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .insert_links(&[NewLink {
+                code: ShortCode::parse("hold123").unwrap(),
+                original_url: TargetUrl::parse("https://example.com/", None).unwrap(),
+                owner_id: None,
+                created_at: Utc::now(),
+                expires_at: None,
+                redirect_type: RedirectType::Temporary,
+                metadata: Metadata::default(),
+            }])
+            .await
+            .unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        let sink = Arc::new(Counted {
+            inner: StoreSink {
+                store: store.clone(),
+                raw: true,
+                hold,
+            },
+            writes: AtomicUsize::new(0),
+        });
+        let settings = Settings {
+            queue_capacity: 1024,
+            batch_max: 10,
+            flush_interval: Duration::from_millis(20),
+            sink_timeout: Duration::from_secs(10),
+            spool_dir: dir.path().join("spool"),
+        };
+        let analytics = Analytics::start(settings, Enricher::new([7; 16], None), vec![sink.clone()]).unwrap();
+        for i in 0..60u8 {
+            analytics.capture(Captured {
+                code: "hold123".into(),
+                at: Utc::now(),
+                referer: None,
+                user_agent: Some(bounded(b"Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0")),
+                ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, i)),
+                cf_country: None,
+            });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        analytics.shutdown().await;
+        let link = store.get_link("hold123").await.unwrap().unwrap();
+        (sink.writes.load(Ordering::SeqCst), link.click_count)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_holding_store_writer_writes_fewer_bigger_batches_and_loses_nothing() {
+        // Held for longer than the test: one write when four full batches (40 clicks)
+        // are held, one for the rest at shutdown.
+        let (held_writes, held_clicks) = clicks_through(Duration::from_secs(60)).await;
+        assert_eq!(held_clicks, 60, "every click is counted");
+        assert!(held_writes <= 2, "{held_writes} writes while holding");
+
+        let (writes, clicks) = clicks_through(Duration::ZERO).await;
+        assert_eq!(clicks, 60, "every click is counted");
+        assert!(
+            writes >= 5,
+            "without a hold every batch is its own write: {writes}"
+        );
+    }
+}
