@@ -521,6 +521,21 @@ async fn replica_reads_keep_read_your_writes() {
         .execute(&mut rc)
         .await
         .unwrap();
+    // The call only requests the pause: wait until replay has really stopped, or the
+    // write below may still be replayed (this test once failed that way).
+    let mut paused = false;
+    for _ in 0..200 {
+        let state: String = sqlx::query_scalar("SELECT pg_get_wal_replay_pause_state()")
+            .fetch_one(&mut rc)
+            .await
+            .unwrap();
+        if state == "paused" {
+            paused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(paused, "the replica never paused its replay");
     let other = PgStore::connect(&url, &[], PG_BOUNDS).await.unwrap();
     let patch = LinkPatch {
         original_url: Some(TargetUrl::parse("https://example.com/new", None).unwrap()),
