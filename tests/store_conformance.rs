@@ -386,6 +386,41 @@ pub async fn clicks_add_up_across_batches(store: Arc<dyn Store>) {
     );
 }
 
+/// A chunk replayed from a spool is applied once, however often it is handed over:
+/// the store records (spool generation, end offset) in the chunk's own transaction.
+pub async fn a_replayed_chunk_is_counted_once(store: Arc<dyn Store>) {
+    store
+        .insert_links(&[new_link("rpl1234", "https://example.com/r", None)])
+        .await
+        .unwrap();
+    let at = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+    let chunk = vec![click("rpl1234", at, 1, false), click("rpl1234", at, 2, false)];
+    let replay = |spool: &str, through| {
+        let mut b = rollup::fold(&chunk);
+        b.replay = Some(rollup::Replay {
+            spool: spool.into(),
+            through,
+        });
+        b
+    };
+    store.record_clicks(&replay("gen-a", 100), true).await.unwrap();
+    // The same chunk again, as after a crash before the spool saved its position.
+    store.record_clicks(&replay("gen-a", 100), true).await.unwrap();
+    let count = || async { store.get_link("rpl1234").await.unwrap().unwrap().click_count };
+    assert_eq!(count().await, 2, "a repeated chunk is skipped");
+    let rows = store
+        .click_rollups("rpl1234", at, at + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(rows[0].clicks, 2, "the rollup is not counted twice either");
+    // The next chunk of that spool, and a chunk of another spool, count.
+    store.record_clicks(&replay("gen-a", 200), true).await.unwrap();
+    store.record_clicks(&replay("gen-b", 100), true).await.unwrap();
+    // A live batch (no replay) always counts.
+    store.record_clicks(&rollup::fold(&chunk), true).await.unwrap();
+    assert_eq!(count().await, 8);
+}
+
 /// Generates one `#[tokio::test]` per contract check for a backend's `fresh()`.
 macro_rules! conformance {
     ($backend:ident, $fresh:expr) => {
@@ -403,6 +438,7 @@ macro_rules! conformance {
                 idempotency_claims,
                 concurrent_idempotency_claims_have_one_winner,
                 clicks_add_up_across_batches,
+                a_replayed_chunk_is_counted_once,
             );
         }
     };

@@ -213,8 +213,17 @@ async fn write(
     settings: &Settings,
     flush_seconds: &metrics::Histogram,
 ) -> Result<(), String> {
+    timed(settings, flush_seconds, lane.sink.write(events)).await
+}
+
+/// A sink write, bounded by the sink timeout and recorded in the flush histogram.
+async fn timed(
+    settings: &Settings,
+    flush_seconds: &metrics::Histogram,
+    write: impl std::future::Future<Output = Result<(), super::SinkError>>,
+) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(settings.sink_timeout, lane.sink.write(events)).await;
+    let result = tokio::time::timeout(settings.sink_timeout, write).await;
     flush_seconds.record(started.elapsed().as_secs_f64());
     match result {
         Ok(Ok(())) => Ok(()),
@@ -236,13 +245,9 @@ async fn replay_chunk(
         tracing::error!(records = chunk.corrupt, "corrupt click spool records skipped");
     }
     if !chunk.events.is_empty() {
-        write(
-            lane,
-            &chunk.events.iter().collect::<Vec<_>>(),
-            settings,
-            flush_seconds,
-        )
-        .await?;
+        let events: Vec<&ClickEvent> = chunk.events.iter().collect();
+        let replay = lane.spool.replay_at(chunk.next_offset);
+        timed(settings, flush_seconds, lane.sink.write_replayed(&events, replay)).await?;
         metrics::counter!("kurz_click_events_replayed_total", "sink" => lane.sink.name())
             .increment(chunk.events.len() as u64);
     }
@@ -258,7 +263,9 @@ mod tests {
     use chrono::Utc;
 
     use super::super::event::bounded;
-    use super::super::{Analytics, Captured, ClickEvent, Enricher, Settings, Sink, SinkError, StoreSink};
+    use super::super::{
+        Analytics, Captured, ClickEvent, Enricher, Settings, Sink, SinkError, Spool, StoreSink,
+    };
     use super::*;
     use crate::domain::{Metadata, RedirectType, ShortCode, TargetUrl};
     use crate::store::{NewLink, SqliteStore, Store};
@@ -286,11 +293,9 @@ mod tests {
         }
     }
 
-    /// Sends 60 clicks, 10 ms apart, through a pipeline cutting batches of at most 10
-    /// clicks (or every 20 ms); shuts it down; returns (store writes, `click_count`).
-    async fn clicks_through(hold: Duration) -> (usize, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("kurz.db").display());
+    /// A fresh SQLite store in `dir` holding link `hold123`.
+    async fn store_with_link(dir: &std::path::Path) -> Arc<dyn Store> {
+        let url = format!("sqlite://{}", dir.join("kurz.db").display());
         let store = SqliteStore::connect(&url, 1).await.unwrap();
         store.migrate().await.unwrap();
         store
@@ -305,7 +310,14 @@ mod tests {
             }])
             .await
             .unwrap();
-        let store: Arc<dyn Store> = Arc::new(store);
+        Arc::new(store)
+    }
+
+    /// Sends 60 clicks, 10 ms apart, through a pipeline cutting batches of at most 10
+    /// clicks (or every 20 ms); shuts it down; returns (store writes, `click_count`).
+    async fn clicks_through(hold: Duration) -> (usize, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_link(dir.path()).await;
         let sink = Arc::new(Counted {
             inner: StoreSink {
                 store: store.clone(),
@@ -352,5 +364,55 @@ mod tests {
             writes >= 5,
             "without a hold every batch is its own write: {writes}"
         );
+    }
+
+    /// The crash the spool's position file cannot cover: the store took a replayed
+    /// chunk, the process died before the spool saved its position. After the restart
+    /// the chunk is replayed again, under the same name, and the store skips it.
+    #[tokio::test]
+    async fn a_chunk_replayed_again_after_a_crash_is_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_link(dir.path()).await;
+        let sink = StoreSink {
+            store: store.clone(),
+            raw: true,
+            hold: Duration::ZERO,
+        };
+        let enricher = Enricher::new([7; 16], None);
+        let click = |i: u8| {
+            enricher.enrich(Captured {
+                code: "hold123".into(),
+                at: Utc::now(),
+                referer: None,
+                user_agent: None,
+                ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, i)),
+                cf_country: None,
+            })
+        };
+        let spool_dir = dir.path().join("spool");
+        let replay_once = |commit: bool| {
+            let spool = Spool::open(&spool_dir, "store").unwrap();
+            let sink = &sink;
+            async move {
+                let chunk = spool.read(2).unwrap();
+                let events: Vec<&ClickEvent> = chunk.events.iter().collect();
+                sink.write_replayed(&events, spool.replay_at(chunk.next_offset))
+                    .await
+                    .unwrap();
+                if commit {
+                    spool.commit(chunk.next_offset).unwrap();
+                }
+                chunk.events.len()
+            }
+        };
+        Spool::open(&spool_dir, "store")
+            .unwrap()
+            .append(&[click(1), click(2), click(3)], true)
+            .unwrap();
+        assert_eq!(replay_once(false).await, 2, "first two taken, then the crash");
+        assert_eq!(replay_once(true).await, 2, "the same two again after the restart");
+        assert_eq!(replay_once(true).await, 1, "then the rest");
+        let count = store.get_link("hold123").await.unwrap().unwrap().click_count;
+        assert_eq!(count, 3, "each click counted once");
     }
 }

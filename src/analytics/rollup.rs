@@ -215,6 +215,19 @@ pub struct ClickBatch<'a> {
     pub rollups: Vec<HourRollup<'a>>,
     pub days: Vec<DayVisitors<'a>>,
     pub touches: Vec<LinkTouch<'a>>,
+    /// Set when the batch is a chunk replayed from a spool: see [`Replay`].
+    pub replay: Option<Replay>,
+}
+
+/// Where a replayed chunk ends in its spool. The store records it in the batch's own
+/// transaction and skips a batch whose end it has already recorded, so a chunk
+/// replayed again after a crash is not counted twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    /// The spool's generation: unique per spool file and per truncation of it.
+    pub spool: String,
+    /// Byte offset just past the chunk.
+    pub through: u64,
 }
 
 /// A rollup row as stored. Reads for stats leave `visitors` empty: sketches come
@@ -351,6 +364,7 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a ClickEvent>) -> ClickBatch<
         rollups,
         days,
         touches,
+        replay: None,
     }
 }
 

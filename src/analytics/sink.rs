@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::event::ClickEvent;
-use super::rollup;
+use super::rollup::{self, Replay};
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,13 @@ pub trait Sink: Send + Sync + 'static {
     }
     /// Takes the whole batch or fails as a whole.
     async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError>;
+    /// Takes a chunk replayed from the spool. A sink that can record `replay` with
+    /// the chunk, atomically, never applies the same chunk twice; the default is
+    /// at-least-once (Kafka consumers dedupe by event if they need to).
+    async fn write_replayed(&self, events: &[&ClickEvent], replay: Replay) -> Result<(), SinkError> {
+        let _ = replay;
+        self.write(events).await
+    }
 }
 
 /// Raw events and rollups into the link store, one transaction per batch.
@@ -56,7 +63,18 @@ impl Sink for StoreSink {
     }
 
     async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError> {
-        let batch = super::off_workers(|| rollup::fold(events.iter().copied()));
+        self.record(events, None).await
+    }
+
+    async fn write_replayed(&self, events: &[&ClickEvent], replay: Replay) -> Result<(), SinkError> {
+        self.record(events, Some(replay)).await
+    }
+}
+
+impl StoreSink {
+    async fn record(&self, events: &[&ClickEvent], replay: Option<Replay>) -> Result<(), SinkError> {
+        let mut batch = super::off_workers(|| rollup::fold(events.iter().copied()));
+        batch.replay = replay;
         self.store
             .record_clicks(&batch, self.raw)
             .await

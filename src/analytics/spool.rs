@@ -7,7 +7,11 @@
 //! torn by a crash is detected and skipped instead of replayed as garbage.
 //!
 //! The replay position is kept in a small side file, rewritten atomically after each
-//! replayed chunk: after a crash at most one chunk is replayed twice (at-least-once).
+//! replayed chunk, together with the spool's generation: a random id, new whenever
+//! the file is truncated, so a (generation, offset) pair names one chunk for ever. A
+//! crash after a sink took a chunk but before the position was written replays that
+//! chunk again; a sink that records the pair with the chunk ([`super::rollup::Replay`],
+//! the store does) skips it, the others get it twice (at-least-once).
 //! The file is locked while open, so two instances can never share one spool.
 
 use std::fs::{File, OpenOptions};
@@ -34,6 +38,12 @@ struct Inner {
     len: u64,
     /// Bytes already replayed.
     offset: u64,
+    /// See the module comment.
+    generation: String,
+}
+
+fn new_generation() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 pub struct Spool {
@@ -69,16 +79,51 @@ impl Spool {
         }
         let len = file.metadata().map_err(io)?.len();
         let offset_path = dir.join(format!("{name}.offset"));
-        let offset = std::fs::read_to_string(&offset_path)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
+        // "<offset> <generation>"; an old file holds only the offset.
+        let saved = std::fs::read_to_string(&offset_path).unwrap_or_default();
+        let mut fields = saved.split_whitespace();
+        let offset = fields
+            .next()
+            .and_then(|s| s.parse::<u64>().ok())
             .filter(|o| *o <= len)
             .unwrap_or(0);
-        Ok(Self {
+        let known = fields.next().filter(|g| g.len() == 32).map(str::to_owned);
+        let spool = Self {
             path,
             offset_path,
-            inner: Mutex::new(Inner { file, len, offset }),
-        })
+            inner: Mutex::new(Inner {
+                file,
+                len,
+                offset,
+                generation: known.clone().unwrap_or_else(new_generation),
+            }),
+        };
+        if known.is_none() {
+            // On disk before any sink can record a replay under it.
+            let g = spool.lock();
+            spool.save_position(&g)?;
+        }
+        Ok(spool)
+    }
+
+    fn save_position(&self, g: &Inner) -> Result<(), SpoolError> {
+        let io = |e| SpoolError::Io(self.path.clone(), e);
+        let tmp = self.offset_path.with_extension("offset.tmp");
+        std::fs::write(&tmp, format!("{} {}", g.offset, g.generation)).map_err(io)?;
+        std::fs::rename(&tmp, &self.offset_path).map_err(io)
+    }
+
+    /// The name of the chunk that ends at `through`, for [`super::Sink::write_replayed`].
+    pub fn replay_at(&self, through: u64) -> super::rollup::Replay {
+        super::rollup::Replay {
+            spool: self.lock().generation.clone(),
+            through,
+        }
+    }
+
+    #[cfg(test)]
+    fn generation(&self) -> String {
+        self.lock().generation.clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -181,11 +226,10 @@ impl Spool {
             g.file.sync_data().map_err(io)?;
             g.len = 0;
             g.offset = 0;
+            // Offsets start again at 0: a new name for what comes next.
+            g.generation = new_generation();
         }
-        let tmp = self.offset_path.with_extension("offset.tmp");
-        std::fs::write(&tmp, g.offset.to_string()).map_err(io)?;
-        std::fs::rename(&tmp, &self.offset_path).map_err(io)?;
-        Ok(())
+        self.save_position(&g)
     }
 }
 
@@ -227,6 +271,30 @@ mod tests {
         s.commit(c.next_offset).unwrap();
         assert_eq!(s.backlog(), 0);
         assert_eq!(std::fs::metadata(s.path()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_chunk_keeps_its_name_across_a_crash_and_truncation_starts_a_new_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, name) = {
+            let s = Spool::open(dir.path(), "store").unwrap();
+            s.append(&[ev(1), ev(2)], true).unwrap();
+            let c = s.read(1).unwrap();
+            // A sink took the chunk; the process dies before `commit`.
+            (s.generation(), s.replay_at(c.next_offset))
+        };
+        let s = Spool::open(dir.path(), "store").unwrap();
+        assert_eq!(s.generation(), first, "the generation survives a restart");
+        let c = s.read(1).unwrap();
+        assert_eq!(c.events, vec![ev(1)], "the chunk is replayed again");
+        assert_eq!(s.replay_at(c.next_offset), name, "under the same name");
+        s.commit(s.read(10).unwrap().next_offset).unwrap();
+        assert_ne!(s.generation(), first, "a truncated spool starts a new generation");
+        drop(s);
+        // A position file from before generations existed: the offset is kept.
+        std::fs::write(dir.path().join("store.offset"), "0").unwrap();
+        let s = Spool::open(dir.path(), "store").unwrap();
+        assert_eq!(s.generation().len(), 32);
     }
 
     #[test]

@@ -529,6 +529,17 @@ impl Store for PgStore {
         }
         let codes: Vec<&str> = batch.touches.iter().map(|t| t.short_code).collect();
         let mut tx = self.primary.begin().await.map_err(map_err)?;
+        if let Some(replay) = &batch.replay {
+            let through: Option<i64> =
+                sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = $1 FOR UPDATE")
+                    .bind(&replay.spool)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            if through.is_some_and(|t| t >= replay.through as i64) {
+                return Ok(());
+            }
+        }
         // Lock order is the same in every batch (links by code, then rollups by code
         // and hour), so concurrent instances queue behind each other, never deadlock.
         sqlx::query("SELECT 1 FROM links WHERE code = ANY($1) ORDER BY code FOR UPDATE")
@@ -670,6 +681,17 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        if let Some(replay) = &batch.replay {
+            sqlx::query(
+                "INSERT INTO click_replays (spool, through) VALUES ($1, $2) \
+                 ON CONFLICT (spool) DO UPDATE SET through = excluded.through",
+            )
+            .bind(&replay.spool)
+            .bind(replay.through as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)
     }
 

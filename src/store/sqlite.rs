@@ -455,6 +455,17 @@ impl Store for SqliteStore {
         // multi-row statements (bound parameters, chunked under SQLite's limit of
         // 32,766 per statement), never one statement per row.
         let mut tx = self.write.begin().await.map_err(map_err)?;
+        if let Some(replay) = &batch.replay {
+            let through: Option<i64> =
+                sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = ?1")
+                    .bind(&replay.spool)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            if through.is_some_and(|t| t >= replay.through as i64) {
+                return Ok(());
+            }
+        }
         let mut existing = StoredRows::with_capacity(batch.rollups.len());
         for chunk in batch.rollups.chunks(CHUNK_ROWS) {
             let mut q = select_by_keys(
@@ -582,6 +593,17 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
+        }
+        if let Some(replay) = &batch.replay {
+            sqlx::query(
+                "INSERT INTO click_replays (spool, through) VALUES (?1, ?2) \
+                 ON CONFLICT (spool) DO UPDATE SET through = excluded.through",
+            )
+            .bind(&replay.spool)
+            .bind(replay.through as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
     }
