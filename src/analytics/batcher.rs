@@ -177,7 +177,7 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
             if lane.sink.ordered() && lane.spool.backlog() > 0 {
                 shared.spool_one(lane, &events, true);
             } else {
-                match write(lane, &events, &settings, &flush_seconds).await {
+                match timed(&settings, &flush_seconds, lane.sink.write(&events)).await {
                     Ok(()) => metrics::counter!("kurz_click_events_written_total", "sink" => name)
                         .increment(events.len() as u64),
                     Err(e) => {
@@ -205,15 +205,6 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
         }
     }
     spool_bytes.set(lane.spool.backlog() as f64);
-}
-
-async fn write(
-    lane: &Lane,
-    events: &[&ClickEvent],
-    settings: &Settings,
-    flush_seconds: &metrics::Histogram,
-) -> Result<(), String> {
-    timed(settings, flush_seconds, lane.sink.write(events)).await
 }
 
 /// A sink write, bounded by the sink timeout and recorded in the flush histogram.
