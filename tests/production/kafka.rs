@@ -372,6 +372,16 @@ async fn c06_kafka_broker_stopped_and_killed_mid_traffic_every_event_arrives() {
     let code = app.create_code("https://example.com/c06").await;
     let next = Arc::new(AtomicU64::new(0));
 
+    // 0. The pipeline is flowing before the broker is touched: a debug build under a
+    //    loaded test run can take seconds to compile the user-agent rules, and a stop
+    //    that ends before the first batch is cut tests nothing.
+    let stop = Arc::new(AtomicBool::new(false));
+    let clicks = traffic(&app, &code, 2_000_000, next.clone(), stop.clone());
+    let warm = clicks_in_topic_when(&broker.addr(), &topic, &BTreeSet::from([2_000_000])).await;
+    stop.store(true, Ordering::SeqCst);
+    let warmup = clicks.await.unwrap();
+    assert!(warm.contains(&2_000_000), "the first click never reached Kafka");
+
     // 1. The broker process is stopped (SIGSTOP: its connections hang, as with a dead
     //    host) in the middle of the traffic, then continued. Every click arrives.
     let stop = Arc::new(AtomicBool::new(false));
@@ -413,8 +423,8 @@ async fn c06_kafka_broker_stopped_and_killed_mid_traffic_every_event_arrives() {
     );
     assert_all_reached_kafka(&broker.addr(), &topic, &after_kill).await;
 
-    // 3. The store, a sink of its own, counted every click of both phases once.
-    let total = (phase1.len() + phase2.len()) as u64;
+    // 3. The store, a sink of its own, counted every click of all phases once.
+    let total = (warmup.len() + phase1.len() + phase2.len()) as u64;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let s: Value = app
