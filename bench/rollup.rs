@@ -59,15 +59,16 @@ fn rollups(c: &mut Criterion) {
     let mut g = c.benchmark_group("rollup");
     g.throughput(Throughput::Elements(BATCH as u64));
     g.bench_function("fold_50k_clicks_20k_links", |b| {
-        b.iter(|| black_box(fold(black_box(&events)).rollups.len()))
+        b.iter(|| black_box(fold(black_box(&events)).rows()))
     });
     let folded = fold(&events);
+    let rollups = folded.rollups();
     // Each row merged into what an earlier batch stored for it.
-    let stored: Vec<_> = folded.rollups.iter().map(|r| merge_row(None, r)).collect();
-    g.throughput(Throughput::Elements(folded.rollups.len() as u64));
+    let stored: Vec<_> = rollups.iter().map(|(_, r)| merge_row(None, r)).collect();
+    g.throughput(Throughput::Elements(rollups.len() as u64));
     g.bench_function("merge_rows_of_one_batch", |b| {
         b.iter(|| {
-            for (r, s) in folded.rollups.iter().zip(&stored) {
+            for ((_, r), s) in rollups.iter().zip(&stored) {
                 black_box(merge_row(Some(s), r));
             }
         })

@@ -123,6 +123,7 @@ async fn start_analytics(
         flush_interval: Duration::from_millis(config.analytics_flush_ms),
         sink_timeout: Duration::from_secs(config.analytics_sink_timeout_secs.max(1)),
         spool_dir: config.analytics_spool_dir.clone(),
+        light_rows: analytics::batcher::LIGHT_ROWS,
     };
     let mut sinks: Vec<Arc<dyn analytics::Sink>> = vec![Arc::new(StoreSink {
         store: store.clone(),

@@ -12,6 +12,7 @@
 //! * [`rollup`] folds events into hourly rows and answers stats from them; [`hll`] is
 //!   the unique-visitor sketch inside each row.
 
+pub mod batch;
 pub mod batcher;
 pub mod enrich;
 pub mod event;
@@ -31,7 +32,7 @@ use tokio::task::JoinHandle;
 pub use enrich::{Enricher, GeoDb};
 pub use event::{Captured, ClickEvent};
 pub use kafka::KafkaSink;
-pub use sink::{Sink, SinkError, StoreSink};
+pub use sink::{Batch, Sink, SinkError, Staged, StoreSink};
 pub use spool::{Spool, SpoolError};
 
 /// Runs pure CPU work (folding a batch, merging rollup rows: tens to hundreds of
@@ -58,6 +59,9 @@ pub struct Settings {
     /// A sink write taking longer than this counts as failed (the batch is spooled).
     pub sink_timeout: Duration,
     pub spool_dir: std::path::PathBuf,
+    /// A held write touching at most this many rows is written at once
+    /// ([`batcher::LIGHT_ROWS`] outside tests).
+    pub light_rows: usize,
 }
 
 /// A sink with its spool.

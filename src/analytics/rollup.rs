@@ -1,10 +1,9 @@
 //! Hourly rollups: the only thing stats queries read.
 //!
-//! A batch of events is folded here into one [`HourRollup`] per link-hour (its bots
-//! and references to its human clicks); the store reads the row, and [`merge_row`]
-//! counts those clicks into its totals, per-dimension counts and HyperLogLog of
-//! visitors. A 30-day query then reads at most 720 rows per link, whatever the volume.
-//! Visitor sketches are also kept per link-day ([`DayVisitors`]): a dense sketch is
+//! A write's clicks are folded (in [`super::batch`]) into one [`HourDelta`] per
+//! link-hour; the store reads the row, and [`merge_row`] adds the delta to its
+//! totals, per-dimension counts and HyperLogLog of visitors. A 30-day query then reads at most 720 rows per link, whatever the volume.
+//! Visitor sketches are also kept per link-day ([`DayDelta`]): a dense sketch is
 //! 16 KiB, so a 30-day query merges 30 daily sketches (plus the hours of the two
 //! partial days at its ends, see [`sketch_plan`]) instead of 720 hourly ones.
 //! Everything here is pure: no I/O, unit-tested below.
@@ -18,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use super::batch::{ClickBatch, DayDelta, HourDelta, LinkTouch, RawBlock, Replay, fold};
 use super::event::{ClickEvent, Device};
 use super::hll::Hll;
 use crate::domain::stats::StatsRange;
@@ -56,6 +56,11 @@ impl Counts {
         self.0.iter().map(|(k, v)| (k.as_str(), *v))
     }
 
+    /// Distinct values, not counting [`OTHER`].
+    fn values(&self) -> usize {
+        self.0.len() - usize::from(self.find(OTHER).is_ok())
+    }
+
     fn find(&self, key: &str) -> Result<usize, usize> {
         self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
@@ -65,7 +70,9 @@ impl Counts {
     fn bump(&mut self, key: &str, n: u64) {
         match self.find(key) {
             Ok(i) => self.0[i].1 += n,
-            Err(i) if self.0.len() < MAX_VALUES_PER_DIMENSION => {
+            // `other` itself never counts against the cap, so merging a capped row
+            // into another keeps its values.
+            Err(i) if key == OTHER || self.values() < MAX_VALUES_PER_DIMENSION => {
                 // Most link-hours see one value per dimension: no room for four.
                 if self.0.capacity() == 0 {
                     self.0.reserve_exact(1);
@@ -140,12 +147,27 @@ pub struct Dims {
 }
 
 impl Dims {
-    fn add_event(&mut self, e: &ClickEvent) {
+    pub(crate) fn add_event(&mut self, e: &ClickEvent) {
         self.country.bump(&e.country, 1);
         self.referrer.bump(&e.referrer, 1);
         self.device.bump(e.device.as_str(), 1);
         self.browser.bump(&e.browser, 1);
         self.os.bump(&e.os, 1);
+    }
+
+    /// Adds another row's counts (each dimension still capped).
+    pub fn merge(&mut self, other: &Dims) {
+        for (mine, theirs) in [
+            (&mut self.country, &other.country),
+            (&mut self.referrer, &other.referrer),
+            (&mut self.device, &other.device),
+            (&mut self.browser, &other.browser),
+            (&mut self.os, &other.os),
+        ] {
+            for (k, n) in theirs.iter() {
+                mine.bump(k, n);
+            }
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -160,74 +182,6 @@ impl Dims {
             Self::default()
         })
     }
-}
-
-/// What one batch adds to one link-hour. The human clicks are kept as references and
-/// counted straight into the stored row by [`merge_row`]: counting them into a
-/// per-batch row first cost about ten allocations per link-hour, and under uniform
-/// traffic a 50,000-click batch has tens of thousands of link-hours.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HourRollup<'a> {
-    pub short_code: &'a str,
-    pub hour: DateTime<Utc>,
-    pub bots: u64,
-    pub humans: Vec<&'a ClickEvent>,
-}
-
-impl HourRollup<'_> {
-    /// Human clicks; bots are counted apart.
-    pub fn clicks(&self) -> u64 {
-        self.humans.len() as u64
-    }
-
-    /// The breakdowns this batch adds to the row.
-    pub fn dims(&self) -> Dims {
-        let mut dims = Dims::default();
-        for e in &self.humans {
-            dims.add_event(e);
-        }
-        dims
-    }
-}
-
-/// What one batch adds to a link's visitors of one UTC day: the visitor hashes of its
-/// human clicks, merged into the stored sketch by [`merge_sketch`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct DayVisitors<'a> {
-    pub short_code: &'a str,
-    pub day: DateTime<Utc>,
-    pub visitors: Vec<u64>,
-}
-
-/// What one batch adds to a link's own counters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LinkTouch<'a> {
-    pub short_code: &'a str,
-    pub clicks: u64,
-    pub last_at: DateTime<Utc>,
-}
-
-/// One batch, ready for the store: the raw events plus what they fold into. Rollups
-/// and touches are sorted by code (and hour), the order the store locks rows in.
-#[derive(Debug, Clone)]
-pub struct ClickBatch<'a> {
-    pub events: Vec<&'a ClickEvent>,
-    pub rollups: Vec<HourRollup<'a>>,
-    pub days: Vec<DayVisitors<'a>>,
-    pub touches: Vec<LinkTouch<'a>>,
-    /// Set when the batch is a chunk replayed from a spool: see [`Replay`].
-    pub replay: Option<Replay>,
-}
-
-/// Where a replayed chunk ends in its spool. The store records it in the batch's own
-/// transaction and skips a batch whose end it has already recorded, so a chunk
-/// replayed again after a crash is not counted twice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replay {
-    /// The spool's generation: unique per spool file and per truncation of it.
-    pub spool: String,
-    /// Byte offset just past the chunk.
-    pub through: u64,
 }
 
 /// A rollup row as stored. Reads for stats leave `visitors` empty: sketches come
@@ -277,107 +231,13 @@ pub fn day_of(t: DateTime<Utc>) -> DateTime<Utc> {
     truncate(t, 86_400)
 }
 
-/// One link's share of a batch while folding.
-struct LinkFold<'a> {
-    touch: LinkTouch<'a>,
-    hours: Vec<HourRollup<'a>>,
-    days: Vec<DayVisitors<'a>>,
-}
-
-/// The item of a link's short list that `matches`, added by `new` if missing.
-fn entry<T>(items: &mut Vec<T>, matches: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> &mut T {
-    let i = match items.iter().position(matches) {
-        Some(i) => i,
-        None => {
-            items.push(new());
-            items.len() - 1
-        }
-    };
-    &mut items[i]
-}
-
-/// Groups a batch by link (one hash lookup per click), then by hour and day inside
-/// the link: a batch spans about a second, so a link almost always has one of each.
-pub fn fold<'a>(events: impl IntoIterator<Item = &'a ClickEvent>) -> ClickBatch<'a> {
-    let events: Vec<&'a ClickEvent> = events.into_iter().collect();
-    let mut index: HashMap<&'a str, usize, foldhash::fast::RandomState> = HashMap::default();
-    let mut links: Vec<LinkFold<'a>> = Vec::new();
-    for e in events.iter().copied() {
-        let next = links.len();
-        let i = *index.entry(e.short_code.as_str()).or_insert(next);
-        if i == next {
-            links.push(LinkFold {
-                touch: LinkTouch {
-                    short_code: &e.short_code,
-                    clicks: 0,
-                    last_at: e.clicked_at,
-                },
-                hours: Vec::with_capacity(1),
-                days: Vec::new(),
-            });
-        }
-        let link = &mut links[i];
-        link.touch.clicks += 1;
-        link.touch.last_at = link.touch.last_at.max(e.clicked_at);
-        let hour = hour_of(e.clicked_at);
-        let r = entry(
-            &mut link.hours,
-            |r| r.hour == hour,
-            || HourRollup {
-                short_code: &e.short_code,
-                hour,
-                bots: 0,
-                humans: Vec::new(),
-            },
-        );
-        if e.is_bot {
-            r.bots += 1;
-            continue;
-        }
-        r.humans.push(e);
-        let day = day_of(e.clicked_at);
-        entry(
-            &mut link.days,
-            |d| d.day == day,
-            || DayVisitors {
-                short_code: &e.short_code,
-                day,
-                visitors: Vec::new(),
-            },
-        )
-        .visitors
-        .push(e.visitor_hash);
-    }
-    links.sort_unstable_by(|a, b| a.touch.short_code.cmp(b.touch.short_code));
-    let mut rollups = Vec::with_capacity(links.len());
-    let mut days = Vec::with_capacity(links.len());
-    let mut touches = Vec::with_capacity(links.len());
-    for mut link in links {
-        link.hours.sort_by_key(|r| r.hour);
-        link.days.sort_by_key(|d| d.day);
-        rollups.append(&mut link.hours);
-        days.append(&mut link.days);
-        touches.push(link.touch);
-    }
-    ClickBatch {
-        events,
-        rollups,
-        days,
-        touches,
-        replay: None,
-    }
-}
-
-/// A stored sketch with the batch's visitors of that day added.
-pub fn merge_sketch(existing: Option<&[u8]>, new: &DayVisitors) -> Vec<u8> {
-    let mut merged = Hll::new();
+/// A stored sketch with a write's visitors of that day added.
+pub fn merge_sketch(existing: Option<&[u8]>, new: &Hll) -> Vec<u8> {
+    let mut merged = new.clone();
     if let Some(e) = existing
         && merged.merge_encoded(e).is_err()
     {
         tracing::warn!("unreadable visitor sketch replaced");
-    }
-    for hash in &new.visitors {
-        merged.insert(*hash);
     }
     merged.encode()
 }
@@ -415,21 +275,18 @@ pub fn sketch_plan(from: DateTime<Utc>, to: DateTime<Utc>) -> SketchPlan {
 }
 
 /// The row after adding `new` to what is stored (if anything).
-pub fn merge_row(existing: Option<&StoredRollup>, new: &HourRollup) -> StoredRollup {
+pub fn merge_row(existing: Option<&StoredRollup>, new: &HourDelta) -> StoredRollup {
     let mut dims = existing.map(|e| Dims::from_json(&e.dims)).unwrap_or_default();
-    let mut visitors = Hll::new();
+    dims.merge(&new.dims);
+    let mut visitors = new.visitors.clone();
     if let Some(e) = existing
         && visitors.merge_encoded(&e.visitors).is_err()
     {
-        tracing::warn!(code = %new.short_code, "unreadable visitor sketch replaced");
-    }
-    for e in &new.humans {
-        dims.add_event(e);
-        visitors.insert(e.visitor_hash);
+        tracing::warn!("unreadable visitor sketch replaced");
     }
     StoredRollup {
         hour: new.hour,
-        clicks: existing.map_or(0, |e| e.clicks) + new.clicks() as i64,
+        clicks: existing.map_or(0, |e| e.clicks) + new.clicks as i64,
         bots: existing.map_or(0, |e| e.bots) + new.bots as i64,
         dims: dims.to_json(),
         visitors: visitors.encode(),
@@ -560,55 +417,9 @@ pub fn summary(rows: &[StoredRollup], now: DateTime<Utc>) -> LinkSummary {
 
 #[cfg(test)]
 mod tests {
+    use super::super::batch::test_clicks::{event, t};
     use super::*;
     use crate::domain::stats::StatsRange;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    fn event(code: &str, at: &str, country: &str, visitor: u64, bot: bool) -> ClickEvent {
-        ClickEvent {
-            short_code: code.into(),
-            clicked_at: t(at),
-            referrer: "direct".into(),
-            device: Device::Mobile,
-            browser: "Chrome".into(),
-            os: "Android".into(),
-            is_bot: bot,
-            country: country.into(),
-            city: None,
-            visitor_hash: visitor.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        }
-    }
-
-    #[test]
-    fn fold_groups_by_link_hour_and_counts_bots_apart() {
-        let events = vec![
-            event("b", "2026-03-01T10:05:00Z", "DE", 1, false),
-            event("a", "2026-03-01T10:59:59Z", "US", 1, false),
-            event("a", "2026-03-01T10:00:00Z", "US", 2, false),
-            event("a", "2026-03-01T11:00:00Z", "FR", 1, true),
-        ];
-        let batch = fold(&events);
-        let keys: Vec<_> = batch
-            .rollups
-            .iter()
-            .map(|r| (r.short_code, r.hour, r.clicks(), r.bots))
-            .collect();
-        assert_eq!(
-            keys,
-            vec![
-                ("a", t("2026-03-01T10:00:00Z"), 2, 0),
-                ("a", t("2026-03-01T11:00:00Z"), 0, 1),
-                ("b", t("2026-03-01T10:00:00Z"), 1, 0),
-            ]
-        );
-        assert_eq!(batch.rollups[0].dims().country.get("US"), Some(2));
-        assert!(batch.rollups[1].dims().country.is_empty());
-        assert_eq!(batch.touches[0].clicks, 3);
-        assert_eq!(batch.touches[0].last_at, t("2026-03-01T11:00:00Z"));
-    }
 
     #[test]
     fn merged_rows_add_up_and_summaries_fill_buckets() {
@@ -617,12 +428,12 @@ mod tests {
             event("a", "2026-03-01T10:06:00Z", "US", 1, false),
             event("a", "2026-03-01T10:07:00Z", "DE", 2, false),
         ];
-        let row = merge_row(None, &fold(&first).rollups[0]);
-        let row = merge_row(Some(&row), &fold(&second).rollups[0]);
+        let row = merge_row(None, fold(&first).rollups()[0].1);
+        let row = merge_row(Some(&row), fold(&second).rollups()[0].1);
         assert_eq!(row.clicks, 3);
         let later = merge_row(
             None,
-            &fold(&[event("a", "2026-03-03T00:30:00Z", "US", 3, false)]).rollups[0],
+            fold(&[event("a", "2026-03-03T00:30:00Z", "US", 3, false)]).rollups()[0].1,
         );
         let range = StatsRange::parse(
             Some("2026-03-01"),
@@ -672,22 +483,6 @@ mod tests {
     }
 
     #[test]
-    fn days_collect_the_visitors_of_their_hours() {
-        let events = vec![
-            event("a", "2026-03-01T10:05:00Z", "US", 1, false),
-            event("a", "2026-03-01T23:05:00Z", "US", 2, false),
-            event("a", "2026-03-02T00:05:00Z", "US", 1, false),
-            event("a", "2026-03-02T01:05:00Z", "US", 9, true),
-        ];
-        let batch = fold(&events);
-        assert_eq!(batch.days.len(), 2);
-        assert_eq!(batch.days[0].visitors.len(), 2);
-        assert_eq!(batch.days[1].visitors.len(), 1, "bots are not visitors");
-        let sketch = Hll::decode(&merge_sketch(None, &batch.days[0])).unwrap();
-        assert_eq!(sketch.estimate(), 2);
-    }
-
-    #[test]
     fn a_dimension_is_capped_per_row() {
         let events: Vec<_> = (0..MAX_VALUES_PER_DIMENSION + 50)
             .map(|i| {
@@ -696,19 +491,25 @@ mod tests {
                 e
             })
             .collect();
-        let r = &fold(&events).rollups[0];
-        let dims = r.dims();
+        let batch = fold(&events);
+        let r = batch.rollups()[0].1;
+        let dims = &r.dims;
         assert_eq!(dims.referrer.len(), MAX_VALUES_PER_DIMENSION + 1);
         assert_eq!(dims.referrer.get(OTHER), Some(50));
-        assert_eq!(dims.referrer.iter().map(|(_, n)| n).sum::<u64>(), r.clicks());
+        assert_eq!(dims.referrer.iter().map(|(_, n)| n).sum::<u64>(), r.clicks);
         let back = Dims::from_json(&dims.to_json());
-        assert_eq!(back, dims, "the JSON form reads back the same");
+        assert_eq!(&back, dims, "the JSON form reads back the same");
         let row = merge_row(None, r);
         assert_eq!(
-            Dims::from_json(&row.dims),
+            &Dims::from_json(&row.dims),
             dims,
             "the stored row is capped the same way"
         );
+        // Merging a second full row into the stored one keeps the cap too.
+        let twice = merge_row(Some(&row), r);
+        let merged = Dims::from_json(&twice.dims);
+        assert_eq!(merged.referrer.len(), MAX_VALUES_PER_DIMENSION + 1);
+        assert_eq!(merged.referrer.iter().map(|(_, n)| n).sum::<u64>(), 2 * r.clicks);
     }
 
     #[test]
@@ -720,7 +521,7 @@ mod tests {
             "2026-02-01T00:00:00Z",
         ]
         .iter()
-        .map(|at| merge_row(None, &fold(&[event("a", at, "US", 1, false)]).rollups[0]))
+        .map(|at| merge_row(None, fold(&[event("a", at, "US", 1, false)]).rollups()[0].1))
         .collect();
         let s = summary(&rows, now);
         assert_eq!((s.clicks_24h, s.clicks_7d), (1, 2));

@@ -5,9 +5,66 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::batch::{ClickBatch, Replay};
 use super::event::ClickEvent;
-use super::rollup::{self, Replay};
 use crate::store::Store;
+
+/// A batch as the batcher cuts it; shared by every sink's writer.
+pub type Batch = Arc<Vec<ClickEvent>>;
+
+/// What a sink's writer holds between writes. Most sinks take events as they came
+/// ([`Staged::Batches`]); the store folds them on arrival ([`Staged::Folded`]), so
+/// holding seconds of clicks costs per link-hour, not per click.
+pub enum Staged {
+    Batches(Vec<Batch>),
+    Folded(ClickBatch),
+}
+
+impl Staged {
+    /// An empty holder of the shape `sink` takes.
+    pub fn for_sink(sink: &dyn Sink) -> Self {
+        if sink.folds() {
+            Self::Folded(ClickBatch::default())
+        } else {
+            Self::Batches(Vec::new())
+        }
+    }
+
+    /// Takes one more batch (folding it, for a folding stage).
+    pub fn add(&mut self, batch: Batch) {
+        match self {
+            Self::Batches(v) => v.push(batch),
+            Self::Folded(f) => super::off_workers(|| f.add(batch.iter())),
+        }
+    }
+
+    pub fn events(&self) -> usize {
+        match self {
+            Self::Batches(v) => v.iter().map(|b| b.len()).sum(),
+            Self::Folded(f) => f.events(),
+        }
+    }
+
+    /// What a write of this costs, in rows: events for a sink that takes events,
+    /// link-hours for the store.
+    pub fn rows(&self) -> usize {
+        match self {
+            Self::Batches(_) => self.events(),
+            Self::Folded(f) => f.rows(),
+        }
+    }
+
+    /// Calls `f` with every event held, e.g. to spool them after a failed write.
+    pub fn with_events<R>(&self, f: impl FnOnce(&[&ClickEvent]) -> R) -> R {
+        match self {
+            Self::Batches(v) => f(&v.iter().flat_map(|b| b.iter()).collect::<Vec<_>>()),
+            Self::Folded(b) => {
+                let events = b.to_events();
+                f(&events.iter().collect::<Vec<_>>())
+            }
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -28,8 +85,25 @@ pub trait Sink: Send + Sync + 'static {
     fn hold(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+    /// Does the sink's writer fold batches as they arrive ([`Staged::Folded`])?
+    fn folds(&self) -> bool {
+        false
+    }
     /// Takes the whole batch or fails as a whole.
     async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError>;
+    /// Takes everything a writer held, or fails as a whole (the writer then spools it).
+    async fn write_staged(&self, staged: &Staged) -> Result<(), SinkError> {
+        match staged {
+            Staged::Batches(v) => {
+                let events: Vec<&ClickEvent> = v.iter().flat_map(|b| b.iter()).collect();
+                self.write(&events).await
+            }
+            Staged::Folded(b) => {
+                let events = b.to_events();
+                self.write(&events.iter().collect::<Vec<_>>()).await
+            }
+        }
+    }
     /// Takes a chunk replayed from the spool. A sink that can record `replay` with
     /// the chunk, atomically, never applies the same chunk twice; the default is
     /// at-least-once (Kafka consumers dedupe by event if they need to).
@@ -62,21 +136,36 @@ impl Sink for StoreSink {
         self.hold
     }
 
+    fn folds(&self) -> bool {
+        true
+    }
+
     async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError> {
-        self.record(events, None).await
+        let batch = super::off_workers(|| super::batch::fold(events.iter().copied()));
+        self.record(&batch).await
+    }
+
+    async fn write_staged(&self, staged: &Staged) -> Result<(), SinkError> {
+        match staged {
+            Staged::Folded(batch) => self.record(batch).await,
+            Staged::Batches(v) => {
+                let batch = super::off_workers(|| super::batch::fold(v.iter().flat_map(|b| b.iter())));
+                self.record(&batch).await
+            }
+        }
     }
 
     async fn write_replayed(&self, events: &[&ClickEvent], replay: Replay) -> Result<(), SinkError> {
-        self.record(events, Some(replay)).await
+        let mut batch = super::off_workers(|| super::batch::fold(events.iter().copied()));
+        batch.replay = Some(replay);
+        self.record(&batch).await
     }
 }
 
 impl StoreSink {
-    async fn record(&self, events: &[&ClickEvent], replay: Option<Replay>) -> Result<(), SinkError> {
-        let mut batch = super::off_workers(|| rollup::fold(events.iter().copied()));
-        batch.replay = replay;
+    async fn record(&self, batch: &ClickBatch) -> Result<(), SinkError> {
         self.store
-            .record_clicks(&batch, self.raw)
+            .record_clicks(batch, self.raw)
             .await
             .map_err(|e| SinkError(e.to_string()))
     }

@@ -147,7 +147,7 @@ pub trait Store: Send + Sync + 'static {
     /// Writes one batch of clicks atomically: raw events (if `raw`), the merge of each
     /// link-hour rollup, and each link's `click_count`/`last_accessed_at`. All or
     /// nothing, so a failed batch can be spooled and replayed without double counting.
-    async fn record_clicks(&self, batch: &ClickBatch<'_>, raw: bool) -> StoreResult<()>;
+    async fn record_clicks(&self, batch: &ClickBatch, raw: bool) -> StoreResult<()>;
 
     /// A link's rollup rows with `from <= hour < to`, without their sketches.
     async fn click_rollups(

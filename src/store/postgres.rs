@@ -100,12 +100,8 @@ impl PgStore {
 
     /// Creates the daily partitions a batch needs, outside the batch's transaction
     /// (creating a partition locks the parent table; it happens once a day).
-    async fn ensure_click_partitions(&self, batch: &ClickBatch<'_>) -> StoreResult<()> {
-        let mut days: Vec<chrono::NaiveDate> =
-            batch.events.iter().map(|e| e.clicked_at.date_naive()).collect();
-        days.sort_unstable();
-        days.dedup();
-        for day in days {
+    async fn ensure_click_partitions(&self, batch: &ClickBatch) -> StoreResult<()> {
+        for day in batch.raw_days() {
             let known = self.click_days.lock().map(|d| d.contains(&day)).unwrap_or(false);
             if known {
                 continue;
@@ -523,11 +519,12 @@ impl Store for PgStore {
         Ok(done.rows_affected())
     }
 
-    async fn record_clicks(&self, batch: &ClickBatch<'_>, raw: bool) -> StoreResult<()> {
+    async fn record_clicks(&self, batch: &ClickBatch, raw: bool) -> StoreResult<()> {
         if raw {
             self.ensure_click_partitions(batch).await?;
         }
-        let codes: Vec<&str> = batch.touches.iter().map(|t| t.short_code).collect();
+        let touches = batch.touches();
+        let codes: Vec<&str> = touches.iter().map(|t| t.short_code).collect();
         let mut tx = self.primary.begin().await.map_err(map_err)?;
         if let Some(replay) = &batch.replay {
             let through: Option<i64> =
@@ -547,8 +544,9 @@ impl Store for PgStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
-        let r_codes: Vec<&str> = batch.rollups.iter().map(|r| r.short_code).collect();
-        let r_hours: Vec<DateTime<Utc>> = batch.rollups.iter().map(|r| r.hour).collect();
+        let rollups = batch.rollups();
+        let r_codes: Vec<&str> = rollups.iter().map(|(code, _)| *code).collect();
+        let r_hours: Vec<DateTime<Utc>> = rollups.iter().map(|(_, r)| r.hour).collect();
         sqlx::query(
             "INSERT INTO click_rollups (code, hour) \
              SELECT c, h FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, h) ORDER BY c, h \
@@ -576,10 +574,9 @@ impl Store for PgStore {
             existing.insert(code, r.hour, r);
         }
         let merged: Vec<StoredRollup> = off_workers(|| {
-            batch
-                .rollups
+            rollups
                 .iter()
-                .map(|r| merge_row(existing.get(r.short_code, &r.hour), r))
+                .map(|(code, r)| merge_row(existing.get(code, &r.hour), r))
                 .collect()
         });
         sqlx::query(
@@ -597,8 +594,9 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        let d_codes: Vec<&str> = batch.days.iter().map(|d| d.short_code).collect();
-        let d_days: Vec<DateTime<Utc>> = batch.days.iter().map(|d| d.day).collect();
+        let days = batch.days();
+        let d_codes: Vec<&str> = days.iter().map(|(code, _)| *code).collect();
+        let d_days: Vec<DateTime<Utc>> = days.iter().map(|(_, d)| d.day).collect();
         sqlx::query(
             "INSERT INTO click_visitors_daily (code, day) \
              SELECT c, d FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, d) ORDER BY c, d \
@@ -627,12 +625,10 @@ impl Store for PgStore {
             stored_days.insert(code, day, visitors);
         }
         let merged_days: Vec<Vec<u8>> = off_workers(|| {
-            batch
-                .days
-                .iter()
-                .map(|d| {
-                    let existing = stored_days.get(d.short_code, &d.day).map(Vec::as_slice);
-                    merge_sketch(existing, d)
+            days.iter()
+                .map(|(code, d)| {
+                    let existing = stored_days.get(code, &d.day).map(Vec::as_slice);
+                    merge_sketch(existing, &d.visitors)
                 })
                 .collect()
         });
@@ -647,27 +643,22 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        if raw && !batch.events.is_empty() {
-            let e = &batch.events;
-            sqlx::query(
-                "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
-                 country, city, visitor_hash) \
-                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
-                        $6::text[], $7::bool[], $8::text[], $9::text[], $10::int8[])",
-            )
-            .bind(e.iter().map(|e| e.short_code.as_str()).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.clicked_at).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.referrer.as_str()).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.device.as_str()).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.browser.as_str()).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.os.as_str()).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.is_bot).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.country.as_str()).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.city.as_deref()).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.visitor_hash as i64).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        if raw {
+            // PostgreSQL expands each block itself: one bound text per block instead
+            // of ten arrays built here.
+            for block in batch.raw() {
+                sqlx::query(
+                    "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
+                     country, city, visitor_hash) \
+                     SELECT e->>0, timestamptz 'epoch' + (e->>1)::int8 * interval '1 millisecond', \
+                            e->>2, e->>3, e->>4, e->>5, (e->>6)::int <> 0, e->>7, e->>8, (e->>9)::int8 \
+                     FROM json_array_elements($1::json) AS e",
+                )
+                .bind(block.json.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
         }
         sqlx::query(
             "UPDATE links SET click_count = links.click_count + u.n, \
@@ -676,8 +667,8 @@ impl Store for PgStore {
              WHERE links.code = u.code",
         )
         .bind(&codes)
-        .bind(batch.touches.iter().map(|t| t.clicks as i64).collect::<Vec<_>>())
-        .bind(batch.touches.iter().map(|t| t.last_at).collect::<Vec<_>>())
+        .bind(touches.iter().map(|t| t.clicks as i64).collect::<Vec<_>>())
+        .bind(touches.iter().map(|t| t.last_at).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;

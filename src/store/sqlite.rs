@@ -450,7 +450,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn record_clicks(&self, batch: &ClickBatch<'_>, raw: bool) -> StoreResult<()> {
+    async fn record_clicks(&self, batch: &ClickBatch, raw: bool) -> StoreResult<()> {
         // A batch can touch thousands of link-hours: rows are read and written with
         // multi-row statements (bound parameters, chunked under SQLite's limit of
         // 32,766 per statement), never one statement per row.
@@ -466,13 +466,14 @@ impl Store for SqliteStore {
                 return Ok(());
             }
         }
-        let mut existing = StoredRows::with_capacity(batch.rollups.len());
-        for chunk in batch.rollups.chunks(CHUNK_ROWS) {
+        let rollups = batch.rollups();
+        let mut existing = StoredRows::with_capacity(rollups.len());
+        for chunk in rollups.chunks(CHUNK_ROWS) {
             let mut q = select_by_keys(
                 "click_rollups",
                 "hour",
                 ROLLUP_COLUMNS,
-                chunk.iter().map(|r| (r.short_code, ms(r.hour))),
+                chunk.iter().map(|(code, r)| (*code, ms(r.hour))),
             );
             for row in chunk_statement(&mut q, chunk.len())
                 .fetch_all(&mut *tx)
@@ -485,19 +486,19 @@ impl Store for SqliteStore {
             }
         }
         let mut merged: Vec<StoredRollup> = off_workers(|| {
-            batch
-                .rollups
+            rollups
                 .iter()
-                .map(|r| merge_row(existing.get(r.short_code, &ms(r.hour)), r))
+                .map(|(code, r)| merge_row(existing.get(code, &ms(r.hour)), r))
                 .collect()
         });
-        for chunk in batch.rollups.chunks(CHUNK_ROWS) {
+        drop(existing);
+        for chunk in rollups.chunks(CHUNK_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT OR REPLACE INTO click_rollups (code, hour, clicks, bots, dims, visitors) ",
             );
             let rows = merged.drain(..chunk.len());
-            q.push_values(chunk.iter().zip(rows), |mut row, (r, m)| {
-                row.push_bind(r.short_code)
+            q.push_values(chunk.iter().zip(rows), |mut row, ((code, r), m)| {
+                row.push_bind(*code)
                     .push_bind(ms(r.hour))
                     .push_bind(m.clicks)
                     .push_bind(m.bots)
@@ -510,13 +511,14 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
         }
 
-        let mut stored_days = StoredRows::with_capacity(batch.days.len());
-        for chunk in batch.days.chunks(CHUNK_ROWS) {
+        let days = batch.days();
+        let mut stored_days = StoredRows::with_capacity(days.len());
+        for chunk in days.chunks(CHUNK_ROWS) {
             let mut q = select_by_keys(
                 "click_visitors_daily",
                 "day",
                 DAY_COLUMNS,
-                chunk.iter().map(|d| (d.short_code, ms(d.day))),
+                chunk.iter().map(|(code, d)| (*code, ms(d.day))),
             );
             for row in chunk_statement(&mut q, chunk.len())
                 .fetch_all(&mut *tx)
@@ -530,22 +532,21 @@ impl Store for SqliteStore {
             }
         }
         let mut merged_days: Vec<Vec<u8>> = off_workers(|| {
-            batch
-                .days
-                .iter()
-                .map(|d| {
-                    let old = stored_days.get(d.short_code, &ms(d.day)).map(Vec::as_slice);
-                    merge_sketch(old, d)
+            days.iter()
+                .map(|(code, d)| {
+                    let old = stored_days.get(code, &ms(d.day)).map(Vec::as_slice);
+                    merge_sketch(old, &d.visitors)
                 })
                 .collect()
         });
-        for chunk in batch.days.chunks(CHUNK_ROWS) {
+        drop(stored_days);
+        for chunk in days.chunks(CHUNK_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT OR REPLACE INTO click_visitors_daily (code, day, visitors) ",
             );
             let sketches = merged_days.drain(..chunk.len());
-            q.push_values(chunk.iter().zip(sketches), |mut row, (d, sketch)| {
-                row.push_bind(d.short_code).push_bind(ms(d.day)).push_bind(sketch);
+            q.push_values(chunk.iter().zip(sketches), |mut row, ((code, d), sketch)| {
+                row.push_bind(*code).push_bind(ms(d.day)).push_bind(sketch);
             });
             chunk_statement(&mut q, chunk.len())
                 .execute(&mut *tx)
@@ -554,31 +555,22 @@ impl Store for SqliteStore {
         }
 
         if raw {
-            for chunk in batch.events.chunks(CHUNK_ROWS) {
-                let mut q = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
-                     country, city, visitor_hash) ",
-                );
-                q.push_values(chunk, |mut row, e| {
-                    row.push_bind(e.short_code.as_str())
-                        .push_bind(ms(e.clicked_at))
-                        .push_bind(e.referrer.as_str())
-                        .push_bind(e.device.as_str())
-                        .push_bind(e.browser.as_str())
-                        .push_bind(e.os.as_str())
-                        .push_bind(e.is_bot)
-                        .push_bind(e.country.as_str())
-                        .push_bind(e.city.as_deref())
-                        .push_bind(e.visitor_hash as i64);
-                });
-                chunk_statement(&mut q, chunk.len())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+            for block in batch.raw() {
+                sqlx::query(
+                    "INSERT INTO click_event_blocks (first_at, last_at, events, rows) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .bind(ms(block.first_at))
+                .bind(ms(block.last_at))
+                .bind(block.events as i64)
+                .bind(block.json.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
             }
         }
 
-        for chunk in batch.touches.chunks(CHUNK_ROWS) {
+        let touches = batch.touches();
+        for chunk in touches.chunks(CHUNK_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "UPDATE links SET click_count = links.click_count + t.column2, \
                  last_accessed_at = MAX(COALESCE(links.last_accessed_at, 0), t.column3) FROM (",
@@ -659,12 +651,15 @@ impl Store for SqliteStore {
     }
 
     async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM click_events WHERE clicked_at < ?1")
-            .bind(ms(before))
-            .execute(&self.write)
-            .await
-            .map_err(map_err)?;
-        Ok(done.rows_affected())
+        // Whole blocks go once their newest click is older than `before`: a block
+        // holds one write's clicks, seconds apart (hours only for a replayed outage).
+        let events: Vec<i64> =
+            sqlx::query_scalar("DELETE FROM click_event_blocks WHERE last_at < ?1 RETURNING events")
+                .bind(ms(before))
+                .fetch_all(&self.write)
+                .await
+                .map_err(map_err)?;
+        Ok(events.iter().map(|n| *n as u64).sum())
     }
 }
 
@@ -672,6 +667,96 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::Store;
+
+    /// Migration 0004 moves raw click rows into blocks; the `click_events` view shows
+    /// them as before, next to blocks written afterwards by the store.
+    #[tokio::test]
+    async fn old_raw_click_rows_survive_the_move_to_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("blocks.db").display());
+        let store = SqliteStore::connect(&url, 1).await.unwrap();
+        for sql in [
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/sqlite/0002_clicks.sql"),
+            include_str!("../../migrations/sqlite/0003_click_replays.sql"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&store.write)
+                .await
+                .unwrap();
+        }
+        for (code, at, city, hash) in [
+            ("old1234", 86_400_000_i64 * 20_000 + 5, Some("Osaka"), -7_i64),
+            ("old1234", 86_400_000_i64 * 20_001, None, i64::MAX),
+        ] {
+            sqlx::query(
+                "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
+                 country, city, visitor_hash) VALUES (?1, ?2, 't.co', 'mobile', 'Safari', 'iOS', 1, 'JP', ?3, ?4)",
+            )
+            .bind(code)
+            .bind(at)
+            .bind(city)
+            .bind(hash)
+            .execute(&store.write)
+            .await
+            .unwrap();
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!(
+            "../../migrations/sqlite/0004_click_event_blocks.sql"
+        )))
+        .execute(&store.write)
+        .await
+        .unwrap();
+        let blocks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_event_blocks")
+            .fetch_one(&store.write)
+            .await
+            .unwrap();
+        assert_eq!(blocks, 2, "one block per day");
+        type Row = (String, i64, String, String, i64, String, Option<String>, i64);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT code, clicked_at, referrer, device, is_bot, country, city, visitor_hash \
+             FROM click_events ORDER BY clicked_at",
+        )
+        .fetch_all(&store.write)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "old1234".into(),
+                    86_400_000 * 20_000 + 5,
+                    "t.co".into(),
+                    "mobile".into(),
+                    1,
+                    "JP".into(),
+                    Some("Osaka".into()),
+                    -7
+                ),
+                (
+                    "old1234".into(),
+                    86_400_000 * 20_001,
+                    "t.co".into(),
+                    "mobile".into(),
+                    1,
+                    "JP".into(),
+                    None,
+                    i64::MAX
+                ),
+            ]
+        );
+        // Retention takes whole blocks, counting their events.
+        let gone = store
+            .purge_click_events(DateTime::from_timestamp_millis(86_400_000 * 20_001).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(gone, 1);
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_events")
+            .fetch_one(&store.write)
+            .await
+            .unwrap();
+        assert_eq!(left, 1);
+    }
 
     /// The batch writer's reads of existing rows must be primary-key lookups: a plan
     /// that scans the table makes every batch slower as the table grows.
