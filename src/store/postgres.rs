@@ -644,17 +644,27 @@ impl Store for PgStore {
         .await
         .map_err(map_err)?;
         if raw {
-            // PostgreSQL expands each block itself: one bound text per block instead
-            // of ten arrays built here.
+            // One block at a time (at most 50,000 clicks), as ten arrays: binding the
+            // block's JSON and expanding it server-side with json_array_elements was
+            // about four times slower.
             for block in batch.raw() {
+                let e = off_workers(|| block.decode()).map_err(|e| StoreError::Other(e.to_string()))?;
                 sqlx::query(
                     "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
                      country, city, visitor_hash) \
-                     SELECT e->>0, timestamptz 'epoch' + (e->>1)::int8 * interval '1 millisecond', \
-                            e->>2, e->>3, e->>4, e->>5, (e->>6)::int <> 0, e->>7, e->>8, (e->>9)::int8 \
-                     FROM json_array_elements($1::json) AS e",
+                     SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
+                            $6::text[], $7::bool[], $8::text[], $9::text[], $10::int8[])",
                 )
-                .bind(block.json.as_str())
+                .bind(e.iter().map(|e| e.short_code.as_str()).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.clicked_at).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.referrer.as_str()).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.device.as_str()).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.browser.as_str()).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.os.as_str()).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.is_bot).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.country.as_str()).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.city.as_deref()).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.visitor_hash as i64).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
