@@ -109,8 +109,8 @@ services_install
 services_start_postgres
 
 # 1. Analytics on vs off -------------------------------------------------------------
-if part onoff; then
 read -r PON POFF PPG <<<"$("${HARNESS[@]}" ports 3 | tr '\n' ' ')"
+if part onoff; then
 DB=$WORK/onoff.db
 start_kurz on "$PON" KURZ_DATABASE_URL="sqlite://$DB"
 start_kurz off "$POFF" KURZ_DATABASE_URL="sqlite://$DB" KURZ_ANALYTICS=false
