@@ -2,7 +2,8 @@
 //!
 //! A write's clicks are folded (in [`super::batch`]) into one [`HourDelta`] per
 //! link-hour; the store reads the row, and [`merge_row`] adds the delta to its
-//! totals, per-dimension counts and HyperLogLog of visitors. A 30-day query then reads at most 720 rows per link, whatever the volume.
+//! totals, per-dimension counts and HyperLogLog of visitors. A 30-day query then
+//! reads at most 720 rows per link, whatever the volume.
 //! Visitor sketches are also kept per link-day ([`DayDelta`]): a dense sketch is
 //! 16 KiB, so a 30-day query merges 30 daily sketches (plus the hours of the two
 //! partial days at its ends, see [`sketch_plan`]) instead of 720 hourly ones.
