@@ -242,7 +242,7 @@ async fn replay_chunk(
     settings: &Settings,
     flush_seconds: &metrics::Histogram,
 ) -> Result<(), String> {
-    let chunk = lane.spool.read(settings.batch_max).map_err(|e| e.to_string())?;
+    let chunk = super::off_workers(|| lane.spool.read(settings.batch_max)).map_err(|e| e.to_string())?;
     if chunk.corrupt > 0 {
         metrics::counter!("kurz_click_spool_corrupt_records_total").increment(chunk.corrupt);
         tracing::error!(records = chunk.corrupt, "corrupt click spool records skipped");
@@ -254,7 +254,7 @@ async fn replay_chunk(
         metrics::counter!("kurz_click_events_replayed_total", "sink" => lane.sink.name())
             .increment(chunk.events.len() as u64);
     }
-    lane.spool.commit(chunk.next_offset).map_err(|e| e.to_string())
+    super::off_workers(|| lane.spool.commit(chunk.next_offset)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

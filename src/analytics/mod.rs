@@ -37,8 +37,8 @@ pub use kafka::KafkaSink;
 pub use sink::{Batch, Sink, SinkError, Staged, StoreSink};
 pub use spool::{Spool, SpoolError};
 
-/// Runs pure CPU work (folding a batch, merging rollup rows: tens to hundreds of
-/// milliseconds for a big batch) without stalling the connections scheduled on this
+/// Runs pure CPU or blocking file work (folding a batch, merging rollup rows: tens
+/// to hundreds of milliseconds for a big batch; a spool fsync or read) without stalling the connections scheduled on this
 /// runtime worker: `block_in_place` hands them to another worker first. Only
 /// synchronous work goes here. An `.await` inside (`block_in_place` + `block_on`) can
 /// hang the runtime's shutdown for ever (tokio#6463), which a CI run once hit.
@@ -90,7 +90,12 @@ impl Shared {
     }
 
     pub fn spool_one(&self, lane: &Lane, events: &[&ClickEvent], sync: bool) {
-        match lane.spool.append(events.iter().copied(), sync) {
+        let appended = if sync {
+            off_workers(|| lane.spool.append(events.iter().copied(), true))
+        } else {
+            lane.spool.append(events.iter().copied(), false)
+        };
+        match appended {
             Ok(()) => metrics::counter!("kurz_click_events_spooled_total", "sink" => lane.sink.name())
                 .increment(events.len() as u64),
             Err(e) => {

@@ -50,6 +50,10 @@ pub struct Spool {
     path: PathBuf,
     offset_path: PathBuf,
     inner: Mutex<Inner>,
+    /// A second handle on the same open file, so an fsync runs outside the lock: a
+    /// request thread spooling an overflowing click must never wait out another
+    /// writer's fsync (C-08 caught a 670 ms redirect on a loaded machine).
+    durable: File,
 }
 
 /// What a read returned: events in order, where the next read starts, and how many
@@ -79,6 +83,7 @@ impl Spool {
         }
         let len = file.metadata().map_err(io)?.len();
         let offset_path = dir.join(format!("{name}.offset"));
+        let durable = file.try_clone().map_err(io)?;
         // "<offset> <generation>"; an old file holds only the offset.
         let saved = std::fs::read_to_string(&offset_path).unwrap_or_default();
         let mut fields = saved.split_whitespace();
@@ -91,6 +96,7 @@ impl Spool {
         let spool = Self {
             path,
             offset_path,
+            durable,
             inner: Mutex::new(Inner {
                 file,
                 len,
@@ -159,13 +165,15 @@ impl Spool {
         if buf.is_empty() {
             return Ok(());
         }
-        let mut g = self.lock();
         let io = |e| SpoolError::Io(self.path.clone(), e);
-        g.file.write_all(&buf).map_err(io)?;
-        if sync {
-            g.file.sync_data().map_err(io)?;
+        {
+            let mut g = self.lock();
+            g.file.write_all(&buf).map_err(io)?;
+            g.len += buf.len() as u64;
         }
-        g.len += buf.len() as u64;
+        if sync {
+            self.durable.sync_data().map_err(io)?;
+        }
         Ok(())
     }
 
