@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use super::batch::{ClickBatch, DayDelta, HourDelta, LinkTouch, RawBlock, Replay, fold};
-use super::event::{ClickEvent, Device};
+pub use super::batch::{ClickBatch, DayDelta, HourDelta, LinkTouch, RawBlock, RawEvent, Replay, fold};
+use super::event::Device;
 use super::hll::Hll;
 use crate::domain::stats::StatsRange;
 
@@ -148,12 +148,13 @@ pub struct Dims {
 }
 
 impl Dims {
-    pub(crate) fn add_event(&mut self, e: &ClickEvent) {
-        self.country.bump(&e.country, 1);
-        self.referrer.bump(&e.referrer, 1);
-        self.device.bump(e.device.as_str(), 1);
-        self.browser.bump(&e.browser, 1);
-        self.os.bump(&e.os, 1);
+    /// Counts one human click.
+    pub(crate) fn add(&mut self, country: &str, referrer: &str, device: Device, browser: &str, os: &str) {
+        self.country.bump(country, 1);
+        self.referrer.bump(referrer, 1);
+        self.device.bump(device.as_str(), 1);
+        self.browser.bump(browser, 1);
+        self.os.bump(os, 1);
     }
 
     /// Adds another row's counts (each dimension still capped).

@@ -17,14 +17,14 @@ pub type Batch = Arc<Vec<ClickEvent>>;
 /// holding seconds of clicks costs per link-hour, not per click.
 pub enum Staged {
     Batches(Vec<Batch>),
-    Folded(ClickBatch),
+    Folded(Box<ClickBatch>),
 }
 
 impl Staged {
     /// An empty holder of the shape `sink` takes.
     pub fn for_sink(sink: &dyn Sink) -> Self {
         if sink.folds() {
-            Self::Folded(ClickBatch::default())
+            Self::Folded(Box::default())
         } else {
             Self::Batches(Vec::new())
         }
