@@ -124,24 +124,26 @@ fn classify_device(lower_ua: &str, os: &str, device_family: &str) -> Device {
 
 /// The referring host, lower-cased, or `direct` when there is none we can read.
 pub fn referrer_host(referer: Option<&[u8]>) -> String {
-    let Some(r) = referer.and_then(|r| std::str::from_utf8(r).ok()) else {
+    let Some(raw) = referer else {
         return DIRECT.to_owned();
     };
-    let r = r.trim();
     // http(s) hosts are lower-cased by the parser before "www." is cut; other
     // schemes keep their case, so the cut comes first there.
-    plain_http_host(r)
-        .map(|h| {
-            if h.bytes().any(|b| b.is_ascii_uppercase()) {
-                h.to_ascii_lowercase().trim_start_matches("www.").to_owned()
-            } else {
-                h.trim_start_matches("www.").to_owned()
-            }
-        })
-        .or_else(|| {
-            url::Url::parse(r)
-                .ok()?
-                .host_str()
+    if let Some(h) = plain_http_host(raw.trim_ascii()) {
+        let h = if h.bytes().any(|b| b.is_ascii_uppercase()) {
+            h.to_ascii_lowercase().trim_start_matches("www.").to_owned()
+        } else {
+            h.trim_start_matches("www.").to_owned()
+        };
+        if !h.is_empty() {
+            return h;
+        }
+    }
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|r| url::Url::parse(r.trim()).ok())
+        .and_then(|u| {
+            u.host_str()
                 .map(|h| h.trim_start_matches("www.").to_ascii_lowercase())
         })
         .filter(|h| !h.is_empty())
@@ -149,34 +151,46 @@ pub fn referrer_host(referer: Option<&[u8]>) -> String {
 }
 
 /// The host of an `http(s)://` URL whose host is a plain DNS name, cut straight out of
-/// the text: what nearly every browser sends. Full WHATWG parsing cost about a
-/// microsecond a click; anything this does not recognise (other schemes, user info,
-/// IP addresses, non-ASCII or percent-encoded hosts) goes to the full parser, and a
-/// property test checks both agree.
-fn plain_http_host(url: &str) -> Option<&str> {
-    let (scheme, rest) = url.split_once("://")?;
-    if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")) {
+/// the header's bytes: what nearly every browser sends. Full WHATWG parsing (and
+/// UTF-8 validation of the whole header) cost more than a microsecond a click;
+/// anything this does not recognise (other schemes, user info, IP addresses,
+/// non-ASCII or percent-encoded hosts) goes to the full parser, and a property test
+/// checks both agree.
+fn plain_http_host(url: &[u8]) -> Option<&str> {
+    let sep = url.windows(3).position(|w| w == b"://")?;
+    let (scheme, rest) = (&url[..sep], &url[sep + 3..]);
+    if !(scheme.eq_ignore_ascii_case(b"https") || scheme.eq_ignore_ascii_case(b"http")) {
         return None;
     }
-    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#' | b'\\'))
+        .unwrap_or(rest.len());
     let authority = &rest[..end];
-    let host = match authority.split_once(':') {
-        Some((host, port)) if port.is_empty() || port.parse::<u16>().is_ok() => host,
-        Some(_) => return None,
+    let host = match authority.iter().position(|b| *b == b':') {
+        Some(i) => {
+            let port = &authority[i + 1..];
+            let valid = port.is_empty() || std::str::from_utf8(port).is_ok_and(|p| p.parse::<u16>().is_ok());
+            if !valid {
+                return None;
+            }
+            &authority[..i]
+        }
         None => authority,
     };
-    let dns_name = |label: &str| {
+    let dns_name = |label: &[u8]| {
         !label.is_empty()
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+            && label.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && !label.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"))
     };
-    let last = host.rsplit('.').next()?;
+    let last = host.rsplit(|b| *b == b'.').next()?;
     // A numeric last label makes the host an IPv4 address, which the parser rewrites.
-    (host.split('.').all(dns_name)
+    let plain = host.split(|b| *b == b'.').all(dns_name)
         && !last
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b'x' || b == b'X'))
-    .then_some(host)
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() || *b == b'x' || *b == b'X');
+    // All ASCII by now.
+    plain.then(|| std::str::from_utf8(host).ok()).flatten()
 }
 
 /// A MaxMind-format database record. Both common shapes are accepted: GeoIP2/GeoLite2
