@@ -117,12 +117,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         events.push(ClickEvent {
             short_code: codes[rng.random_range(0..codes.len())].clone(),
             clicked_at: at,
-            referrer: REFERRERS[rng.random_range(0..REFERRERS.len())].to_owned(),
+            referrer: REFERRERS[rng.random_range(0..REFERRERS.len())].into(),
             device,
-            browser: browser.to_owned(),
-            os: os.to_owned(),
+            browser: browser.into(),
+            os: os.into(),
             is_bot: bot,
-            country: COUNTRIES[rng.random_range(0..COUNTRIES.len())].to_owned(),
+            country: COUNTRIES[rng.random_range(0..COUNTRIES.len())].into(),
             city: None,
             // A keyed SipHash, like the pipeline's visitor hash (HLL needs uniform bits).
             visitor_hash: {

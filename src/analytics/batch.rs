@@ -107,12 +107,12 @@ impl RawBlock {
                 |(short_code, at, referrer, device, browser, os, bot, country, city, visitor)| ClickEvent {
                     short_code,
                     clicked_at: from_ms(at),
-                    referrer,
+                    referrer: referrer.into(),
                     device,
-                    browser,
-                    os,
+                    browser: browser.into(),
+                    os: os.into(),
                     is_bot: bot != 0,
-                    country,
+                    country: country.into(),
                     city,
                     visitor_hash: visitor as u64,
                 },
@@ -150,6 +150,11 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
 struct Interner {
     ids: Map<Arc<str>, u32>,
     strings: Vec<Arc<str>>,
+    /// Shared labels (see [`ClickEvent`]) by address: a click's labels are found
+    /// without hashing or comparing their text. Every address here is kept alive by
+    /// `strings` or `pinned`, so it cannot be reused for another string meanwhile.
+    by_address: Map<usize, u32>,
+    pinned: Vec<Arc<str>>,
 }
 
 impl Interner {
@@ -161,6 +166,31 @@ impl Interner {
         let shared: Arc<str> = s.into();
         self.strings.push(shared.clone());
         self.ids.insert(shared, id);
+        id
+    }
+
+    fn id_of_label(&mut self, label: &Arc<str>) -> u32 {
+        let address = Arc::as_ptr(label).cast::<u8>().addr();
+        if let Some(id) = self.by_address.get(&address) {
+            return *id;
+        }
+        let id = match self.ids.get(&**label) {
+            Some(id) => *id,
+            None => {
+                let id = self.strings.len() as u32;
+                self.strings.push(label.clone());
+                self.ids.insert(label.clone(), id);
+                id
+            }
+        };
+        if self
+            .strings
+            .get(id as usize)
+            .is_none_or(|s| !Arc::ptr_eq(s, label))
+        {
+            self.pinned.push(label.clone());
+        }
+        self.by_address.insert(address, id);
         id
     }
 
@@ -264,10 +294,10 @@ impl ClickBatch {
                 at_ms,
                 visitor: e.visitor_hash,
                 code,
-                referrer: self.values.id(&e.referrer),
-                browser: self.values.id(&e.browser),
-                os: self.values.id(&e.os),
-                country: self.values.id(&e.country),
+                referrer: self.values.id_of_label(&e.referrer),
+                browser: self.values.id_of_label(&e.browser),
+                os: self.values.id_of_label(&e.os),
+                country: self.values.id_of_label(&e.country),
                 city,
                 device: e.device,
                 bot: e.is_bot,
@@ -487,12 +517,12 @@ impl ClickBatch {
             .map(|e| ClickEvent {
                 short_code: e.short_code.to_owned(),
                 clicked_at: e.clicked_at,
-                referrer: e.referrer.to_owned(),
+                referrer: e.referrer.into(),
                 device: e.device,
-                browser: e.browser.to_owned(),
-                os: e.os.to_owned(),
+                browser: e.browser.into(),
+                os: e.os.into(),
                 is_bot: e.is_bot,
-                country: e.country.to_owned(),
+                country: e.country.into(),
                 city: e.city.map(str::to_owned),
                 visitor_hash: e.visitor_hash,
             })
@@ -650,7 +680,7 @@ mod tests {
                     w.1 += 1;
                 } else {
                     w.0 += 1;
-                    *w.2.entry(e.country.clone()).or_default() += 1;
+                    *w.2.entry(e.country.to_string()).or_default() += 1;
                     w.3.insert(e.visitor_hash);
                     want_days
                         .entry((e.short_code.clone(), super::super::rollup::day_of(e.clicked_at)))

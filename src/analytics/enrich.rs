@@ -6,6 +6,7 @@
 //! `regexes.yaml` (vendored as JSON in `data/`, see `data/README.md`), parsed by the
 //! `ua-parser` crate; the regex set is compiled once per process, lazily.
 
+use std::borrow::Cow;
 use std::hash::Hasher;
 use std::net::IpAddr;
 use std::path::Path;
@@ -25,8 +26,8 @@ static UAP_RULES: &str = include_str!("../../data/uap-regexes.json");
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UaInfo {
     pub device: Device,
-    pub browser: String,
-    pub os: String,
+    pub browser: Arc<str>,
+    pub os: Arc<str>,
     pub is_bot: bool,
 }
 
@@ -80,8 +81,8 @@ pub fn parse_user_agent(ua: &str) -> UaInfo {
         }
         None => (None, None, None),
     };
-    let browser = browser.unwrap_or_else(|| "Other".into());
-    let os = os.unwrap_or_else(|| "Other".into());
+    let browser: Arc<str> = browser.unwrap_or_else(|| "Other".into()).into();
+    let os: Arc<str> = os.unwrap_or_else(|| "Other".into()).into();
     let device_family = device_family.unwrap_or_default();
     let is_bot =
         ua.trim().is_empty() || device_family == "Spider" || BOT_WORDS.iter().any(|w| lower.contains(w));
@@ -124,16 +125,22 @@ fn classify_device(lower_ua: &str, os: &str, device_family: &str) -> Device {
 
 /// The referring host, lower-cased, or `direct` when there is none we can read.
 pub fn referrer_host(referer: Option<&[u8]>) -> String {
+    referrer_label(referer).into_owned()
+}
+
+/// [`referrer_host`], borrowed from the header when it can be: the enricher looks
+/// the host up among its labels without allocating.
+fn referrer_label(referer: Option<&[u8]>) -> Cow<'_, str> {
     let Some(raw) = referer else {
-        return DIRECT.to_owned();
+        return Cow::Borrowed(DIRECT);
     };
     // http(s) hosts are lower-cased by the parser before "www." is cut; other
     // schemes keep their case, so the cut comes first there.
     if let Some(h) = plain_http_host(raw.trim_ascii()) {
         let h = if h.bytes().any(|b| b.is_ascii_uppercase()) {
-            h.to_ascii_lowercase().trim_start_matches("www.").to_owned()
+            Cow::Owned(h.to_ascii_lowercase().trim_start_matches("www.").to_owned())
         } else {
-            h.trim_start_matches("www.").to_owned()
+            Cow::Borrowed(h.trim_start_matches("www."))
         };
         if !h.is_empty() {
             return h;
@@ -147,7 +154,7 @@ pub fn referrer_host(referer: Option<&[u8]>) -> String {
                 .map(|h| h.trim_start_matches("www.").to_ascii_lowercase())
         })
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| DIRECT.to_owned())
+        .map_or(Cow::Borrowed(DIRECT), Cow::Owned)
 }
 
 /// The host of an `http(s)://` URL whose host is a plain DNS name, cut straight out of
@@ -275,6 +282,8 @@ pub struct Enricher {
     visitor_key: [u8; 16],
     geo: Option<GeoDb>,
     ua_cache: quick_cache::sync::Cache<Box<[u8]>, Arc<UaInfo>>,
+    /// Referrer hosts and countries, shared by every click that carries them.
+    labels: quick_cache::sync::Cache<Box<str>, Arc<str>>,
 }
 
 impl Enricher {
@@ -283,7 +292,17 @@ impl Enricher {
             visitor_key,
             geo,
             ua_cache: quick_cache::sync::Cache::new(10_000),
+            labels: quick_cache::sync::Cache::new(10_000),
         }
+    }
+
+    fn label(&self, text: &str) -> Arc<str> {
+        if let Some(hit) = self.labels.get(text) {
+            return hit;
+        }
+        let label: Arc<str> = text.into();
+        self.labels.insert(text.into(), label.clone());
+        label
     }
 
     fn user_agent(&self, ua: Option<&[u8]>) -> Arc<UaInfo> {
@@ -302,21 +321,19 @@ impl Enricher {
             Some(db) => db.locate(c.ip),
             None => (None, None),
         };
-        let country = geo_country
-            .or_else(|| {
-                c.cf_country
-                    .and_then(|b| std::str::from_utf8(&b).ok().and_then(valid_country))
-            })
-            .unwrap_or_else(|| UNKNOWN_COUNTRY.to_owned());
+        let country = geo_country.or_else(|| {
+            c.cf_country
+                .and_then(|b| std::str::from_utf8(&b).ok().and_then(valid_country))
+        });
         ClickEvent {
             short_code: c.code.into(),
             clicked_at: c.at,
-            referrer: referrer_host(c.referer.as_deref()),
+            referrer: self.label(&referrer_label(c.referer.as_deref())),
             device: ua.device,
             browser: ua.browser.clone(),
             os: ua.os.clone(),
             is_bot: ua.is_bot,
-            country,
+            country: self.label(country.as_deref().unwrap_or(UNKNOWN_COUNTRY)),
             city,
             visitor_hash: visitor_hash(&self.visitor_key, c.ip),
         }
@@ -429,12 +446,12 @@ mod tests {
             cf_country: Some(*b"de"),
         };
         let ev = e.enrich(c.clone());
-        assert_eq!(ev.country, "DE");
-        assert_eq!(ev.referrer, "direct");
+        assert_eq!(&*ev.country, "DE");
+        assert_eq!(&*ev.referrer, "direct");
         assert_eq!(ev.device, Device::Desktop);
         c.cf_country = Some(*b"XX");
-        assert_eq!(e.enrich(c.clone()).country, "unknown");
+        assert_eq!(&*e.enrich(c.clone()).country, "unknown");
         c.cf_country = None;
-        assert_eq!(e.enrich(c).country, "unknown");
+        assert_eq!(&*e.enrich(c).country, "unknown");
     }
 }

@@ -7,6 +7,7 @@
 //! `ClickEvent`s are written anywhere (store, spool, Kafka).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -52,18 +53,22 @@ impl Device {
 
 /// One click, ready to store. Its JSON form is also the Kafka message and the spool
 /// record, so field names are a public contract.
+///
+/// The labels (referrer host, browser, OS, country) are `Arc<str>` shared with the
+/// enricher's caches: thousands of clicks a second carry the same few labels, and
+/// copying a pointer costs no allocation, no copy and no free per click.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClickEvent {
     pub short_code: String,
     pub clicked_at: DateTime<Utc>,
     /// The referring host, or `direct`.
-    pub referrer: String,
+    pub referrer: Arc<str>,
     pub device: Device,
-    pub browser: String,
-    pub os: String,
+    pub browser: Arc<str>,
+    pub os: Arc<str>,
     pub is_bot: bool,
     /// ISO 3166 alpha-2, or `unknown`.
-    pub country: String,
+    pub country: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
     /// Keyed hash of the client IP (SipHash-1-3 with a per-deployment secret).

@@ -489,7 +489,7 @@ mod tests {
         let events: Vec<_> = (0..MAX_VALUES_PER_DIMENSION + 50)
             .map(|i| {
                 let mut e = event("a", "2026-03-01T10:00:00Z", "US", i as u64, false);
-                e.referrer = format!("site{i}.example");
+                e.referrer = format!("site{i}.example").into();
                 e
             })
             .collect();
