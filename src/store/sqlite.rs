@@ -494,7 +494,7 @@ impl Store for SqliteStore {
         drop(existing);
         for chunk in rollups.chunks(CHUNK_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR REPLACE INTO click_rollups (code, hour, clicks, bots, dims, visitors) ",
+                "INSERT INTO click_rollups (code, hour, clicks, bots, dims, visitors) ",
             );
             let rows = merged.drain(..chunk.len());
             q.push_values(chunk.iter().zip(rows), |mut row, ((code, r), m)| {
@@ -505,6 +505,10 @@ impl Store for SqliteStore {
                     .push_bind(m.dims)
                     .push_bind(m.visitors);
             });
+            q.push(
+                " ON CONFLICT (code, hour) DO UPDATE SET clicks = excluded.clicks, bots = excluded.bots, \
+                 dims = excluded.dims, visitors = excluded.visitors",
+            );
             chunk_statement(&mut q, chunk.len())
                 .execute(&mut *tx)
                 .await
@@ -542,12 +546,15 @@ impl Store for SqliteStore {
         drop(stored_days);
         for chunk in days.chunks(CHUNK_ROWS) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR REPLACE INTO click_visitors_daily (code, day, visitors) ",
+                // An upsert updates the row in place; REPLACE deleted it and its
+                // index entry and inserted both again.
+                "INSERT INTO click_visitors_daily (code, day, visitors) ",
             );
             let sketches = merged_days.drain(..chunk.len());
             q.push_values(chunk.iter().zip(sketches), |mut row, ((code, d), sketch)| {
                 row.push_bind(*code).push_bind(ms(d.day)).push_bind(sketch);
             });
+            q.push(" ON CONFLICT (code, day) DO UPDATE SET visitors = excluded.visitors");
             chunk_statement(&mut q, chunk.len())
                 .execute(&mut *tx)
                 .await
