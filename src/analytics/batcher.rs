@@ -10,12 +10,12 @@
 //! so memory stays bounded however slow a sink is.
 //!
 //! A sink may ask its writer to hold batches ([`super::Sink::hold`]): the store's
-//! writer folds them on arrival into one [`super::batch::ClickBatch`] and writes it
+//! writer appends them on arrival to one [`super::batch::ClickBatch`] and writes it
 //! once the hold is over, since its cost is per link-hour row rather than per click:
 //! ten seconds of uniform traffic over 20,000 links rewrite each row once instead of
 //! ten times. A write that touches few rows ([`LIGHT_ROWS`]) is cheap and is not held,
-//! so under light traffic stats lag by the flush interval only. The folded batch
-//! keeps its raw events as compact blocks, so a failed write still spools exactly
+//! so under light traffic stats lag by the flush interval only. The held batch
+//! keeps every click as a compact row, so a failed write still spools exactly
 //! its events, and shutdown writes it like any other.
 //!
 //! A writer whose sink fails spools the batch and rests for a second. The backlog is

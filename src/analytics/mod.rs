@@ -9,10 +9,10 @@
 //!   flushes them by size or time to each [`sink`] — the store always, Kafka if set.
 //! * A failing sink's events go to its [`spool`] and are replayed in order when it is
 //!   back. On shutdown the queue is drained and flushed before the process exits.
-//! * [`batch`] folds events into what one store write adds (a delta per link-hour,
-//!   raw events as compact blocks); [`rollup`] merges deltas into the stored hourly
-//!   rows and answers stats from them; [`hll`] is the unique-visitor sketch inside
-//!   each row.
+//! * [`batch`] holds what one store write adds (a compact row per click, folded at
+//!   write time into a delta per link-hour, plus the raw events); [`rollup`] merges
+//!   deltas into the stored hourly rows and answers stats from them; [`hll`] is the
+//!   unique-visitor sketch inside each row.
 
 pub mod batch;
 pub mod batcher;

@@ -13,8 +13,9 @@ use crate::store::Store;
 pub type Batch = Arc<Vec<ClickEvent>>;
 
 /// What a sink's writer holds between writes. Most sinks take events as they came
-/// ([`Staged::Batches`]); the store folds them on arrival ([`Staged::Folded`]), so
-/// holding seconds of clicks costs per link-hour, not per click.
+/// ([`Staged::Batches`]); the store gathers them into one compact batch
+/// ([`Staged::Folded`]), folded once at write time, so holding seconds of clicks
+/// costs little memory and its write costs per link-hour, not per click.
 pub enum Staged {
     Batches(Vec<Batch>),
     Folded(Box<ClickBatch>),
