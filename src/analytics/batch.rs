@@ -81,6 +81,7 @@ pub struct RawBlock {
 }
 
 /// The row shape of a [`RawBlock`], for decoding.
+#[cfg(test)]
 type RawRow = (
     String,
     i64,
@@ -97,8 +98,11 @@ type RawRow = (
 /// A block takes at most this many events (~4 MB of JSON); then a new one starts.
 const BLOCK_EVENTS: usize = 50_000;
 
+#[cfg(test)]
 impl RawBlock {
-    /// The events back, at millisecond precision (what is stored).
+    /// The events back, at millisecond precision (what is stored). Only the tests
+    /// read blocks back: a failed write spools the held rows, and SQL reads blocks
+    /// through the `click_events` view.
     pub fn decode(&self) -> Result<Vec<ClickEvent>, serde_json::Error> {
         let rows: Vec<RawRow> = serde_json::from_str(&self.json)?;
         Ok(rows
