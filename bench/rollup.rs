@@ -8,12 +8,14 @@
 
 use std::hint::black_box;
 
+use chrono::DurationRound;
 use chrono::{DateTime, Duration, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kurz::analytics::ClickEvent;
 use kurz::analytics::event::Device;
 use kurz::analytics::rollup::{fold, merge_row};
-use kurz::store::Store;
+use kurz::domain::{Metadata, RedirectType, ShortCode, TargetUrl};
+use kurz::store::{NewLink, Store};
 
 #[path = "support.rs"]
 mod support;
@@ -22,9 +24,9 @@ const BATCH: usize = 50_000;
 const LINKS: u64 = 20_000;
 
 /// A batch like the analytics benchmark's uniform mix: clicks spread evenly over
-/// `LINKS` links within one second, a few browsers, countries and referrers.
-fn batch() -> Vec<ClickEvent> {
-    let start: DateTime<Utc> = "2026-11-22T10:59:59.5Z".parse().unwrap();
+/// `LINKS` links within one second from `start`, a few browsers, countries and
+/// referrers.
+fn batch_at(start: DateTime<Utc>) -> Vec<ClickEvent> {
     let browsers = ["Chrome", "Firefox", "Safari", "Edge"];
     let countries = ["DE", "US", "FR", "unknown", "JP"];
     let referrers = ["direct", "news.example", "t.co"];
@@ -54,6 +56,10 @@ fn batch() -> Vec<ClickEvent> {
         .collect()
 }
 
+fn batch() -> Vec<ClickEvent> {
+    batch_at("2026-11-22T10:59:59.5Z".parse().unwrap())
+}
+
 fn rollups(c: &mut Criterion) {
     let events = batch();
     let mut g = c.benchmark_group("rollup");
@@ -76,18 +82,39 @@ fn rollups(c: &mut Criterion) {
     g.finish();
 }
 
-/// The whole store write of one batch into SQLite (raw events, rollup and day rows,
-/// link counters), each batch landing on the rows the previous one wrote.
+/// The whole store write of one batch into SQLite (raw events, rollup rows, link
+/// counters), each batch landing on the rows the previous one wrote: a batch of
+/// today (as under live traffic: no daily sketches until the day is over) and one of
+/// an earlier day (a replayed outage: daily sketches too).
 fn sqlite_write(c: &mut Criterion) {
     let (rt, store, _dir) = support::sqlite_store();
-    let events = batch();
-    let folded = fold(&events);
+    let links: Vec<NewLink> = (0..LINKS)
+        .map(|i| NewLink {
+            code: ShortCode::parse(&format!("c{i:06}")).unwrap(),
+            original_url: TargetUrl::parse("https://example.com/some/page?utm_source=x", None).unwrap(),
+            owner_id: None,
+            created_at: Utc::now(),
+            expires_at: None,
+            redirect_type: RedirectType::Temporary,
+            metadata: Metadata::default(),
+        })
+        .collect();
+    for chunk in links.chunks(1_000) {
+        rt.block_on(store.insert_links(chunk)).unwrap();
+    }
+    let today = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
     let mut g = c.benchmark_group("rollup");
     g.sample_size(20);
     g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("sqlite_record_clicks_50k", |b| {
-        b.iter(|| rt.block_on(store.record_clicks(&folded, true)).unwrap())
-    });
+    for (name, events) in [
+        ("sqlite_record_clicks_50k_today", batch_at(today)),
+        ("sqlite_record_clicks_50k_earlier_day", batch()),
+    ] {
+        let folded = fold(&events);
+        g.bench_function(name, |b| {
+            b.iter(|| rt.block_on(store.record_clicks(&folded, true)).unwrap())
+        });
+    }
     g.finish();
 }
 

@@ -125,11 +125,11 @@ async fn start_analytics(
         spool_dir: config.analytics_spool_dir.clone(),
         light_rows: analytics::batcher::LIGHT_ROWS,
     };
-    let mut sinks: Vec<Arc<dyn analytics::Sink>> = vec![Arc::new(StoreSink {
-        store: store.clone(),
-        raw: config.analytics_raw_events,
-        hold: Duration::from_millis(config.analytics_store_hold_ms),
-    })];
+    let mut sinks: Vec<Arc<dyn analytics::Sink>> = vec![Arc::new(StoreSink::new(
+        store.clone(),
+        config.analytics_raw_events,
+        Duration::from_millis(config.analytics_store_hold_ms),
+    ))];
     if !config.kafka_brokers.is_empty() {
         sinks.push(Arc::new(KafkaSink::new(
             config.kafka_brokers.clone(),

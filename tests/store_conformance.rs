@@ -421,6 +421,51 @@ pub async fn a_replayed_chunk_is_counted_once(store: Arc<dyn Store>) {
     assert_eq!(count().await, 8);
 }
 
+/// A day's visitor sketch is built from its hours once the day is over; until then
+/// (and if it is never built) stats read the hours, with the same answer.
+pub async fn daily_sketches_are_built_once_the_day_is_over(store: Arc<dyn Store>) {
+    store
+        .insert_links(&[new_link("day1234", "https://example.com/day", None)])
+        .await
+        .unwrap();
+    let today = Utc::now().duration_trunc(Duration::days(1)).unwrap();
+    let at = |hours: i64| today + Duration::hours(hours) + Duration::minutes(1);
+    let clicks = vec![
+        click("day1234", at(1), 1, false),
+        click("day1234", at(1), 2, false),
+        click("day1234", at(5), 3, false),
+        click("day1234", at(5), 9, true),
+    ];
+    store.record_clicks(&rollup::fold(&clicks), true).await.unwrap();
+    let whole_day = rollup::sketch_plan(today, today + Duration::days(1));
+    let visitors = |sketches: &[Vec<u8>]| {
+        let mut all = kurz::analytics::hll::Hll::new();
+        for s in sketches {
+            all.merge_encoded(s).unwrap();
+        }
+        all.estimate()
+    };
+    let before = store.visitor_sketches("day1234", &whole_day).await.unwrap();
+    assert_eq!(before.len(), 2, "today's visitors come from its two hourly rows");
+    assert_eq!(visitors(&before), 3);
+
+    // The day is over: one daily sketch for the link, then nothing left to do.
+    let tomorrow = today + Duration::days(1) + Duration::hours(1);
+    assert_eq!(store.compact_click_days(tomorrow).await.unwrap(), 1);
+    assert_eq!(store.compact_click_days(tomorrow).await.unwrap(), 0);
+    let after = store.visitor_sketches("day1234", &whole_day).await.unwrap();
+    assert_eq!(after.len(), 1, "the whole day is read from its daily sketch");
+    assert_eq!(visitors(&after), 3);
+
+    // A late click for that day (a replayed outage) goes into its daily sketch itself.
+    let late = vec![click("day1234", at(2), 4, false)];
+    store.record_clicks(&rollup::fold(&late), true).await.unwrap();
+    let late_read = store.visitor_sketches("day1234", &whole_day).await.unwrap();
+    assert_eq!(late_read.len(), 1);
+    assert_eq!(visitors(&late_read), 4);
+    assert_eq!(store.get_link("day1234").await.unwrap().unwrap().click_count, 5);
+}
+
 /// Generates one `#[tokio::test]` per contract check for a backend's `fresh()`.
 macro_rules! conformance {
     ($backend:ident, $fresh:expr) => {
@@ -439,6 +484,7 @@ macro_rules! conformance {
                 concurrent_idempotency_claims_have_one_winner,
                 clicks_add_up_across_batches,
                 a_replayed_chunk_is_counted_once,
+                daily_sketches_are_built_once_the_day_is_over,
             );
         }
     };

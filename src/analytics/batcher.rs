@@ -353,11 +353,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_link(dir.path()).await;
         let sink = Arc::new(Counted {
-            inner: StoreSink {
-                store: store.clone(),
-                raw: true,
-                hold,
-            },
+            inner: StoreSink::new(store.clone(), true, hold),
             writes: AtomicUsize::new(0),
         });
         let settings = small_batches(dir.path(), light_rows);
@@ -403,11 +399,7 @@ mod tests {
         for (light_rows, written_early) in [(LIGHT_ROWS, true), (0, false)] {
             let dir = tempfile::tempdir().unwrap();
             let store = store_with_link(dir.path()).await;
-            let sink = Arc::new(StoreSink {
-                store: store.clone(),
-                raw: true,
-                hold: Duration::from_secs(60),
-            });
+            let sink = Arc::new(StoreSink::new(store.clone(), true, Duration::from_secs(60)));
             let settings = small_batches(dir.path(), light_rows);
             let analytics = Analytics::start(settings, Enricher::new([7; 16], None), vec![sink]).unwrap();
             for i in 0..30u8 {
@@ -431,11 +423,7 @@ mod tests {
     async fn a_chunk_replayed_again_after_a_crash_is_counted_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_link(dir.path()).await;
-        let sink = StoreSink {
-            store: store.clone(),
-            raw: true,
-            hold: Duration::ZERO,
-        };
+        let sink = StoreSink::new(store.clone(), true, Duration::ZERO);
         let enricher = Enricher::new([7; 16], None);
         let click = |i: u8| enricher.enrich(bare_click(i));
         let spool_dir = dir.path().join("spool");

@@ -6,7 +6,10 @@
 //! reads at most 720 rows per link, whatever the volume.
 //! Visitor sketches are also kept per link-day ([`DayDelta`]): a dense sketch is
 //! 16 KiB, so a 30-day query merges 30 daily sketches (plus the hours of the two
-//! partial days at its ends, see [`sketch_plan`]) instead of 720 hourly ones.
+//! partial days at its ends, see [`sketch_plan`]) instead of 720 hourly ones. A
+//! write keeps a daily sketch only for days that are over ([`DAYS_THROUGH`]): the
+//! current day is read from its hours until it ends, so a write under traffic
+//! touches one row per link-hour instead of two.
 //! Everything here is pure: no I/O, unit-tested below.
 //!
 //! Counting rules (also in the README): bots are counted apart. `clicks`, unique
@@ -276,6 +279,57 @@ pub fn sketch_plan(from: DateTime<Utc>, to: DateTime<Utc>) -> SketchPlan {
     }
 }
 
+impl SketchPlan {
+    /// The plan for a store whose daily sketches are complete only for days before
+    /// `through` (see [`DAYS_THROUGH`]): later days inside the plan are read from
+    /// their hourly rows instead.
+    pub fn with_daily_before(mut self, through: DateTime<Utc>) -> SketchPlan {
+        let Some((first, end)) = self.days else {
+            return self;
+        };
+        if end <= through {
+            return self;
+        }
+        let cut = through.max(first);
+        self.days = (first < cut).then_some((first, cut));
+        // The hours of the cut days join the hour range that follows them (if any),
+        // so the ranges stay disjoint and in order.
+        match self.hours.iter_mut().find(|(from, _)| *from == end) {
+            Some(after) => after.0 = cut,
+            None => self.hours.push((cut, end)),
+        }
+        self.hours.sort();
+        self
+    }
+}
+
+/// The `settings` row that says which daily sketches are complete: every one before
+/// this UTC day (milliseconds since the epoch). A write adds a click's visitors to
+/// its day's sketch only for such a day; later days are read from their hourly rows,
+/// and once a day is over [`crate::store::Store::compact_click_days`] builds its
+/// sketches from them and moves the mark. So the write under traffic, which is
+/// nearly all for the current day, touches one row per link-hour instead of two.
+pub const DAYS_THROUGH: &str = "click_days_through";
+
+/// Each link-day's visitor sketch, the union of its hourly ones. `hours` holds
+/// `(code, hour, sketch)` sorted by code and hour; an unreadable sketch is skipped.
+pub fn daily_from_hourly(hours: &[(String, DateTime<Utc>, Vec<u8>)]) -> Vec<(&str, DateTime<Utc>, Hll)> {
+    let mut days: Vec<(&str, DateTime<Utc>, Hll)> = Vec::new();
+    for (code, hour, sketch) in hours {
+        let day = day_of(*hour);
+        let same = matches!(days.last(), Some((c, d, _)) if *c == code.as_str() && *d == day);
+        if !same {
+            days.push((code, day, Hll::new()));
+        }
+        if let Some((_, _, hll)) = days.last_mut()
+            && hll.merge_encoded(sketch).is_err()
+        {
+            tracing::warn!("unreadable visitor sketch skipped");
+        }
+    }
+    days
+}
+
 /// The row after adding `new` to what is stored (if anything).
 pub fn merge_row(existing: Option<&StoredRollup>, new: &HourDelta) -> StoredRollup {
     let mut dims = existing.map(|e| Dims::from_json(&e.dims)).unwrap_or_default();
@@ -481,6 +535,76 @@ mod tests {
         assert_eq!(
             short.hours,
             vec![(t("2026-03-01T10:00:00Z"), t("2026-03-02T03:00:00Z"))]
+        );
+    }
+
+    #[test]
+    fn days_without_complete_daily_sketches_are_read_from_hours() {
+        let plan = sketch_plan(t("2026-03-01T10:00:00Z"), t("2026-03-04T05:30:00Z"));
+        // Everything before the mark: unchanged.
+        assert_eq!(plan.clone().with_daily_before(t("2026-03-04T00:00:00Z")), plan);
+        // The last whole day is not complete yet: its hours join the tail range.
+        let cut = plan.clone().with_daily_before(t("2026-03-03T00:00:00Z"));
+        assert_eq!(
+            cut.days,
+            Some((t("2026-03-02T00:00:00Z"), t("2026-03-03T00:00:00Z")))
+        );
+        assert_eq!(
+            cut.hours,
+            vec![
+                (t("2026-03-01T10:00:00Z"), t("2026-03-02T00:00:00Z")),
+                (t("2026-03-03T00:00:00Z"), t("2026-03-04T05:30:00Z")),
+            ]
+        );
+        // No whole day is complete: all hours.
+        let none = plan.clone().with_daily_before(t("2026-02-01T00:00:00Z"));
+        assert_eq!(none.days, None);
+        assert_eq!(
+            none.hours,
+            vec![
+                (t("2026-03-01T10:00:00Z"), t("2026-03-02T00:00:00Z")),
+                (t("2026-03-02T00:00:00Z"), t("2026-03-04T05:30:00Z")),
+            ]
+        );
+        // Aligned at both ends (no hour ranges) and nothing complete.
+        let aligned = sketch_plan(t("2026-03-01T00:00:00Z"), t("2026-03-03T00:00:00Z"))
+            .with_daily_before(t("2026-03-02T00:00:00Z"));
+        assert_eq!(
+            aligned.days,
+            Some((t("2026-03-01T00:00:00Z"), t("2026-03-02T00:00:00Z")))
+        );
+        assert_eq!(
+            aligned.hours,
+            vec![(t("2026-03-02T00:00:00Z"), t("2026-03-03T00:00:00Z"))]
+        );
+    }
+
+    #[test]
+    fn daily_sketches_are_the_union_of_their_hours() {
+        let sketch = |visitors: &[u64]| {
+            let mut h = Hll::new();
+            visitors
+                .iter()
+                .for_each(|v| h.insert(v.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+            h.encode()
+        };
+        let hours = vec![
+            ("a".to_string(), t("2026-03-01T10:00:00Z"), sketch(&[1, 2])),
+            ("a".to_string(), t("2026-03-01T23:00:00Z"), sketch(&[2, 3])),
+            ("a".to_string(), t("2026-03-02T00:00:00Z"), sketch(&[4])),
+            ("b".to_string(), t("2026-03-02T05:00:00Z"), sketch(&[1, 5])),
+        ];
+        let days: Vec<_> = daily_from_hourly(&hours)
+            .into_iter()
+            .map(|(c, d, h)| (c, d, h.estimate()))
+            .collect();
+        assert_eq!(
+            days,
+            vec![
+                ("a", t("2026-03-01T00:00:00Z"), 3),
+                ("a", t("2026-03-02T00:00:00Z"), 1),
+                ("b", t("2026-03-02T00:00:00Z"), 2),
+            ]
         );
     }
 

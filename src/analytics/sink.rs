@@ -2,11 +2,13 @@
 //! configured. Each sink has its own spool, so one being down never holds up the other.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use async_trait::async_trait;
 
 use super::batch::{ClickBatch, Replay};
 use super::event::ClickEvent;
+use super::rollup::day_of;
 use crate::store::Store;
 
 /// A batch as the batcher cuts it; shared by every sink's writer.
@@ -121,6 +123,42 @@ pub struct StoreSink {
     pub raw: bool,
     /// `KURZ_ANALYTICS_STORE_HOLD_MS`: see [`Sink::hold`].
     pub hold: std::time::Duration,
+    /// Daily sketches of the days that are over: see [`Compaction`].
+    pub compaction: Arc<Compaction>,
+}
+
+/// Runs [`Store::compact_click_days`] once per UTC day, beside the writes rather than
+/// inside one: a write is bounded by the sink timeout, and a long compaction cut off
+/// by it would start again with every write.
+#[derive(Debug, Default)]
+pub struct Compaction {
+    /// The UTC day (ms) compacted up to by this process; 0 at start.
+    through: AtomicI64,
+    running: AtomicBool,
+}
+
+impl Compaction {
+    fn start_if_due(self: &Arc<Self>, store: &Arc<dyn Store>) {
+        let now = chrono::Utc::now();
+        let today = day_of(now).timestamp_millis();
+        if self.through.load(Ordering::Acquire) >= today || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (me, store) = (self.clone(), store.clone());
+        tokio::spawn(async move {
+            match store.compact_click_days(now).await {
+                Ok(days) => {
+                    me.through.store(today, Ordering::Release);
+                    if days > 0 {
+                        tracing::info!(days, "daily visitor sketches built");
+                    }
+                }
+                // Only a delay: until then those days are read from their hours.
+                Err(e) => tracing::warn!(error = %e, "daily visitor sketches not built yet"),
+            }
+            me.running.store(false, Ordering::Release);
+        });
+    }
 }
 
 #[async_trait]
@@ -164,7 +202,17 @@ impl Sink for StoreSink {
 }
 
 impl StoreSink {
+    pub fn new(store: Arc<dyn Store>, raw: bool, hold: std::time::Duration) -> Self {
+        Self {
+            store,
+            raw,
+            hold,
+            compaction: Arc::default(),
+        }
+    }
+
     async fn record(&self, batch: &ClickBatch) -> Result<(), SinkError> {
+        self.compaction.start_if_due(&self.store);
         self.store
             .record_clicks(batch, self.raw)
             .await

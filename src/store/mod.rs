@@ -160,6 +160,12 @@ pub trait Store: Send + Sync + 'static {
     /// The visitor sketches a plan names: daily ones for its days, hourly for its hours.
     async fn visitor_sketches(&self, code: &str, plan: &SketchPlan) -> StoreResult<Vec<Vec<u8>>>;
 
+    /// Builds the daily visitor sketches of every day before `now`'s UTC day that
+    /// [`crate::analytics::rollup::DAYS_THROUGH`] does not cover yet, from their hourly
+    /// rows, and moves that mark to `now`'s day, in one transaction that excludes
+    /// concurrent click writes. Returns the number of daily rows written.
+    async fn compact_click_days(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+
     /// Deletes raw click events older than `before` (PostgreSQL drops whole days).
     async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }

@@ -20,13 +20,97 @@ use quick_cache::sync::Cache;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
+use crate::analytics::hll::Hll;
 use crate::analytics::off_workers;
 use crate::analytics::rollup::{
-    ClickBatch, RawEvent, SketchPlan, StoredRollup, StoredRows, merge_row, merge_sketch,
+    ClickBatch, DAYS_THROUGH, RawEvent, SketchPlan, StoredRollup, StoredRows, daily_from_hourly, day_of,
+    merge_row, merge_sketch,
 };
 
 use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
+
+/// Links per step of compaction: bounds the sketches it holds at once.
+const COMPACT_CODES: usize = 500;
+
+/// Adds each `(code, day, visitors)` to that link-day's stored sketch, locking the
+/// rows in key order (`days` is sorted by code and day).
+async fn merge_daily(tx: &mut sqlx::PgConnection, days: &[(&str, DateTime<Utc>, &Hll)]) -> StoreResult<()> {
+    let d_codes: Vec<&str> = days.iter().map(|(code, _, _)| *code).collect();
+    let d_days: Vec<DateTime<Utc>> = days.iter().map(|(_, day, _)| *day).collect();
+    sqlx::query(
+        "INSERT INTO click_visitors_daily (code, day) \
+         SELECT c, d FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, d) ORDER BY c, d \
+         ON CONFLICT (code, day) DO NOTHING",
+    )
+    .bind(&d_codes)
+    .bind(&d_days)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let rows = sqlx::query(
+        "SELECT code, day, visitors FROM click_visitors_daily \
+         WHERE (code, day) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[])) \
+         ORDER BY code, day FOR UPDATE",
+    )
+    .bind(&d_codes)
+    .bind(&d_days)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let mut stored = StoredRows::with_capacity(rows.len());
+    for row in &rows {
+        let code: String = row.try_get("code").map_err(map_err)?;
+        let day: DateTime<Utc> = row.try_get("day").map_err(map_err)?;
+        let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
+        stored.insert(code, day, visitors);
+    }
+    let merged: Vec<Vec<u8>> = off_workers(|| {
+        days.iter()
+            .map(|(code, day, hll)| merge_sketch(stored.get(code, day).map(Vec::as_slice), hll))
+            .collect()
+    });
+    sqlx::query(
+        "UPDATE click_visitors_daily v SET visitors = u.visitors \
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::bytea[]) AS u(code, day, visitors) \
+         WHERE v.code = u.code AND v.day = u.day",
+    )
+    .bind(&d_codes)
+    .bind(&d_days)
+    .bind(merged.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// How a transaction holds the [`DAYS_THROUGH`] row it reads.
+enum MarkLock {
+    /// A click write: the mark must not move until it commits.
+    Share,
+    /// Compaction: moves the mark.
+    Update,
+    /// A stats read.
+    None,
+}
+
+/// [`DAYS_THROUGH`]. `None` if the row is missing or unreadable: then every write
+/// keeps every day's sketch itself, as before the mark existed.
+async fn days_through(conn: &mut sqlx::PgConnection, lock: MarkLock) -> StoreResult<Option<DateTime<Utc>>> {
+    let sql = match lock {
+        MarkLock::Share => "SELECT value FROM settings WHERE name = $1 FOR SHARE",
+        MarkLock::Update => "SELECT value FROM settings WHERE name = $1 FOR UPDATE",
+        MarkLock::None => "SELECT value FROM settings WHERE name = $1",
+    };
+    let value: Option<String> = sqlx::query_scalar(sql)
+        .bind(DAYS_THROUGH)
+        .fetch_optional(conn)
+        .await
+        .map_err(map_err)?;
+    Ok(value
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(DateTime::from_timestamp_millis))
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -542,6 +626,9 @@ impl Store for PgStore {
                 return Ok(());
             }
         }
+        // Held FOR SHARE until commit: compaction cannot build a day's sketches from
+        // hourly rows while this write may still add to them without the sketch.
+        let through = days_through(&mut tx, MarkLock::Share).await?;
         // Lock order is the same in every batch (links by code, then rollups by code
         // and hour), so concurrent instances queue behind each other, never deadlock.
         sqlx::query("SELECT 1 FROM links WHERE code = ANY($1) ORDER BY code FOR UPDATE")
@@ -599,55 +686,11 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        let days = batch.days();
-        let d_codes: Vec<&str> = days.iter().map(|(code, _)| *code).collect();
-        let d_days: Vec<DateTime<Utc>> = days.iter().map(|(_, d)| d.day).collect();
-        sqlx::query(
-            "INSERT INTO click_visitors_daily (code, day) \
-             SELECT c, d FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, d) ORDER BY c, d \
-             ON CONFLICT (code, day) DO NOTHING",
-        )
-        .bind(&d_codes)
-        .bind(&d_days)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let rows = sqlx::query(
-            "SELECT code, day, visitors FROM click_visitors_daily \
-             WHERE (code, day) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[])) \
-             ORDER BY code, day FOR UPDATE",
-        )
-        .bind(&d_codes)
-        .bind(&d_days)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let mut stored_days = StoredRows::with_capacity(rows.len());
-        for row in &rows {
-            let code: String = row.try_get("code").map_err(map_err)?;
-            let day: DateTime<Utc> = row.try_get("day").map_err(map_err)?;
-            let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
-            stored_days.insert(code, day, visitors);
-        }
-        let merged_days: Vec<Vec<u8>> = off_workers(|| {
-            days.iter()
-                .map(|(code, d)| {
-                    let existing = stored_days.get(code, &d.day).map(Vec::as_slice);
-                    merge_sketch(existing, &d.visitors)
-                })
-                .collect()
-        });
-        sqlx::query(
-            "UPDATE click_visitors_daily v SET visitors = u.visitors \
-             FROM UNNEST($1::text[], $2::timestamptz[], $3::bytea[]) AS u(code, day, visitors) \
-             WHERE v.code = u.code AND v.day = u.day",
-        )
-        .bind(&d_codes)
-        .bind(&d_days)
-        .bind(merged_days.iter().map(Vec::as_slice).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        let mut days = batch.days();
+        days.retain(|(_, d)| through.is_none_or(|t| d.day < t));
+        let days: Vec<(&str, DateTime<Utc>, &Hll)> =
+            days.iter().map(|(code, d)| (*code, d.day, &d.visitors)).collect();
+        merge_daily(&mut tx, &days).await?;
         if raw {
             // At most 50,000 clicks a statement, as ten arrays: binding JSON and
             // expanding it server-side with json_array_elements was about four times
@@ -721,6 +764,11 @@ impl Store for PgStore {
     }
 
     async fn visitor_sketches(&self, code: &str, plan: &SketchPlan) -> StoreResult<Vec<Vec<u8>>> {
+        let mut conn = self.primary.acquire().await.map_err(map_err)?;
+        let plan = match days_through(&mut conn, MarkLock::None).await? {
+            Some(through) => plan.clone().with_daily_before(through),
+            None => plan.clone(),
+        };
         let (days_from, days_to) = plan.days.map_or((None, None), |(a, b)| (Some(a), Some(b)));
         let hour_from: Vec<DateTime<Utc>> = plan.hours.iter().map(|h| h.0).collect();
         let hour_to: Vec<DateTime<Utc>> = plan.hours.iter().map(|h| h.1).collect();
@@ -737,9 +785,64 @@ impl Store for PgStore {
         .bind(days_to)
         .bind(&hour_from)
         .bind(&hour_to)
-        .fetch_all(&self.primary)
+        .fetch_all(&mut *conn)
         .await
         .map_err(map_err)
+    }
+
+    async fn compact_click_days(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let today = day_of(now);
+        let mut tx = self.primary.begin().await.map_err(map_err)?;
+        // FOR UPDATE waits for every click write holding the mark FOR SHARE, and
+        // holds off new ones until the mark has moved: then they write these days'
+        // sketches themselves.
+        let Some(from) = days_through(&mut tx, MarkLock::Update)
+            .await?
+            .filter(|t| *t < today)
+        else {
+            return Ok(0);
+        };
+        let codes: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT code FROM click_rollups WHERE hour >= $1 AND hour < $2 AND clicks > 0",
+        )
+        .bind(from)
+        .bind(today)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut written = 0;
+        for chunk in codes.chunks(COMPACT_CODES) {
+            let mut hours = Vec::new();
+            for row in sqlx::query(
+                "SELECT code, hour, visitors FROM click_rollups \
+                 WHERE code = ANY($1) AND hour >= $2 AND hour < $3 AND clicks > 0 ORDER BY code, hour",
+            )
+            .bind(chunk)
+            .bind(from)
+            .bind(today)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?
+            {
+                let code: String = row.try_get(0).map_err(map_err)?;
+                let hour: DateTime<Utc> = row.try_get(1).map_err(map_err)?;
+                let visitors: Vec<u8> = row.try_get(2).map_err(map_err)?;
+                hours.push((code, hour, visitors));
+            }
+            let daily = off_workers(|| daily_from_hourly(&hours));
+            let days: Vec<(&str, DateTime<Utc>, &Hll)> =
+                daily.iter().map(|(code, day, hll)| (*code, *day, hll)).collect();
+            merge_daily(&mut tx, &days).await?;
+            written += daily.len() as u64;
+        }
+        sqlx::query("UPDATE settings SET value = $1 WHERE name = $2")
+            .bind(today.timestamp_millis().to_string())
+            .bind(DAYS_THROUGH)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(written)
     }
 
     async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {

@@ -13,8 +13,12 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
+use crate::analytics::hll::Hll;
 use crate::analytics::off_workers;
-use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup, StoredRows, merge_row, merge_sketch};
+use crate::analytics::rollup::{
+    ClickBatch, DAYS_THROUGH, SketchPlan, StoredRollup, StoredRows, daily_from_hourly, day_of, merge_row,
+    merge_sketch,
+};
 
 use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
@@ -466,6 +470,7 @@ impl Store for SqliteStore {
                 return Ok(());
             }
         }
+        let through = days_through(&mut tx).await?;
         let rollups = batch.rollups();
         let mut existing = StoredRows::with_capacity(rollups.len());
         for chunk in rollups.chunks(CHUNK_ROWS) {
@@ -515,51 +520,11 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
         }
 
-        let days = batch.days();
-        let mut stored_days = StoredRows::with_capacity(days.len());
-        for chunk in days.chunks(CHUNK_ROWS) {
-            let mut q = select_by_keys(
-                "click_visitors_daily",
-                "day",
-                DAY_COLUMNS,
-                chunk.iter().map(|(code, d)| (*code, ms(d.day))),
-            );
-            for row in chunk_statement(&mut q, chunk.len())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?
-            {
-                let code: String = row.try_get("code").map_err(map_err)?;
-                let day: i64 = row.try_get("day").map_err(map_err)?;
-                let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
-                stored_days.insert(code, day, visitors);
-            }
-        }
-        let mut merged_days: Vec<Vec<u8>> = off_workers(|| {
-            days.iter()
-                .map(|(code, d)| {
-                    let old = stored_days.get(code, &ms(d.day)).map(Vec::as_slice);
-                    merge_sketch(old, &d.visitors)
-                })
-                .collect()
-        });
-        drop(stored_days);
-        for chunk in days.chunks(CHUNK_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                // An upsert updates the row in place; REPLACE deleted it and its
-                // index entry and inserted both again.
-                "INSERT INTO click_visitors_daily (code, day, visitors) ",
-            );
-            let sketches = merged_days.drain(..chunk.len());
-            q.push_values(chunk.iter().zip(sketches), |mut row, ((code, d), sketch)| {
-                row.push_bind(*code).push_bind(ms(d.day)).push_bind(sketch);
-            });
-            q.push(" ON CONFLICT (code, day) DO UPDATE SET visitors = excluded.visitors");
-            chunk_statement(&mut q, chunk.len())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
+        let mut days = batch.days();
+        days.retain(|(_, d)| through.is_none_or(|t| d.day < t));
+        let days: Vec<(&str, DateTime<Utc>, &Hll)> =
+            days.iter().map(|(code, d)| (*code, d.day, &d.visitors)).collect();
+        merge_daily(&mut tx, &days).await?;
 
         if raw {
             for block in batch.raw() {
@@ -627,6 +592,11 @@ impl Store for SqliteStore {
     }
 
     async fn visitor_sketches(&self, code: &str, plan: &SketchPlan) -> StoreResult<Vec<Vec<u8>>> {
+        let mut read = self.read.acquire().await.map_err(map_err)?;
+        let plan = match days_through(&mut read).await? {
+            Some(through) => plan.clone().with_daily_before(through),
+            None => plan.clone(),
+        };
         let mut out: Vec<Vec<u8>> = Vec::new();
         if let Some((from, to)) = plan.days {
             out.extend(
@@ -636,7 +606,7 @@ impl Store for SqliteStore {
                 .bind(code)
                 .bind(ms(from))
                 .bind(ms(to))
-                .fetch_all(&self.read)
+                .fetch_all(&mut *read)
                 .await
                 .map_err(map_err)?,
             );
@@ -649,12 +619,74 @@ impl Store for SqliteStore {
                 .bind(code)
                 .bind(ms(*from))
                 .bind(ms(*to))
-                .fetch_all(&self.read)
+                .fetch_all(&mut *read)
                 .await
                 .map_err(map_err)?,
             );
         }
         Ok(out)
+    }
+
+    async fn compact_click_days(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let today = day_of(now);
+        let mut tx = self.write.begin().await.map_err(map_err)?;
+        // The first statement of the transaction takes the write lock, so no click
+        // write (of this or another process) runs between reading the mark and moving it.
+        sqlx::query("UPDATE settings SET value = value WHERE name = ?1")
+            .bind(DAYS_THROUGH)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(from) = days_through(&mut tx).await?.filter(|t| *t < today) else {
+            return Ok(0);
+        };
+        let codes: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT code FROM click_rollups WHERE hour >= ?1 AND hour < ?2 AND clicks > 0",
+        )
+        .bind(ms(from))
+        .bind(ms(today))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut written = 0;
+        for chunk in codes.chunks(COMPACT_CODES) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT code, hour, visitors FROM click_rollups WHERE clicks > 0 AND hour >= ",
+            );
+            q.push_bind(ms(from)).push(" AND hour < ").push_bind(ms(today));
+            q.push(" AND code IN (");
+            let mut list = q.separated(", ");
+            for code in chunk {
+                list.push_bind(code.as_str());
+            }
+            q.push(") ORDER BY code, hour");
+            let mut hours = Vec::new();
+            for row in q
+                .build()
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?
+            {
+                let code: String = row.try_get(0).map_err(map_err)?;
+                let hour: i64 = row.try_get(1).map_err(map_err)?;
+                let visitors: Vec<u8> = row.try_get(2).map_err(map_err)?;
+                hours.push((code, from_ms(hour), visitors));
+            }
+            let daily = off_workers(|| daily_from_hourly(&hours));
+            let days: Vec<(&str, DateTime<Utc>, &Hll)> =
+                daily.iter().map(|(code, day, hll)| (*code, *day, hll)).collect();
+            merge_daily(&mut tx, &days).await?;
+            written += daily.len() as u64;
+        }
+        sqlx::query("UPDATE settings SET value = ?1 WHERE name = ?2")
+            .bind(ms(today).to_string())
+            .bind(DAYS_THROUGH)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(written)
     }
 
     async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
@@ -668,6 +700,69 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
         Ok(events.iter().map(|n| *n as u64).sum())
     }
+}
+
+/// Links per step of compaction: bounds the sketches it holds at once.
+const COMPACT_CODES: usize = 500;
+
+/// Adds each `(code, day, visitors)` to that link-day's stored sketch.
+async fn merge_daily(
+    tx: &mut sqlx::SqliteConnection,
+    days: &[(&str, DateTime<Utc>, &Hll)],
+) -> StoreResult<()> {
+    let mut stored = StoredRows::with_capacity(days.len());
+    for chunk in days.chunks(CHUNK_ROWS) {
+        let mut q = select_by_keys(
+            "click_visitors_daily",
+            "day",
+            DAY_COLUMNS,
+            chunk.iter().map(|(code, day, _)| (*code, ms(*day))),
+        );
+        for row in chunk_statement(&mut q, chunk.len())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?
+        {
+            let code: String = row.try_get("code").map_err(map_err)?;
+            let day: i64 = row.try_get("day").map_err(map_err)?;
+            let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
+            stored.insert(code, day, visitors);
+        }
+    }
+    let mut merged: Vec<Vec<u8>> = off_workers(|| {
+        days.iter()
+            .map(|(code, day, hll)| merge_sketch(stored.get(code, &ms(*day)).map(Vec::as_slice), hll))
+            .collect()
+    });
+    drop(stored);
+    for chunk in days.chunks(CHUNK_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            // An upsert updates the row in place; REPLACE deleted it and its
+            // index entry and inserted both again.
+            "INSERT INTO click_visitors_daily (code, day, visitors) ",
+        );
+        let sketches = merged.drain(..chunk.len());
+        q.push_values(chunk.iter().zip(sketches), |mut row, ((code, day, _), sketch)| {
+            row.push_bind(*code).push_bind(ms(*day)).push_bind(sketch);
+        });
+        q.push(" ON CONFLICT (code, day) DO UPDATE SET visitors = excluded.visitors");
+        chunk_statement(&mut q, chunk.len())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// [`DAYS_THROUGH`]: `None` if the row is missing or unreadable, and then every write
+/// keeps every day's sketch itself (as before the mark existed).
+async fn days_through(conn: &mut sqlx::SqliteConnection) -> StoreResult<Option<DateTime<Utc>>> {
+    let value: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE name = ?1")
+        .bind(DAYS_THROUGH)
+        .fetch_optional(conn)
+        .await
+        .map_err(map_err)?;
+    Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
 }
 
 #[cfg(test)]
