@@ -239,7 +239,6 @@ struct Folded {
     /// Code ids in code order.
     order: Vec<u32>,
     hours: Vec<(u32, HourDelta)>,
-    days: Vec<(u32, DayDelta)>,
 }
 
 /// The clicks of one store write. Build it with [`fold`] or [`ClickBatch::add`].
@@ -256,6 +255,9 @@ pub struct ClickBatch {
     days: Vec<i64>,
     /// Computed on the first read of the deltas, dropped by [`ClickBatch::add`].
     folded: OnceLock<Folded>,
+    /// Link-day deltas, from `folded`'s hours on the first read: a write under
+    /// traffic needs none (see [`ClickBatch::days_before`]).
+    folded_days: OnceLock<Vec<(u32, DayDelta)>>,
     /// Set when the batch is a chunk replayed from a spool: see [`Replay`].
     pub replay: Option<Replay>,
 }
@@ -271,6 +273,7 @@ impl ClickBatch {
     /// Takes more events in: a lookup per string and one appended row per click.
     pub fn add<'a>(&mut self, events: impl IntoIterator<Item = &'a ClickEvent>) {
         self.folded = OnceLock::new();
+        self.folded_days = OnceLock::new();
         for e in events {
             let code = self.codes.id(&e.short_code);
             if code as usize >= self.links.len() {
@@ -328,7 +331,7 @@ impl ClickBatch {
     }
 
     /// Sorts the clicks by link (code order) and hour, then builds each link-hour's
-    /// delta, and each link-day's sketch from its hours', in one pass.
+    /// delta in one pass.
     fn fold_all(&self) -> Folded {
         let mut order: Vec<u32> = (0..self.codes.len() as u32).collect();
         order.sort_unstable_by(|a, b| self.codes.get(*a).cmp(self.codes.get(*b)));
@@ -350,7 +353,6 @@ impl ClickBatch {
         keys.sort_unstable();
 
         let mut hours: Vec<(u32, HourDelta)> = Vec::with_capacity(self.rows);
-        let mut days: Vec<(u32, DayDelta)> = Vec::with_capacity(self.links.len());
         for group in keys.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
             let (r, hour, _) = group[0];
             let code = order.get(r as usize).copied().unwrap_or_default();
@@ -379,22 +381,9 @@ impl ClickBatch {
                 );
                 delta.visitors.insert(c.visitor);
             }
-            if delta.clicks > 0 {
-                let day = from_ms((hour * HOUR_MS).div_euclid(DAY_MS) * DAY_MS);
-                match days.last_mut() {
-                    Some((last, d)) if *last == code && d.day == day => d.visitors.merge(&delta.visitors),
-                    _ => days.push((
-                        code,
-                        DayDelta {
-                            day,
-                            visitors: delta.visitors.clone(),
-                        },
-                    )),
-                }
-            }
             hours.push((code, delta));
         }
-        Folded { order, hours, days }
+        Folded { order, hours }
     }
 
     /// Link-hour deltas by code and hour: the order the store locks rows in.
@@ -408,11 +397,44 @@ impl ClickBatch {
 
     /// Link-day visitor deltas by code and day.
     pub fn days(&self) -> Vec<(&str, &DayDelta)> {
-        self.folded()
-            .days
+        self.days_before(None)
+    }
+
+    /// The link-day deltas of days before `through` (all if `None`), by code and day.
+    /// Builds none when every click is on or after `through`.
+    pub fn days_before(&self, through: Option<DateTime<Utc>>) -> Vec<(&str, &DayDelta)> {
+        let through_day = through.map(|t| t.timestamp_millis().div_euclid(DAY_MS));
+        if through_day.is_some_and(|t| self.days.iter().all(|d| *d >= t)) {
+            return Vec::new();
+        }
+        self.folded_days
+            .get_or_init(|| self.fold_days())
             .iter()
+            .filter(|(_, d)| through.is_none_or(|t| d.day < t))
             .map(|(code, d)| (self.codes.get(*code), d))
             .collect()
+    }
+
+    /// Each link-day's sketch from its hours' (the hours are in code and hour order).
+    fn fold_days(&self) -> Vec<(u32, DayDelta)> {
+        let mut days: Vec<(u32, DayDelta)> = Vec::with_capacity(self.links.len());
+        for (code, delta) in &self.folded().hours {
+            if delta.clicks == 0 {
+                continue;
+            }
+            let day = super::rollup::day_of(delta.hour);
+            match days.last_mut() {
+                Some((last, d)) if last == code && d.day == day => d.visitors.merge(&delta.visitors),
+                _ => days.push((
+                    *code,
+                    DayDelta {
+                        day,
+                        visitors: delta.visitors.clone(),
+                    },
+                )),
+            }
+        }
+        days
     }
 
     /// Each link's counters, by code.
@@ -633,6 +655,14 @@ mod tests {
                 t("2026-03-02T00:00:00Z").date_naive()
             ]
         );
+        // Only days before a mark; none (and nothing built) when no click is before it.
+        let before = batch.days_before(Some(t("2026-03-02T00:00:00Z")));
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].1.day, t("2026-03-01T00:00:00Z"));
+        assert!(batch.days_before(Some(t("2026-03-01T00:00:00Z"))).is_empty());
+        let later = fold(&events[2..]);
+        assert!(later.days_before(Some(t("2026-03-02T00:00:00Z"))).is_empty());
+        assert!(later.folded_days.get().is_none(), "no day deltas built");
     }
 
     #[test]

@@ -520,8 +520,7 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
         }
 
-        let mut days = batch.days();
-        days.retain(|(_, d)| through.is_none_or(|t| d.day < t));
+        let days = batch.days_before(through);
         let days: Vec<(&str, DateTime<Utc>, &Hll)> =
             days.iter().map(|(code, d)| (*code, d.day, &d.visitors)).collect();
         merge_daily(&mut tx, &days).await?;
