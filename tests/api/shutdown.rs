@@ -57,22 +57,31 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         .unwrap();
     wait_up(&client, &base).await;
 
-    // A stream of creates is in flight when SIGTERM arrives.
+    // A stream of creates is in flight when SIGTERM arrives: it is sent once the
+    // server has answered the first of them. (A fixed 5 ms wait instead once sent it
+    // before any request had reached a server busy with other tests: nothing was in
+    // flight, and the test failed without testing anything.)
+    let first_answer = std::sync::Arc::new(tokio::sync::Notify::new());
     let mut tasks = Vec::new();
     for i in 0..50 {
         let client = client.clone();
         let url = format!("{base}/api/v1/urls");
+        let first_answer = first_answer.clone();
         tasks.push(tokio::spawn(async move {
-            client
+            let sent = client
                 .post(url)
                 .header("X-API-Key", "shutdown-admin-key")
                 .json(&json!({ "original_url": format!("https://example.com/{i}") }))
                 .send()
                 .await
-                .map(|r| r.status().as_u16())
+                .map(|r| r.status().as_u16());
+            first_answer.notify_one();
+            sent
         }));
     }
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::timeout(Duration::from_secs(20), first_answer.notified())
+        .await
+        .expect("no create was answered within 20 s");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
