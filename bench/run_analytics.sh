@@ -13,6 +13,11 @@
 #      folds up to 10 s of clicks before it writes (KURZ_ANALYTICS_STORE_HOLD_MS), and
 #      the write of a run's last clicks falls after the run; in a 60 s run that tail
 #      is at most a sixth of the run's store work, in a 10 s run it could be all of it.
+#  1b. what analytics costs without saturation: oha at a fixed BENCH_CPU_RATE
+#      (15,000/s), Zipf mix, BENCH_CPU_SECONDS (30) per run, alternating on and off;
+#      the kurz process's own CPU (utime + stime from /proc) per redirect, including
+#      the "on" instance's writes after the run. No target of its own: it says how
+#      much of the ratio in 1. is kurz's work and how much is how the cores were shared.
 #   2. P-10: BENCH_P10_CLICKS (10,000,000) clicks for one link over 30 days, loaded
 #      with bench/clickgen.rs through the pipeline's own write path (not HTTP), on
 #      SQLite and on PostgreSQL; then the 30-day stats query through HTTP, 200 times
@@ -22,9 +27,10 @@
 #      batch size (10,000); target >= 20,000/s. And end to end: redirect load on a
 #      PostgreSQL instance, then events written per second of load, spooled = 0.
 #
-# Writes bench/results/analytics/ and prints a summary table. About 20 minutes after
+# Writes bench/results/analytics/ and prints a summary table. About 25 minutes after
 # the release build. Knobs: BENCH_LINKS=20000 BENCH_ROUNDS=3 BENCH_SECONDS=60
-# BENCH_P10_CLICKS=10000000 BENCH_SKIP_BUILD=1 BENCH_PARTS=onoff,p10,e2e
+# BENCH_P10_CLICKS=10000000 BENCH_SKIP_BUILD=1 BENCH_PARTS=onoff,cpu,p10,e2e
+# BENCH_CPU_RATE=15000 BENCH_CPU_SECONDS=30
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,7 +40,7 @@ LINKS=${BENCH_LINKS:-20000}
 ROUNDS=${BENCH_ROUNDS:-3}
 SECS=${BENCH_SECONDS:-60}
 P10_CLICKS=${BENCH_P10_CLICKS:-10000000}
-PARTS=${BENCH_PARTS:-onoff,p10,e2e}   # which parts to run
+PARTS=${BENCH_PARTS:-onoff,cpu,p10,e2e}   # which parts to run
 part() { [[ ,$PARTS, == *,$1,* ]]; }
 KURZ_BIN=$ROOT/target/release/kurz
 CLICKGEN=$ROOT/target/release/examples/clickgen
@@ -65,7 +71,7 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     (cd "$ROOT" && cargo build --release --bin kurz --example clickgen)
 fi
 mkdir -p "$RESULTS"
-[[ $PARTS == onoff,p10,e2e ]] && rm -f "$RESULTS"/*
+[[ $PARTS == onoff,cpu,p10,e2e ]] && rm -f "$RESULTS"/*
 WORK=$SERVICES_TMP
 ADMIN=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
 
@@ -108,20 +114,22 @@ DRAIN
 services_install
 services_start_postgres
 
-# 1. Analytics on vs off -------------------------------------------------------------
-read -r PON POFF PPG <<<"$("${HARNESS[@]}" ports 3 | tr '\n' ' ')"
-if part onoff; then
-DB=$WORK/onoff.db
-start_kurz on "$PON" KURZ_DATABASE_URL="sqlite://$DB"
-start_kurz off "$POFF" KURZ_DATABASE_URL="sqlite://$DB" KURZ_ANALYTICS=false
-say "creating $LINKS links"
-bounded 600 "${HARNESS[@]}" load "http://127.0.0.1:$PON" "$ADMIN" "$LINKS" \
-    "$WORK/map.tsv" "$WORK/on-urls.txt" "$WORK/off-urls.txt" "http://127.0.0.1:$POFF"
-say "warming both caches (one GET per code each)"
-bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$PON" "$WORK/map.tsv" "$RESULTS/check-on.json"
-bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$POFF" "$WORK/map.tsv" "$RESULTS/check-off.json"
-say "URL mixes: uniform over $LINKS links (worst case: nearly every click its own link-hour), and Zipf (s=1)"
-python3 - "$WORK" <<'ZIPF'
+# start_pair PREFIX DB ENV... — an analytics "on" and an "off" instance (named
+# PREFIXon, PREFIXoff) on one SQLite database, BENCH_LINKS links created through "on",
+# both caches warmed (one GET per code each), and the URL lists
+# $WORK/{on,off}-urls.txt (uniform) and $WORK/{on,off}-zipf-urls.txt (Zipf, s=1).
+start_pair() {
+    local prefix=$1 db=$2
+    shift 2
+    start_kurz "${prefix}on" "$PON" KURZ_DATABASE_URL="sqlite://$db" "$@"
+    start_kurz "${prefix}off" "$POFF" KURZ_DATABASE_URL="sqlite://$db" KURZ_ANALYTICS=false "$@"
+    say "creating $LINKS links"
+    bounded 600 "${HARNESS[@]}" load "http://127.0.0.1:$PON" "$ADMIN" "$LINKS" \
+        "$WORK/map.tsv" "$WORK/on-urls.txt" "$WORK/off-urls.txt" "http://127.0.0.1:$POFF"
+    say "warming both caches (one GET per code each)"
+    bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$PON" "$WORK/map.tsv" "$RESULTS/check-${prefix}on.json"
+    bounded 600 "${HARNESS[@]}" check "http://127.0.0.1:$POFF" "$WORK/map.tsv" "$RESULTS/check-${prefix}off.json"
+    python3 - "$WORK" <<'ZIPF'
 import pathlib, random, sys
 work = pathlib.Path(sys.argv[1])
 for name in ("on", "off"):
@@ -131,6 +139,17 @@ for name in ("on", "off"):
     picks = rng.choices(urls, weights=weights, k=200_000)
     (work / f"{name}-zipf-urls.txt").write_text("\n".join(picks) + "\n")
 ZIPF
+}
+
+# cpu_ticks PID — user + system CPU of a process so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# 1. Analytics on vs off -------------------------------------------------------------
+read -r PON POFF PPG <<<"$("${HARNESS[@]}" ports 3 | tr '\n' ' ')"
+if part onoff; then
+DB=$WORK/onoff.db
+say "URL mixes: uniform over $LINKS links (worst case: nearly every click its own link-hour), and Zipf (s=1)"
+start_pair "" "$DB"
 for round in $(seq "$ROUNDS"); do
     for mix in zipf uniform; do
         say "round $round/$ROUNDS, $mix mix: analytics on, then off (${SECS}s each, c=64)"
@@ -143,6 +162,33 @@ for round in $(seq "$ROUNDS"); do
 done
 curl -fsS "http://127.0.0.1:$PON/metrics" >"$RESULTS/metrics-on.txt"
 click_total_sqlite "$DB" >"$RESULTS/click-count-on.txt"
+stop_kurz
+fi
+
+# 1b. CPU per redirect at a fixed rate ------------------------------------------------
+# The saturation figures above depend on how the two cores are shared between kurz and
+# oha at that minute. Here oha sends a fixed BENCH_CPU_RATE redirects/s (Zipf mix), well
+# under saturation, and the figure is the kurz process's own CPU (utime + stime) per
+# redirect, measured from before the run until the "on" instance has written its
+# last click. The link cache's TTL is an hour here: with the default 60 s, each
+# instance re-reads its links once a minute, at a different moment in each instance,
+# which lands in one instance's round and not the other's.
+if part cpu; then
+CPU_RATE=${BENCH_CPU_RATE:-15000}
+CPU_SECS=${BENCH_CPU_SECONDS:-30}
+TCK=$(getconf CLK_TCK)
+start_pair cpu- "$WORK/cpu.db" KURZ_CACHE_TTL_SECS=3600
+for round in $(seq "$ROUNDS"); do
+    for name in on off; do
+        say "round $round/$ROUNDS, CPU per redirect, analytics $name: $CPU_RATE/s for ${CPU_SECS}s"
+        pid=${KURZ_PIDS[0]}; [[ $name == off ]] && pid=${KURZ_PIDS[1]}
+        before=$(cpu_ticks "$pid")
+        run_oha "$CPU_SECS" "$RESULTS/cpu-$name-$round.json" -c 64 -q "$CPU_RATE" "${CLICK[@]}" \
+            --urls-from-file "$WORK/$name-zipf-urls.txt"
+        [[ $name == on ]] && wait_drained "http://127.0.0.1:$PON/metrics" "$RESULTS/cpu-drain-$round.txt"
+        echo "$(( $(cpu_ticks "$pid") - before )) $TCK" >"$RESULTS/cpu-$name-$round.ticks"
+    done
+done
 stop_kurz
 fi
 
