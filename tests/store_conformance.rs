@@ -818,3 +818,37 @@ async fn click_retention_drops_old_day_partitions_only() {
         .await
         .unwrap();
 }
+
+/// An instance that knows a day's partition exists still writes that day after another
+/// instance's retention dropped it: a failed write makes it ask the database again, so
+/// at worst one write fails (in the pipeline, its batch is spooled and replayed).
+#[tokio::test]
+async fn a_partition_dropped_by_another_instance_is_created_again() {
+    let Some((a, url)) = fresh_postgres().await else {
+        return;
+    };
+    let b = PgStore::connect(&url, &[], PG_BOUNDS).await.unwrap();
+    a.insert_links(&[new_link("drp1234", "https://example.com/d", None)])
+        .await
+        .unwrap();
+    let today = Utc::now().duration_trunc(Duration::days(1)).unwrap();
+    let at = today - Duration::days(10) + Duration::hours(1);
+    a.record_clicks(&rollup::fold(&[click("drp1234", at, 1, false)]), true)
+        .await
+        .unwrap();
+    assert_eq!(b.purge_click_events(today - Duration::days(5)).await.unwrap(), 1);
+
+    let late = rollup::fold(&[click("drp1234", at, 2, false)]);
+    if a.record_clicks(&late, true).await.is_err() {
+        a.record_clicks(&late, true).await.unwrap();
+    }
+    assert_eq!(a.get_link("drp1234").await.unwrap().unwrap().click_count, 2);
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM click_events")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(raw, 1, "the late click is stored in the partition made again");
+}

@@ -207,6 +207,142 @@ impl PgStore {
         Ok(())
     }
 
+    /// [`Store::record_clicks`] itself: one transaction per batch.
+    async fn write_clicks(&self, batch: &ClickBatch, raw: bool) -> StoreResult<()> {
+        if raw {
+            self.ensure_click_partitions(batch).await?;
+        }
+        let touches = batch.touches();
+        let codes: Vec<&str> = touches.iter().map(|t| t.short_code).collect();
+        let mut tx = self.primary.begin().await.map_err(map_err)?;
+        if let Some(replay) = &batch.replay {
+            let through: Option<i64> =
+                sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = $1 FOR UPDATE")
+                    .bind(&replay.spool)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            if through.is_some_and(|t| t >= replay.through as i64) {
+                return Ok(());
+            }
+        }
+        // Held FOR SHARE until commit: compaction cannot build a day's sketches from
+        // hourly rows while this write may still add to them without the sketch.
+        let through = days_through(&mut tx, MarkLock::Share).await?;
+        // Lock order is the same in every batch (links by code, then rollups by code
+        // and hour), so concurrent instances queue behind each other, never deadlock.
+        sqlx::query("SELECT 1 FROM links WHERE code = ANY($1) ORDER BY code FOR UPDATE")
+            .bind(&codes)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let rollups = batch.rollups();
+        let r_codes: Vec<&str> = rollups.iter().map(|(code, _)| *code).collect();
+        let r_hours: Vec<DateTime<Utc>> = rollups.iter().map(|(_, r)| r.hour).collect();
+        sqlx::query(
+            "INSERT INTO click_rollups (code, hour) \
+             SELECT c, h FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, h) ORDER BY c, h \
+             ON CONFLICT (code, hour) DO NOTHING",
+        )
+        .bind(&r_codes)
+        .bind(&r_hours)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let rows = sqlx::query(
+            "SELECT code, hour, clicks, bots, dims, visitors FROM click_rollups \
+             WHERE (code, hour) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[])) \
+             ORDER BY code, hour FOR UPDATE",
+        )
+        .bind(&r_codes)
+        .bind(&r_hours)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut existing = StoredRows::with_capacity(rows.len());
+        for row in &rows {
+            let code: String = row.try_get("code").map_err(map_err)?;
+            let r = rollup_from_row(row)?;
+            existing.insert(code, r.hour, r);
+        }
+        let merged: Vec<StoredRollup> = off_workers(|| {
+            rollups
+                .iter()
+                .map(|(code, r)| merge_row(existing.get(code, &r.hour), r))
+                .collect()
+        });
+        sqlx::query(
+            "UPDATE click_rollups r SET clicks = u.clicks, bots = u.bots, dims = u.dims, visitors = u.visitors \
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::text[], $6::bytea[]) \
+                  AS u(code, hour, clicks, bots, dims, visitors) \
+             WHERE r.code = u.code AND r.hour = u.hour",
+        )
+        .bind(&r_codes)
+        .bind(&r_hours)
+        .bind(merged.iter().map(|m| m.clicks).collect::<Vec<_>>())
+        .bind(merged.iter().map(|m| m.bots).collect::<Vec<_>>())
+        .bind(merged.iter().map(|m| m.dims.as_str()).collect::<Vec<_>>())
+        .bind(merged.iter().map(|m| m.visitors.as_slice()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let days = batch.days_before(through);
+        let days: Vec<(&str, DateTime<Utc>, &Hll)> =
+            days.iter().map(|(code, d)| (*code, d.day, &d.visitors)).collect();
+        merge_daily(&mut tx, &days).await?;
+        if raw {
+            // At most 50,000 clicks a statement, as ten arrays: binding JSON and
+            // expanding it server-side with json_array_elements was about four times
+            // slower.
+            let events: Vec<RawEvent<'_>> = batch.raw_events().collect();
+            for e in events.chunks(RAW_EVENTS_PER_STATEMENT) {
+                sqlx::query(
+                    "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
+                     country, city, visitor_hash) \
+                     SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
+                            $6::text[], $7::bool[], $8::text[], $9::text[], $10::int8[])",
+                )
+                .bind(e.iter().map(|e| e.short_code).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.clicked_at).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.referrer).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.device.as_str()).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.browser).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.os).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.is_bot).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.country).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.city).collect::<Vec<_>>())
+                .bind(e.iter().map(|e| e.visitor_hash as i64).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+        }
+        sqlx::query(
+            "UPDATE links SET click_count = links.click_count + u.n, \
+             last_accessed_at = GREATEST(links.last_accessed_at, u.t) \
+             FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[]) AS u(code, n, t) \
+             WHERE links.code = u.code",
+        )
+        .bind(&codes)
+        .bind(touches.iter().map(|t| t.clicks as i64).collect::<Vec<_>>())
+        .bind(touches.iter().map(|t| t.last_at).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if let Some(replay) = &batch.replay {
+            sqlx::query(
+                "INSERT INTO click_replays (spool, through) VALUES ($1, $2) \
+                 ON CONFLICT (spool) DO UPDATE SET through = excluded.through",
+            )
+            .bind(&replay.spool)
+            .bind(replay.through as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
     fn wrote(&self, code: &str) {
         self.recent.insert(code.to_owned(), Instant::now());
     }
@@ -609,138 +745,15 @@ impl Store for PgStore {
     }
 
     async fn record_clicks(&self, batch: &ClickBatch, raw: bool) -> StoreResult<()> {
-        if raw {
-            self.ensure_click_partitions(batch).await?;
+        let written = self.write_clicks(batch, raw).await;
+        if written.is_err()
+            && let Ok(mut days) = self.click_days.lock()
+        {
+            // A partition this instance knows of may have been dropped meanwhile by
+            // another instance's retention: the next write asks the database again.
+            days.clear();
         }
-        let touches = batch.touches();
-        let codes: Vec<&str> = touches.iter().map(|t| t.short_code).collect();
-        let mut tx = self.primary.begin().await.map_err(map_err)?;
-        if let Some(replay) = &batch.replay {
-            let through: Option<i64> =
-                sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = $1 FOR UPDATE")
-                    .bind(&replay.spool)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            if through.is_some_and(|t| t >= replay.through as i64) {
-                return Ok(());
-            }
-        }
-        // Held FOR SHARE until commit: compaction cannot build a day's sketches from
-        // hourly rows while this write may still add to them without the sketch.
-        let through = days_through(&mut tx, MarkLock::Share).await?;
-        // Lock order is the same in every batch (links by code, then rollups by code
-        // and hour), so concurrent instances queue behind each other, never deadlock.
-        sqlx::query("SELECT 1 FROM links WHERE code = ANY($1) ORDER BY code FOR UPDATE")
-            .bind(&codes)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let rollups = batch.rollups();
-        let r_codes: Vec<&str> = rollups.iter().map(|(code, _)| *code).collect();
-        let r_hours: Vec<DateTime<Utc>> = rollups.iter().map(|(_, r)| r.hour).collect();
-        sqlx::query(
-            "INSERT INTO click_rollups (code, hour) \
-             SELECT c, h FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, h) ORDER BY c, h \
-             ON CONFLICT (code, hour) DO NOTHING",
-        )
-        .bind(&r_codes)
-        .bind(&r_hours)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let rows = sqlx::query(
-            "SELECT code, hour, clicks, bots, dims, visitors FROM click_rollups \
-             WHERE (code, hour) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[])) \
-             ORDER BY code, hour FOR UPDATE",
-        )
-        .bind(&r_codes)
-        .bind(&r_hours)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let mut existing = StoredRows::with_capacity(rows.len());
-        for row in &rows {
-            let code: String = row.try_get("code").map_err(map_err)?;
-            let r = rollup_from_row(row)?;
-            existing.insert(code, r.hour, r);
-        }
-        let merged: Vec<StoredRollup> = off_workers(|| {
-            rollups
-                .iter()
-                .map(|(code, r)| merge_row(existing.get(code, &r.hour), r))
-                .collect()
-        });
-        sqlx::query(
-            "UPDATE click_rollups r SET clicks = u.clicks, bots = u.bots, dims = u.dims, visitors = u.visitors \
-             FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::text[], $6::bytea[]) \
-                  AS u(code, hour, clicks, bots, dims, visitors) \
-             WHERE r.code = u.code AND r.hour = u.hour",
-        )
-        .bind(&r_codes)
-        .bind(&r_hours)
-        .bind(merged.iter().map(|m| m.clicks).collect::<Vec<_>>())
-        .bind(merged.iter().map(|m| m.bots).collect::<Vec<_>>())
-        .bind(merged.iter().map(|m| m.dims.as_str()).collect::<Vec<_>>())
-        .bind(merged.iter().map(|m| m.visitors.as_slice()).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let days = batch.days_before(through);
-        let days: Vec<(&str, DateTime<Utc>, &Hll)> =
-            days.iter().map(|(code, d)| (*code, d.day, &d.visitors)).collect();
-        merge_daily(&mut tx, &days).await?;
-        if raw {
-            // At most 50,000 clicks a statement, as ten arrays: binding JSON and
-            // expanding it server-side with json_array_elements was about four times
-            // slower.
-            let events: Vec<RawEvent<'_>> = batch.raw_events().collect();
-            for e in events.chunks(RAW_EVENTS_PER_STATEMENT) {
-                sqlx::query(
-                    "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
-                     country, city, visitor_hash) \
-                     SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
-                            $6::text[], $7::bool[], $8::text[], $9::text[], $10::int8[])",
-                )
-                .bind(e.iter().map(|e| e.short_code).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.clicked_at).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.referrer).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.device.as_str()).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.browser).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.os).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.is_bot).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.country).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.city).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.visitor_hash as i64).collect::<Vec<_>>())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            }
-        }
-        sqlx::query(
-            "UPDATE links SET click_count = links.click_count + u.n, \
-             last_accessed_at = GREATEST(links.last_accessed_at, u.t) \
-             FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[]) AS u(code, n, t) \
-             WHERE links.code = u.code",
-        )
-        .bind(&codes)
-        .bind(touches.iter().map(|t| t.clicks as i64).collect::<Vec<_>>())
-        .bind(touches.iter().map(|t| t.last_at).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if let Some(replay) = &batch.replay {
-            sqlx::query(
-                "INSERT INTO click_replays (spool, through) VALUES ($1, $2) \
-                 ON CONFLICT (spool) DO UPDATE SET through = excluded.through",
-            )
-            .bind(&replay.spool)
-            .bind(replay.through as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)
+        written
     }
 
     async fn click_rollups(
