@@ -27,6 +27,7 @@ pub struct TestApp {
     /// The configuration this instance runs with; `twin()` starts another with it.
     pub config: Config,
     _dir: Option<std::sync::Arc<tempfile::TempDir>>,
+    _spool: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -99,15 +100,14 @@ fn base(config: &mut Config) {
     config.analytics_store_hold_ms = 100;
 }
 
-/// A new, empty folder for an instance's click spool (removed with the temp dir
-/// cleaner, not by the test: a restarted instance must find its spool again).
-pub fn fresh_spool_dir() -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "kurz-test-spool-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
+/// A new, empty folder for an instance's click spool, removed when the test's
+/// instance is dropped. (A test that restarts kurz on the same spool runs it as a
+/// process with a folder of its own: see `shutdown.rs`.)
+pub fn fresh_spool_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("kurz-test-spool-")
+        .tempdir()
+        .unwrap()
 }
 
 /// A configuration for a fresh test instance on a fresh database. Rate limits are
@@ -138,7 +138,8 @@ pub async fn start(
     dir: Option<std::sync::Arc<tempfile::TempDir>>,
 ) -> TestApp {
     init_logs();
-    config.analytics_spool_dir = fresh_spool_dir();
+    let spool = fresh_spool_dir();
+    config.analytics_spool_dir = spool.path().to_path_buf();
     let app = Application::build(config.clone()).await.expect("app builds");
     let addr = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -160,6 +161,7 @@ pub async fn start(
         backend,
         config,
         _dir: dir,
+        _spool: spool,
         stop: Some(stop),
     }
 }
