@@ -67,10 +67,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let days: i64 = args[4].parse()?;
     let batch: usize = args.get(5).map(|b| b.parse()).transpose()?.unwrap_or(10_000);
     let links: usize = args.get(6).map(|b| b.parse()).transpose()?.unwrap_or(1).max(1);
-    let codes: Vec<String> = if links == 1 {
-        vec![code.as_str().to_owned()]
+    let codes: Vec<Arc<str>> = if links == 1 {
+        vec![code.as_str().into()]
     } else {
-        (0..links).map(|i| format!("{}{i}", code.as_str())).collect()
+        (0..links)
+            .map(|i| format!("{}{i}", code.as_str()).into())
+            .collect()
     };
 
     let store: Arc<dyn Store> = store::connect(&config).await?;

@@ -37,7 +37,7 @@ fn batch_at(start: DateTime<Utc>) -> Vec<ClickEvent> {
             x ^= x >> 7;
             x ^= x << 17;
             ClickEvent {
-                short_code: format!("c{:06}", x % LINKS),
+                short_code: format!("c{:06}", x % LINKS).into(),
                 clicked_at: start + Duration::microseconds(i as i64 * 20),
                 referrer: referrers[i % referrers.len()].into(),
                 device: if i % 3 == 0 {

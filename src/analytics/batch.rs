@@ -109,7 +109,7 @@ impl RawBlock {
             .into_iter()
             .map(
                 |(short_code, at, referrer, device, browser, os, bot, country, city, visitor)| ClickEvent {
-                    short_code,
+                    short_code: short_code.into(),
                     clicked_at: from_ms(at),
                     referrer: referrer.into(),
                     device,
@@ -275,7 +275,7 @@ impl ClickBatch {
         self.folded = OnceLock::new();
         self.folded_days = OnceLock::new();
         for e in events {
-            let code = self.codes.id(&e.short_code);
+            let code = self.codes.id_of_label(&e.short_code);
             if code as usize >= self.links.len() {
                 self.links.push(LinkCounters::default());
             }
@@ -541,7 +541,7 @@ impl ClickBatch {
     pub fn to_events(&self) -> Vec<ClickEvent> {
         self.raw_events()
             .map(|e| ClickEvent {
-                short_code: e.short_code.to_owned(),
+                short_code: e.short_code.into(),
                 clicked_at: e.clicked_at,
                 referrer: e.referrer.into(),
                 device: e.device,
@@ -709,7 +709,7 @@ mod tests {
             let mut want: std::collections::BTreeMap<(String, DateTime<Utc>), Want> = Default::default();
             let mut want_days: std::collections::BTreeMap<(String, DateTime<Utc>), std::collections::BTreeSet<u64>> = Default::default();
             for e in &events {
-                let w = want.entry((e.short_code.clone(), super::super::rollup::hour_of(e.clicked_at))).or_default();
+                let w = want.entry((e.short_code.to_string(), super::super::rollup::hour_of(e.clicked_at))).or_default();
                 if e.is_bot {
                     w.1 += 1;
                 } else {
@@ -717,7 +717,7 @@ mod tests {
                     *w.2.entry(e.country.to_string()).or_default() += 1;
                     w.3.insert(e.visitor_hash);
                     want_days
-                        .entry((e.short_code.clone(), super::super::rollup::day_of(e.clicked_at)))
+                        .entry((e.short_code.to_string(), super::super::rollup::day_of(e.clicked_at)))
                         .or_default()
                         .insert(e.visitor_hash);
                 }

@@ -29,7 +29,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use super::event::{Captured, ClickEvent};
+use super::event::ClickEvent;
+use super::queue::CaptureQueue;
 use super::sink::{Batch, Staged};
 use super::{Lane, Settings, Shared};
 
@@ -53,12 +54,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// a whole 50,000-click batch at once would hold a runtime worker for ~100 ms.
 const ENRICH_STEP: usize = 1024;
 
-pub async fn run(
-    mut rx: mpsc::Receiver<Captured>,
-    shared: Arc<Shared>,
-    settings: Settings,
-    stop: Arc<Notify>,
-) {
+pub async fn run(queue: Arc<CaptureQueue>, shared: Arc<Shared>, settings: Settings, stop: Arc<Notify>) {
     let depth = metrics::gauge!("kurz_click_queue_depth");
     for lane in &shared.lanes {
         for name in ["written", "replayed", "spooled"] {
@@ -81,64 +77,55 @@ pub async fn run(
     // Compile the user-agent rules before the first click needs them.
     let _ = tokio::task::spawn_blocking(super::enrich::warm_up).await;
 
-    let mut raw: Vec<Captured> = Vec::with_capacity(settings.batch_max);
+    // The buffer the last take handed over, emptied: the next take swaps it in.
+    let mut spare: Vec<u8> = Vec::new();
+    let mut memo = super::enrich::Memo::default();
     let mut pending: Vec<ClickEvent> = Vec::with_capacity(settings.batch_max);
     let mut oldest: Option<Instant> = None;
     let mut closing = false;
-    // The queue is polled every POLL instead of awaited: awaiting it would wake this
-    // task (a cross-thread wake-up) for nearly every click under load.
+    // The queue is looked at every POLL rather than woken per click: a wake-up per
+    // click would be a cross-thread wake-up for nearly every click under load.
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let flush_at = oldest.map(|t| t + settings.flush_interval);
-        let room = settings
-            .batch_max
-            .saturating_sub(pending.len())
-            .clamp(1, ENRICH_STEP);
-        let mut closed = false;
-        if rx.is_empty() {
+        if !closing {
             tokio::select! {
                 _ = poll.tick() => {}
                 _ = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {}
-                _ = stop.notified(), if !closing => {
+                _ = stop.notified() => {
                     // New clicks now go straight to the spools; drain what is queued.
                     closing = true;
-                    rx.close();
+                    queue.close();
                 }
             }
         }
-        while raw.len() < room {
-            match rx.try_recv() {
-                Ok(c) => raw.push(c),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
+        for shard in 0..queue.shards() {
+            spare.clear();
+            if queue.take(shard, &mut spare) == 0 {
+                continue;
+            }
+            for (i, click) in super::queue::decode(&spare).enumerate() {
+                if pending.is_empty() {
+                    oldest = Some(Instant::now());
+                }
+                pending.push(shared.enricher.enrich_memo(&mut memo, click));
+                if pending.len() >= settings.batch_max {
+                    cut(&mut pending, settings.batch_max, &shared, &writers);
+                    oldest = None;
+                }
+                if (i + 1) % ENRICH_STEP == 0 {
+                    tokio::task::yield_now().await;
                 }
             }
-        }
-        if !raw.is_empty() && oldest.is_none() {
-            oldest = Some(Instant::now());
-        }
-        let enriched = !raw.is_empty();
-        pending.extend(raw.drain(..).map(|c| shared.enricher.enrich(c)));
-        depth.set(rx.len() as f64);
-        if enriched {
             tokio::task::yield_now().await;
         }
+        let waiting = queue.len();
+        depth.set(waiting as f64);
+        let closed = closing && waiting == 0;
         let due = flush_at.is_some_and(|t| Instant::now() >= t);
-        if !pending.is_empty() && (pending.len() >= settings.batch_max || due || closed) {
-            let batch: Batch = Arc::new(std::mem::replace(
-                &mut pending,
-                Vec::with_capacity(settings.batch_max),
-            ));
-            for (lane, writer) in shared.lanes.iter().zip(&writers) {
-                if let Err(mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b)) =
-                    writer.try_send(batch.clone())
-                {
-                    shared.spool_one(lane, &b.iter().collect::<Vec<_>>(), true);
-                }
-            }
+        if !pending.is_empty() && (due || closed) {
+            cut(&mut pending, settings.batch_max, &shared, &writers);
             oldest = None;
         }
         if closed {
@@ -150,6 +137,19 @@ pub async fn run(
     drop(writers);
     for h in handles {
         let _ = h.await;
+    }
+}
+
+/// Hands the pending events to every sink's writer as one batch; a sink whose
+/// writer is [`LANE_BACKLOG`] batches behind gets them in its spool instead.
+fn cut(pending: &mut Vec<ClickEvent>, batch_max: usize, shared: &Shared, writers: &[mpsc::Sender<Batch>]) {
+    let batch: Batch = Arc::new(std::mem::replace(pending, Vec::with_capacity(batch_max)));
+    for (lane, writer) in shared.lanes.iter().zip(writers) {
+        if let Err(mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b)) =
+            writer.try_send(batch.clone())
+        {
+            shared.spool_one(lane, &b.iter().collect::<Vec<_>>(), true);
+        }
     }
 }
 
@@ -324,9 +324,9 @@ mod tests {
     }
 
     /// A click on `hold123` from visitor `i`, with no headers.
-    fn bare_click(i: u8) -> Captured {
+    fn bare_click(i: u8) -> Captured<'static> {
         Captured {
-            code: "hold123".into(),
+            code: "hold123",
             at: Utc::now(),
             referer: None,
             user_agent: None,
@@ -360,7 +360,7 @@ mod tests {
         let analytics = Analytics::start(settings, Enricher::new([7; 16], None), vec![sink.clone()]).unwrap();
         for i in 0..60u8 {
             analytics.capture(Captured {
-                code: "hold123".into(),
+                code: "hold123",
                 at: Utc::now(),
                 referer: None,
                 user_agent: Some(bounded(b"Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0")),

@@ -284,12 +284,29 @@ pub fn visitor_hash(key: &[u8; 16], ip: IpAddr) -> u64 {
     h.finish()
 }
 
+/// Short codes whose shared copy is kept (~100 bytes each).
+const CODES_CACHED: usize = 100_000;
+
+/// `text`'s shared copy in `cache`, made on a miss.
+fn shared(cache: &quick_cache::sync::Cache<Box<str>, Arc<str>>, text: &str) -> Arc<str> {
+    if let Some(hit) = cache.get(text) {
+        return hit;
+    }
+    let label: Arc<str> = text.into();
+    cache.insert(text.into(), label.clone());
+    label
+}
+
 pub struct Enricher {
     visitor_key: [u8; 16],
     geo: Option<GeoDb>,
     ua_cache: quick_cache::sync::Cache<Box<[u8]>, Arc<UaInfo>>,
     /// Referrer hosts and countries, shared by every click that carries them.
     labels: quick_cache::sync::Cache<Box<str>, Arc<str>>,
+    /// Short codes, kept apart from the labels so that many links cannot push the
+    /// few labels out. A hit saves an allocation made here and freed by the store's
+    /// writer on another thread, the pattern that sends glibc down its slow paths.
+    codes: quick_cache::sync::Cache<Box<str>, Arc<str>>,
 }
 
 impl Enricher {
@@ -299,16 +316,12 @@ impl Enricher {
             geo,
             ua_cache: quick_cache::sync::Cache::new(10_000),
             labels: quick_cache::sync::Cache::new(10_000),
+            codes: quick_cache::sync::Cache::new(CODES_CACHED),
         }
     }
 
     fn label(&self, text: &str) -> Arc<str> {
-        if let Some(hit) = self.labels.get(text) {
-            return hit;
-        }
-        let label: Arc<str> = text.into();
-        self.labels.insert(text.into(), label.clone());
-        label
+        shared(&self.labels, text)
     }
 
     fn user_agent(&self, ua: Option<&[u8]>) -> Arc<UaInfo> {
@@ -321,8 +334,23 @@ impl Enricher {
         info
     }
 
-    pub fn enrich(&self, c: Captured) -> ClickEvent {
-        let ua = self.user_agent(c.user_agent.as_deref());
+    /// Enriches with the shared caches only: the overflow path, on a handler's thread.
+    pub fn enrich(&self, c: Captured<'_>) -> ClickEvent {
+        self.enrich_in(c, None)
+    }
+
+    /// Enriches through the caller's [`Memo`] first: the batcher's path.
+    pub fn enrich_memo(&self, memo: &mut Memo, c: Captured<'_>) -> ClickEvent {
+        self.enrich_in(c, Some(memo))
+    }
+
+    fn enrich_in(&self, c: Captured<'_>, mut memo: Option<&mut Memo>) -> ClickEvent {
+        let ua_bytes = c.user_agent.unwrap_or_default();
+        let ua = memoised(
+            memo.as_mut().map(|m| (&mut m.user_agents, MEMO_LABELS)),
+            ua_bytes,
+            || self.user_agent(c.user_agent),
+        );
         let (geo_country, city) = match &self.geo {
             Some(db) => db.locate(c.ip),
             None => (None, None),
@@ -331,19 +359,76 @@ impl Enricher {
             c.cf_country
                 .and_then(|b| std::str::from_utf8(&b).ok().and_then(valid_country))
         });
+        let country = country.as_deref().unwrap_or(UNKNOWN_COUNTRY);
+        let referrer = referrer_label(c.referer);
         ClickEvent {
-            short_code: c.code.into(),
+            short_code: memoised(
+                memo.as_mut().map(|m| (&mut m.codes, CODES_CACHED)),
+                c.code,
+                || shared(&self.codes, c.code),
+            ),
             clicked_at: c.at,
-            referrer: self.label(&referrer_label(c.referer.as_deref())),
+            referrer: memoised(
+                memo.as_mut().map(|m| (&mut m.labels, MEMO_LABELS)),
+                &*referrer,
+                || self.label(&referrer),
+            ),
             device: ua.device,
             browser: ua.browser.clone(),
             os: ua.os.clone(),
             is_bot: ua.is_bot,
-            country: self.label(country.as_deref().unwrap_or(UNKNOWN_COUNTRY)),
+            country: memoised(
+                memo.as_mut().map(|m| (&mut m.labels, MEMO_LABELS)),
+                country,
+                || self.label(country),
+            ),
             city,
             visitor_hash: visitor_hash(&self.visitor_key, c.ip),
         }
     }
+}
+
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// User agents and labels a [`Memo`] holds before it starts again from empty: as
+/// many as the shared caches, so at most ~5 MB each with 512-byte headers.
+const MEMO_LABELS: usize = 10_000;
+
+/// The batcher's own copy of what the shared caches answered, in plain maps.
+///
+/// Why: the shared caches are safe to use from any thread, so every lookup takes a
+/// shard lock and hashes with a DoS-resistant hasher; four lookups a click made them
+/// the largest part of the batcher's CPU. Only the batcher uses a memo, so it needs
+/// neither. A miss falls through to the shared cache (and so to the UA parser only
+/// once per user agent). Each map is emptied when it reaches its limit, which
+/// bounds its memory without any bookkeeping per hit.
+#[derive(Default)]
+pub struct Memo {
+    user_agents: Map<Box<[u8]>, Arc<UaInfo>>,
+    labels: Map<Box<str>, Arc<str>>,
+    codes: Map<Box<str>, Arc<str>>,
+}
+
+/// `key`'s value in `memo`, or `shared()`'s (then remembered); without a memo, just
+/// `shared()`.
+fn memoised<Q, K, V>(memo: Option<(&mut Map<K, V>, usize)>, key: &Q, shared: impl FnOnce() -> V) -> V
+where
+    Q: ?Sized + std::hash::Hash + Eq,
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq + for<'a> From<&'a Q>,
+    V: Clone,
+{
+    let Some((memo, limit)) = memo else {
+        return shared();
+    };
+    if let Some(v) = memo.get(key) {
+        return v.clone();
+    }
+    if memo.len() >= limit {
+        memo.clear();
+    }
+    let v = shared();
+    memo.insert(K::from(key), v.clone());
+    v
 }
 
 #[cfg(test)]
@@ -440,23 +525,73 @@ mod tests {
         );
     }
 
+    /// The batcher's memo answers what the shared caches answer, and shares the
+    /// code and labels instead of copying them per click.
+    #[test]
+    fn the_memo_changes_nothing_but_the_lookups() {
+        let e = Enricher::new([3; 16], None);
+        let mut memo = Memo::default();
+        let uas = [IPHONE, WIN_CHROME, GOOGLEBOT];
+        let referers: [Option<&[u8]>; 3] = [
+            None,
+            Some(b"https://www.Twitter.com/x"),
+            Some(b"android-app://com.slack/"),
+        ];
+        let mut seen = std::collections::HashMap::<String, Arc<str>>::new();
+        for i in 0..30u8 {
+            let c = Captured {
+                code: if i % 2 == 0 { "abc1234" } else { "xyz7890" },
+                at: chrono::Utc::now(),
+                referer: referers[usize::from(i) % 3],
+                user_agent: Some(uas[usize::from(i / 3) % 3].as_bytes()),
+                ip: IpAddr::from([198, 51, 100, i]),
+                cf_country: (i % 4 == 0).then_some(*b"fr"),
+            };
+            let via_memo = e.enrich_memo(&mut memo, c);
+            assert_eq!(via_memo, e.enrich(c), "click {i}");
+            let first = seen
+                .entry(via_memo.short_code.to_string())
+                .or_insert_with(|| via_memo.short_code.clone());
+            assert!(Arc::ptr_eq(first, &via_memo.short_code), "one copy of a code");
+        }
+        assert_eq!(memo.codes.len(), 2);
+        assert_eq!(memo.user_agents.len(), 3);
+        // Referrers direct, twitter.com, com.slack; countries FR, unknown.
+        assert_eq!(memo.labels.len(), 5);
+    }
+
+    #[test]
+    fn a_full_memo_map_starts_again() {
+        let mut map: Map<Box<str>, u32> = Map::default();
+        for i in 0..10u32 {
+            assert_eq!(memoised(Some((&mut map, 4)), i.to_string().as_str(), || i), i);
+            assert!(map.len() <= 4, "{}", map.len());
+        }
+        let mut calls = 0;
+        memoised(Some((&mut map, 4)), "9", || {
+            calls += 1;
+            0
+        });
+        assert_eq!(calls, 0, "the newest entry is kept");
+    }
+
     #[test]
     fn cf_country_is_used_without_geoip_and_validated() {
         let e = Enricher::new([0; 16], None);
         let mut c = Captured {
-            code: "abc1234".into(),
+            code: "abc1234",
             at: chrono::Utc::now(),
             referer: None,
-            user_agent: Some(WIN_CHROME.as_bytes().into()),
+            user_agent: Some(WIN_CHROME.as_bytes()),
             ip: "198.51.100.1".parse().unwrap(),
             cf_country: Some(*b"de"),
         };
-        let ev = e.enrich(c.clone());
+        let ev = e.enrich(c);
         assert_eq!(&*ev.country, "DE");
         assert_eq!(&*ev.referrer, "direct");
         assert_eq!(ev.device, Device::Desktop);
         c.cf_country = Some(*b"XX");
-        assert_eq!(&*e.enrich(c.clone()).country, "unknown");
+        assert_eq!(&*e.enrich(c).country, "unknown");
         c.cf_country = None;
         assert_eq!(&*e.enrich(c).country, "unknown");
     }

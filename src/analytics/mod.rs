@@ -2,9 +2,9 @@
 //!
 //! The flow, one module per step:
 //! * [`Analytics::capture`] (called by the redirect handler) copies a few header bytes
-//!   into a [`event::Captured`] and `try_send`s it into a bounded queue. It never
-//!   awaits and never blocks on I/O; if the queue is full the event is enriched and
-//!   appended to the spools right there, so nothing is dropped and memory stays bounded.
+//!   of a [`event::Captured`] into a bounded [`queue`]. It never awaits and never
+//!   blocks on I/O; if the queue is full the event is enriched and appended to the
+//!   spools right there, so nothing is dropped and memory stays bounded.
 //! * [`batcher`] drains the queue, [`enrich`]es events (UA, GeoIP, visitor hash) and
 //!   flushes them by size or time to each [`sink`] — the store always, Kafka if set.
 //! * A failing sink's events go to its [`spool`] and are replayed in order when it is
@@ -20,6 +20,7 @@ pub mod enrich;
 pub mod event;
 pub mod hll;
 pub mod kafka;
+pub mod queue;
 pub mod rollup;
 pub mod sink;
 pub mod spool;
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::Counter;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use enrich::{Enricher, GeoDb};
@@ -107,7 +108,7 @@ impl Shared {
 }
 
 pub struct Analytics {
-    tx: mpsc::Sender<Captured>,
+    queue: Arc<queue::CaptureQueue>,
     shared: Arc<Shared>,
     enqueued: Counter,
     stop: Arc<Notify>,
@@ -140,13 +141,18 @@ impl Analytics {
         });
         // Registered at zero so dashboards and tests see the series from the start.
         shared.dropped.increment(0);
-        let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+        let queue = Arc::new(queue::CaptureQueue::new(settings.queue_capacity.max(1)));
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(batcher::run(rx, shared.clone(), settings, stop.clone()));
+        let task = tokio::spawn(batcher::run(
+            queue.clone(),
+            shared.clone(),
+            settings,
+            stop.clone(),
+        ));
         let enqueued = metrics::counter!("kurz_click_events_enqueued_total");
         enqueued.increment(0);
         Ok(Self {
-            tx,
+            queue,
             shared,
             enqueued,
             stop,
@@ -156,15 +162,12 @@ impl Analytics {
 
     /// Hands a click to the pipeline. Never waits: a full (or closed) queue sends the
     /// event straight to the spools instead.
-    pub fn capture(&self, click: Captured) {
+    pub fn capture(&self, click: Captured<'_>) {
         self.enqueued.increment(1);
-        match self.tx.try_send(click) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c)) => {
-                metrics::counter!("kurz_click_events_overflow_total").increment(1);
-                let event = self.shared.enricher.enrich(c);
-                self.shared.spool_all(&[&event], false);
-            }
+        if let Err(c) = self.queue.push(click) {
+            metrics::counter!("kurz_click_events_overflow_total").increment(1);
+            let event = self.shared.enricher.enrich(c);
+            self.shared.spool_all(&[&event], false);
         }
     }
 

@@ -248,7 +248,7 @@ mod tests {
 
     fn ev(i: u64) -> ClickEvent {
         ClickEvent {
-            short_code: format!("code{i}"),
+            short_code: format!("code{i}").into(),
             clicked_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + i as i64).unwrap(),
             referrer: "direct".into(),
             device: Device::Desktop,

@@ -65,11 +65,11 @@ pub async fn redirect(State(state): State<Arc<AppState>>, req: Request) -> Respo
 
 /// Copies what the click pipeline needs out of the request; parsing happens later, in
 /// the batcher.
-fn capture(state: &AppState, code: &str, peer: IpAddr, headers: &HeaderMap) -> Captured {
+fn capture<'a>(state: &AppState, code: &'a str, peer: IpAddr, headers: &'a HeaderMap) -> Captured<'a> {
     let trusted = &state.config.trusted_proxies;
     let peer_trusted = trusted.iter().any(|net| net.contains(&peer));
     Captured {
-        code: code.into(),
+        code,
         at: chrono::Utc::now(),
         referer: headers.get(header::REFERER).map(|v| bounded(v.as_bytes())),
         user_agent: headers.get(header::USER_AGENT).map(|v| bounded(v.as_bytes())),

@@ -526,6 +526,8 @@ impl Store for SqliteStore {
         merge_daily(&mut tx, &days).await?;
 
         if raw {
+            // Each block's JSON is moved into the query: binding a `&str` would copy
+            // megabytes into fresh pages once more.
             for block in batch.raw() {
                 sqlx::query(
                     "INSERT INTO click_event_blocks (first_at, last_at, events, rows) VALUES (?1, ?2, ?3, ?4)",
@@ -533,7 +535,7 @@ impl Store for SqliteStore {
                 .bind(ms(block.first_at))
                 .bind(ms(block.last_at))
                 .bind(block.events as i64)
-                .bind(block.json.as_str())
+                .bind(block.json)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
