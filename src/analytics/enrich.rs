@@ -284,8 +284,8 @@ pub fn visitor_hash(key: &[u8; 16], ip: IpAddr) -> u64 {
     h.finish()
 }
 
-/// Short codes whose shared copy is kept (~100 bytes each).
-const CODES_CACHED: usize = 100_000;
+/// Short codes a [`Memo`] keeps one shared copy of (~100 bytes each).
+const MEMO_CODES: usize = 100_000;
 
 /// `text`'s shared copy in `cache`, made on a miss.
 fn shared(cache: &quick_cache::sync::Cache<Box<str>, Arc<str>>, text: &str) -> Arc<str> {
@@ -303,10 +303,6 @@ pub struct Enricher {
     ua_cache: quick_cache::sync::Cache<Box<[u8]>, Arc<UaInfo>>,
     /// Referrer hosts and countries, shared by every click that carries them.
     labels: quick_cache::sync::Cache<Box<str>, Arc<str>>,
-    /// Short codes, kept apart from the labels so that many links cannot push the
-    /// few labels out. A hit saves an allocation made here and freed by the store's
-    /// writer on another thread, the pattern that sends glibc down its slow paths.
-    codes: quick_cache::sync::Cache<Box<str>, Arc<str>>,
 }
 
 impl Enricher {
@@ -316,7 +312,6 @@ impl Enricher {
             geo,
             ua_cache: quick_cache::sync::Cache::new(10_000),
             labels: quick_cache::sync::Cache::new(10_000),
-            codes: quick_cache::sync::Cache::new(CODES_CACHED),
         }
     }
 
@@ -362,11 +357,9 @@ impl Enricher {
         let country = country.as_deref().unwrap_or(UNKNOWN_COUNTRY);
         let referrer = referrer_label(c.referer);
         ClickEvent {
-            short_code: memoised(
-                memo.as_mut().map(|m| (&mut m.codes, CODES_CACHED)),
-                c.code,
-                || shared(&self.codes, c.code),
-            ),
+            short_code: memoised(memo.as_mut().map(|m| (&mut m.codes, MEMO_CODES)), c.code, || {
+                c.code.into()
+            }),
             clicked_at: c.at,
             referrer: memoised(
                 memo.as_mut().map(|m| (&mut m.labels, MEMO_LABELS)),
@@ -400,7 +393,10 @@ const MEMO_LABELS: usize = 10_000;
 /// shard lock and hashes with a DoS-resistant hasher; four lookups a click made them
 /// the largest part of the batcher's CPU. Only the batcher uses a memo, so it needs
 /// neither. A miss falls through to the shared cache (and so to the UA parser only
-/// once per user agent). Each map is emptied when it reaches its limit, which
+/// once per user agent). Codes have no shared cache: only the batcher's memo keeps
+/// them, and the rare overflow path copies its click's code. A memo hit saves an
+/// allocation made here and freed by the store's writer on another thread, the
+/// pattern that sent glibc down its slow paths. Each map is emptied when it reaches its limit, which
 /// bounds its memory without any bookkeeping per hit.
 #[derive(Default)]
 pub struct Memo {
