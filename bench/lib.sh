@@ -27,3 +27,12 @@ run_oha() {
     bounded $((seconds + 60)) oha -z "${seconds}s" "${OHA[@]}" "$@" >"$out" 2>"${out%.json}.log" \
         || die "oha failed, see ${out%.json}.log"
 }
+
+# cpu_ticks PID — user + system CPU of a process so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# oha arguments that make each request a human click: a desktop browser's User-Agent
+# and a Referer (oha's own User-Agent is classified as a bot, which skips the
+# breakdowns and the visitor sketch). Used by run_analytics.sh and run_stages.sh.
+CLICK=(-H "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
+       -H "Referer: https://news.example.com/item?id=1")

@@ -62,9 +62,7 @@ trap cleanup EXIT
 
 command -v oha >/dev/null || die "oha is required: cargo install oha --locked"
 OHA=(--no-tui --redirect 0 --output-format json)
-# A human click: a browser's User-Agent and a Referer (see 1. above).
-CLICK=(-H "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
-       -H "Referer: https://news.example.com/item?id=1")
+# CLICK (bench/lib.sh): a human click, see 1. above.
 
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     say "cargo build --release (kurz, clickgen)"
@@ -140,9 +138,6 @@ for name in ("on", "off"):
     (work / f"{name}-zipf-urls.txt").write_text("\n".join(picks) + "\n")
 ZIPF
 }
-
-# cpu_ticks PID — user + system CPU of a process so far, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # 1. Analytics on vs off -------------------------------------------------------------
 read -r PON POFF PPG <<<"$("${HARNESS[@]}" ports 3 | tr '\n' ' ')"
