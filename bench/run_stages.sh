@@ -15,13 +15,14 @@
 #   noraw   everything, without raw events (KURZ_ANALYTICS_RAW_EVENTS=false)
 #   full    everything (the shipped default)
 #
-# For each instance, in turn, BENCH_ROUNDS times: oha at a fixed BENCH_CPU_RATE (Zipf
-# mix, the same browser User-Agent and Referer as bench/run_analytics.sh) for
-# BENCH_SECONDS, then 12 s more for the held write; the figure is the kurz process's
-# utime + stime per redirect over both. With BENCH_SATURATE=1 oha sends as fast as it
-# can instead (c=64), and req/s is printed too. The difference between two adjacent
-# stages is what that stage costs per click. Rounds on a shared VM vary by ±1 µs: read
-# medians, and compare instances within one round.
+# For each instance, in turn (the order rotated by one each round), BENCH_ROUNDS
+# times: oha at a fixed BENCH_CPU_RATE (Zipf mix, the same browser User-Agent and
+# Referer as bench/run_analytics.sh) for BENCH_SECONDS, then 12 s more for the held
+# write; the figure is the kurz process's utime + stime per redirect over both. With
+# BENCH_SATURATE=1 oha sends as fast as it can instead (c=64), and req/s is printed
+# too. The difference between two adjacent stages is what that stage costs per click.
+# Rounds on a shared VM vary by ±1 µs: read medians, and compare instances within one
+# round.
 #
 # Knobs: BENCH_LINKS=20000 BENCH_ROUNDS=3 BENCH_SECONDS=20 BENCH_CPU_RATE=15000
 # BENCH_SATURATE=0 BENCH_SKIP_BUILD=1 (reuse target/stages/release/kurz).
@@ -101,7 +102,11 @@ RATE_ARGS=(-q "$RATE")
 [[ $SATURATE == 1 ]] && RATE_ARGS=()
 TCK=$(getconf CLK_TCK)
 for round in $(seq "$ROUNDS"); do
-    for s in "${STAGES[@]}"; do
+    # Each round starts one stage later: an instance's place in the round moved its
+    # figure by up to ~2 µs in A/Bs on this machine, so no stage may keep one place.
+    shift_by=$(( (round - 1) % ${#STAGES[@]} ))
+    ORDER=("${STAGES[@]:shift_by}" "${STAGES[@]:0:shift_by}")
+    for s in "${ORDER[@]}"; do
         say "round $round/$ROUNDS: $s"
         sed "s|^|http://127.0.0.1:${PORT[$s]}|" "$WORK/paths.txt" >"$WORK/urls-$s.txt"
         before=$(cpu_ticks "${PID[$s]}")
