@@ -21,8 +21,7 @@
 # write; the figure is the kurz process's utime + stime per redirect over both. With
 # BENCH_SATURATE=1 oha sends as fast as it can instead (c=64), and req/s is printed
 # too. The difference between two adjacent stages is what that stage costs per click.
-# Rounds on a shared VM vary by ±1 µs: read medians, and compare instances within one
-# round.
+# Rounds on a shared VM vary by ±1–2 µs: read medians of several rounds.
 #
 # Knobs: BENCH_LINKS=20000 BENCH_ROUNDS=3 BENCH_SECONDS=20 BENCH_CPU_RATE=15000
 # BENCH_SATURATE=0 BENCH_SKIP_BUILD=1 (reuse target/stages/release/kurz).
@@ -102,8 +101,8 @@ RATE_ARGS=(-q "$RATE")
 [[ $SATURATE == 1 ]] && RATE_ARGS=()
 TCK=$(getconf CLK_TCK)
 for round in $(seq "$ROUNDS"); do
-    # Each round starts one stage later: an instance's place in the round moved its
-    # figure by up to ~2 µs in A/Bs on this machine, so no stage may keep one place.
+    # Each round starts one stage later: A/Bs in a fixed order disagreed by up to ~2 µs
+    # once their order was reversed, so no stage keeps one place in the round.
     shift_by=$(( (round - 1) % ${#STAGES[@]} ))
     ORDER=("${STAGES[@]:shift_by}" "${STAGES[@]:0:shift_by}")
     for s in "${ORDER[@]}"; do
