@@ -415,7 +415,11 @@ mod tests {
             StoreSink::new(store.clone(), true, Duration::ZERO),
             Duration::from_millis(300),
         ));
-        let settings = small_batches(dir.path(), 0);
+        let mut settings = small_batches(dir.path(), 0);
+        // The first write's speed sets how much the next may carry (`write_cap`): a
+        // few clicks in 300 ms is a slow sink, so a long timeout keeps that cap above
+        // the 150 clicks here whatever the first batch holds.
+        settings.sink_timeout = Duration::from_secs(120);
         rules_compiled().await;
         let analytics = Analytics::start(settings, Enricher::new([7; 16], None), vec![sink.clone()]).unwrap();
         for i in 0..150u8 {
