@@ -6,9 +6,9 @@
 //! (or the other way round). A writer that falls behind takes every batch waiting for
 //! it (up to [`LANE_BACKLOG`]) as one write: a bigger write touches each link-hour
 //! once for more clicks, so the writer catches up instead of falling further behind.
-//! While a write runs, the writer keeps taking batches in for the next one, up to the
-//! hold's caps ([`HOLD_BATCHES`], [`HOLD_ROWS`]), so a write that takes seconds does
-//! not send the clicks behind it through the spool. Beyond that and [`LANE_BACKLOG`]
+//! While a write runs, the writer keeps taking batches in for the next one until that
+//! is full (see [`full`]), so a write that takes seconds does not send the clicks
+//! behind it through the spool. Beyond that and [`LANE_BACKLOG`]
 //! the batcher appends batches to that sink's spool itself, so memory stays bounded
 //! however slow a sink is.
 //!
@@ -187,8 +187,7 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
         }
         let due = closed
             || staged.rows() <= settings.light_rows
-            || staged.rows() >= HOLD_ROWS
-            || staged.events() >= cap
+            || full(&staged, cap)
             || held_since.is_some_and(|t| t.elapsed() >= hold);
         if due && staged.events() > 0 {
             held_since = None;
@@ -199,7 +198,7 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
             } else {
                 let mut next = Staged::for_sink(lane.sink.as_ref());
                 let write = timed(&settings, &flush_seconds, lane.sink.write_staged(&staged));
-                let has_room = |s: &Staged| s.rows() < HOLD_ROWS && s.events() < cap;
+                let has_room = |s: &Staged| !full(s, cap);
                 let started = Instant::now();
                 let written = take_while_writing(write, &mut rx, &mut incoming, &mut next, has_room).await;
                 let took = started.elapsed();
@@ -239,6 +238,12 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
         }
     }
     spool_bytes.set(lane.spool.backlog() as f64);
+}
+
+/// Is a fold as big as one write may be? [`HOLD_ROWS`] link-hours, or `cap` events
+/// (from [`write_cap`]).
+fn full(staged: &Staged, cap: usize) -> bool {
+    staged.rows() >= HOLD_ROWS || staged.events() >= cap
 }
 
 /// How many events the next write may carry, from the last write: `Some((events,
