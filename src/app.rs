@@ -41,6 +41,9 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The click pipeline; `None` with `KURZ_ANALYTICS=false`.
     pub analytics: Option<Arc<Analytics>>,
+    /// Key of the client IPs' hash ([`crate::domain::visitor`]): visitor hashes, and
+    /// the anonymous caller's name in rate-limit and idempotency keys.
+    pub ip_key: [u8; 16],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +89,8 @@ async fn kgs_key(config: &Config, store: &dyn Store) -> Result<[u8; 16], Startup
         .map_err(|_| StartupError::Config("KURZ_KGS_SECRET must be 32 hex characters".into()))
 }
 
-/// The visitor-hash key: configured, or generated once and kept in the store so every
-/// instance hashes one IP to one visitor.
+/// The key of the client IPs' hash: configured, or generated once and kept in the
+/// store so every instance hashes one IP to one visitor (and one rate-limit bucket).
 async fn visitor_key(config: &Config, store: &dyn Store) -> Result<[u8; 16], StartupError> {
     let hex_key = match &config.visitor_hash_secret {
         Some(s) => s.expose().to_owned(),
@@ -106,6 +109,7 @@ async fn visitor_key(config: &Config, store: &dyn Store) -> Result<[u8; 16], Sta
 async fn start_analytics(
     config: &Config,
     store: &Arc<dyn Store>,
+    ip_key: [u8; 16],
 ) -> Result<Option<Arc<Analytics>>, StartupError> {
     if !config.analytics {
         return Ok(None);
@@ -116,7 +120,7 @@ async fn start_analytics(
         .map(GeoDb::open)
         .transpose()
         .map_err(StartupError::Config)?;
-    let enricher = Enricher::new(visitor_key(config, store.as_ref()).await?, geo);
+    let enricher = Enricher::new(ip_key, geo);
     let settings = analytics::Settings {
         queue_capacity: config.analytics_queue,
         batch_max: config.analytics_batch.max(1),
@@ -223,12 +227,14 @@ impl Application {
             l2,
             host_of(&config.public_base_url),
         );
-        let analytics = start_analytics(&config, &store).await?;
+        let ip_key = visitor_key(&config, store.as_ref()).await?;
+        let analytics = start_analytics(&config, &store, ip_key).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartupError::Bind(config.listen, e))?;
         let state = Arc::new(AppState {
-            limiter: RateLimiter::new(config.tier_limits(), redis.clone()),
+            limiter: RateLimiter::new(config.tier_limits(), redis.clone(), ip_key),
+            ip_key,
             redis,
             idempotency: Idempotency::new(store.clone(), IDEMPOTENCY_TTL, IDEMPOTENCY_WAIT),
             config,

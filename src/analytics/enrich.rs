@@ -7,15 +7,14 @@
 //! `ua-parser` crate; the regex set is compiled once per process, lazily.
 
 use std::borrow::Cow;
-use std::hash::Hasher;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
-use siphasher::sip::SipHasher13;
 
 use super::event::{Captured, ClickEvent, Device};
+pub use crate::domain::visitor::visitor_hash;
 
 pub const UNKNOWN_COUNTRY: &str = "unknown";
 pub const DIRECT: &str = "direct";
@@ -269,21 +268,6 @@ fn valid_country(code: &str) -> Option<String> {
         .then(|| code.to_ascii_uppercase())
 }
 
-/// Keyed hash of the client IP. The key is a per-deployment secret, so the hash cannot
-/// be reversed by hashing all 2^32 IPv4 addresses without it.
-pub fn visitor_hash(key: &[u8; 16], ip: IpAddr) -> u64 {
-    let (k0, k1) = key.split_at(8);
-    let k0 = u64::from_le_bytes(k0.try_into().unwrap_or_default());
-    let k1 = u64::from_le_bytes(k1.try_into().unwrap_or_default());
-    let mut h = SipHasher13::new_with_keys(k0, k1);
-    // IPv4-mapped IPv6 and plain IPv4 are one visitor.
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => h.write(&v4.octets()),
-        IpAddr::V6(v6) => h.write(&v6.octets()),
-    }
-    h.finish()
-}
-
 /// Short codes a [`Memo`] keeps one shared copy of (~100 bytes each).
 const MEMO_CODES: usize = 100_000;
 
@@ -505,20 +489,6 @@ mod tests {
                 .unwrap_or_else(|| DIRECT.to_owned());
             proptest::prop_assert_eq!(referrer_host(Some(url.as_bytes())), full, "{}", url);
         }
-    }
-
-    #[test]
-    fn visitor_hash_is_keyed_and_ignores_v4_mapping() {
-        let ip: IpAddr = "203.0.113.9".parse().unwrap();
-        let mapped: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
-        let k1 = [1u8; 16];
-        let k2 = [2u8; 16];
-        assert_eq!(visitor_hash(&k1, ip), visitor_hash(&k1, mapped));
-        assert_ne!(visitor_hash(&k1, ip), visitor_hash(&k2, ip));
-        assert_ne!(
-            visitor_hash(&k1, ip),
-            visitor_hash(&k1, "203.0.113.10".parse().unwrap())
-        );
     }
 
     /// The batcher's memo answers what the shared caches answer, and shares the

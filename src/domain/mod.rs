@@ -9,6 +9,7 @@ pub mod link;
 pub mod stats;
 pub mod target_url;
 pub mod user;
+pub mod visitor;
 
 pub use code::{Alias, ShortCode};
 pub use link::{Link, LinkState, Metadata, RedirectType};

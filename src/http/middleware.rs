@@ -66,7 +66,7 @@ pub async fn api_gate(State(state): State<Arc<AppState>>, mut req: Request, next
     }
     let scope = match &caller {
         Caller::User { id, .. } => format!("user:{id}"),
-        Caller::Anonymous => format!("ip:{ip}"),
+        Caller::Anonymous => format!("ip:{}", crate::domain::visitor::ip_subject(&state.ip_key, ip)),
     };
     req.extensions_mut().insert(caller);
     let idem_key = req.headers().get("x-idempotency-key").cloned();

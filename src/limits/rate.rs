@@ -139,10 +139,13 @@ pub struct RateLimiter {
     pro: Option<Bucket>,
     enterprise: Option<Bucket>,
     redirect: Option<Bucket>,
+    /// Key of the IPs' hash: a Redis key names an anonymous caller by it, never by
+    /// the IP itself.
+    ip_key: [u8; 16],
 }
 
 impl RateLimiter {
-    pub fn new(limits: TierLimits, redis: Option<Arc<Redis>>) -> Self {
+    pub fn new(limits: TierLimits, redis: Option<Arc<Redis>>, ip_key: [u8; 16]) -> Self {
         let clock = QuantaClock::default();
         Self {
             redis: redis.map(|r| (r, redis::Script::new(BUCKET_LUA))),
@@ -153,6 +156,7 @@ impl RateLimiter {
             redirect: Bucket::new(limits.redirect, &clock),
             clock,
             limits,
+            ip_key,
         }
     }
 
@@ -196,7 +200,7 @@ impl RateLimiter {
     async fn check_shared(&self, bucket: &Bucket, subject: &Subject, scope: &str) -> Decision {
         if let Some((redis, script)) = &self.redis {
             let id = match subject {
-                Subject::Ip(ip) => ip.to_string(),
+                Subject::Ip(ip) => crate::domain::visitor::ip_subject(&self.ip_key, *ip),
                 Subject::User(id) => id.to_string(),
             };
             let key = redis.key(&["rl", scope, &id]);
@@ -282,7 +286,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_limit_then_refuses_with_retry_after() {
-        let rl = RateLimiter::new(limits(5), None);
+        let rl = RateLimiter::new(limits(5), None, [0; 16]);
         let alice = Caller::User {
             id: 1,
             tier: Tier::Free,
@@ -315,7 +319,7 @@ mod tests {
 
     #[test]
     fn anonymous_is_keyed_by_ip_and_admin_is_unlimited() {
-        let rl = RateLimiter::new(limits(5), None);
+        let rl = RateLimiter::new(limits(5), None, [0; 16]);
         let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
         for _ in 0..3 {
@@ -337,7 +341,7 @@ mod tests {
 
     #[test]
     fn zero_means_unlimited() {
-        let rl = RateLimiter::new(limits(0), None);
+        let rl = RateLimiter::new(limits(0), None, [0; 16]);
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         assert!(
             rl.check_api_local(

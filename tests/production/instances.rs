@@ -85,6 +85,51 @@ async fn a_rate_limit_of_n_per_minute_is_n_across_instances() {
     assert_eq!(limited, 7);
 }
 
+/// An anonymous caller's bucket is shared through Redis under the keyed hash of its
+/// IP: the limit holds across instances, and no Redis key holds the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_limits_are_shared_under_a_hashed_ip_never_the_ip() {
+    let Some(a) = spawn_pg(|c| c.rate_limit_anonymous = 4).await else {
+        return;
+    };
+    let b = a.twin().await;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let res = app
+            .create(
+                None,
+                &json!({ "original_url": format!("https://example.com/anon/{i}") }),
+            )
+            .await;
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 4, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 4, "{statuses:?}");
+
+    let url = a.config.redis_url.as_ref().unwrap().expose().to_owned();
+    let mut redis = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", a.config.redis_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let anon: Vec<&String> = keys.iter().filter(|k| k.contains("rl:anon:")).collect();
+    assert_eq!(anon.len(), 1, "one shared bucket: {keys:?}");
+    let subject = anon[0].rsplit(':').next().unwrap();
+    assert!(
+        subject.len() == 16 && subject.bytes().all(|c| c.is_ascii_hexdigit()),
+        "the bucket is named by a 64-bit hash: {subject}"
+    );
+    for k in &keys {
+        assert!(!k.contains("127.0.0.1"), "a raw IP in a Redis key: {k}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_hold_across_instances() {
     let Some(a) = spawn_pg(|_| {}).await else { return };
