@@ -421,6 +421,33 @@ pub async fn a_replayed_chunk_is_counted_once(store: Arc<dyn Store>) {
     assert_eq!(count().await, 8);
 }
 
+/// A writer's name is claimed at 0 and moves with each write recorded under it; the
+/// batcher asks how far it got before replaying a write whose answer it lost.
+pub async fn a_write_marker_says_how_far_its_writes_got(store: Arc<dyn Store>) {
+    store
+        .insert_links(&[new_link("wmk1234", "https://example.com/w", None)])
+        .await
+        .unwrap();
+    assert_eq!(store.marker_through("w-test").await.unwrap(), None);
+    store.claim_marker("w-test").await.unwrap();
+    assert_eq!(store.marker_through("w-test").await.unwrap(), Some(0));
+    let at = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+    let chunk = vec![click("wmk1234", at, 1, false)];
+    for n in 1..=2 {
+        let mut b = rollup::fold(&chunk);
+        b.replay = Some(rollup::Replay {
+            spool: "w-test".into(),
+            through: n,
+        });
+        store.record_clicks(&b, true).await.unwrap();
+        // Claiming again (a restart cannot, names are random; but it must not reset).
+        store.claim_marker("w-test").await.unwrap();
+        assert_eq!(store.marker_through("w-test").await.unwrap(), Some(n));
+    }
+    assert_eq!(store.get_link("wmk1234").await.unwrap().unwrap().click_count, 2);
+    assert_eq!(store.marker_through("w-other").await.unwrap(), None);
+}
+
 /// A day's visitor sketch is built from its hours once the day is over; until then
 /// (and if it is never built) stats read the hours, with the same answer.
 pub async fn daily_sketches_are_built_once_the_day_is_over(store: Arc<dyn Store>) {
@@ -557,6 +584,7 @@ macro_rules! conformance {
                 concurrent_idempotency_claims_have_one_winner,
                 clicks_add_up_across_batches,
                 a_replayed_chunk_is_counted_once,
+                a_write_marker_says_how_far_its_writes_got,
                 daily_sketches_are_built_once_the_day_is_over,
                 click_writes_racing_a_compaction_lose_nothing,
             );
@@ -617,6 +645,35 @@ async fn pending_migrations_are_counted_on_both_backends() {
     assert!(pg.pending_migrations().await.unwrap() > 0);
     pg.migrate().await.unwrap();
     assert_eq!(pg.pending_migrations().await.unwrap(), 0);
+}
+
+/// On PostgreSQL a write that lost its answer may still be running (or committing)
+/// on the server. `marker_through` waits for it: a write under a marker holds the
+/// marker's row locked, here by hand, until it commits; the answer comes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_is_read_only_after_the_write_holding_it_ends() {
+    let Some((store, url)) = fresh_postgres().await else {
+        return;
+    };
+    store.claim_marker("w-held").await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT through FROM click_replays WHERE spool = 'w-held' FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE click_replays SET through = 5 WHERE spool = 'w-held'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let asked = tokio::spawn({
+        let store = store.clone();
+        async move { store.marker_through("w-held").await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!asked.is_finished(), "answered while the write was still open");
+    tx.commit().await.unwrap();
+    assert_eq!(asked.await.unwrap(), Some(5), "the committed write's mark");
 }
 
 /// Reads go to the replica; a link just written is still found at once

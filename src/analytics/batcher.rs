@@ -174,6 +174,7 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
     let mut cap = most_events;
     let mut staged = Staged::for_sink(lane.sink.as_ref());
     let mut held_since: Option<Instant> = None;
+    let mut names = WriteNames::default();
     loop {
         let closed = tokio::select! {
             n = rx.recv_many(&mut incoming, LANE_BACKLOG) => n == 0,
@@ -197,10 +198,18 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
                 staged = Staged::for_sink(lane.sink.as_ref());
             } else {
                 let mut next = Staged::for_sink(lane.sink.as_ref());
-                let write = timed(&settings, &flush_seconds, lane.sink.write_staged(&staged));
-                let has_room = |s: &Staged| !full(s, cap);
+                let write_name = names.next(lane.sink.as_ref(), settings.sink_timeout).await;
                 let started = Instant::now();
-                let written = take_while_writing(write, &mut rx, &mut incoming, &mut next, has_room).await;
+                let written = match &write_name {
+                    // Nothing was attempted: the sink did not even take the name.
+                    Err(e) => Err(e.clone()),
+                    Ok(write_name) => {
+                        staged.mark(write_name.clone());
+                        let write = timed(&settings, &flush_seconds, lane.sink.write_staged(&staged));
+                        let has_room = |s: &Staged| !full(s, cap);
+                        take_while_writing(write, &mut rx, &mut incoming, &mut next, has_room).await
+                    }
+                };
                 let took = started.elapsed();
                 match written {
                     Ok(()) => {
@@ -211,7 +220,15 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
                     Err(e) => {
                         tracing::warn!(sink = name, error = %e, events = n, "click sink failed; spooling");
                         retry_at = Instant::now() + RETRY_AFTER;
-                        staged.with_events(|events| shared.spool_one(lane, events, true));
+                        // The write may have committed all the same: its events go to the
+                        // spool under its name, and the name is not used again.
+                        let written_as = write_name.ok().flatten();
+                        if written_as.is_some() {
+                            names.drop_writer();
+                        }
+                        staged.with_events(|events| {
+                            shared.spool_marked(lane, events, true, written_as.as_ref())
+                        });
                         cap = write_cap(cap, None, &settings, most_events);
                     }
                 }
@@ -238,6 +255,62 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
         }
     }
     spool_bytes.set(lane.spool.backlog() as f64);
+}
+
+/// Names each live write of a sink that can record the name with the write (the
+/// store, [`Sink::claim`]): (writer, n), n counting up from 1 under one writer name.
+/// A write that fails may have committed anyway (a timeout can fire after the
+/// database took the COMMIT), so it is spooled under its name and the writer takes a
+/// new one: the old name's mark then stays at n (committed) or below (not) for good,
+/// which is what the replay asks the sink ([`Sink::written`]). Without this such a
+/// write would be counted twice.
+#[derive(Default)]
+struct WriteNames {
+    writer: Option<String>,
+    n: u64,
+    /// The sink cannot record names: writes go unnamed.
+    unnamed: bool,
+}
+
+impl WriteNames {
+    /// The next write's name (`None` for a sink that records none), or why the sink
+    /// could not take a new writer name, in which case nothing may be written.
+    async fn next(
+        &mut self,
+        sink: &dyn super::Sink,
+        timeout: Duration,
+    ) -> Result<Option<super::Replay>, String> {
+        if self.unnamed {
+            return Ok(None);
+        }
+        let writer = match &self.writer {
+            Some(w) => w.clone(),
+            None => {
+                let w = format!("w{:032x}", rand::random::<u128>());
+                match tokio::time::timeout(timeout, sink.claim(&w)).await {
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => {
+                        self.unnamed = true;
+                        return Ok(None);
+                    }
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(_) => return Err(format!("no answer within {timeout:?}")),
+                }
+                self.writer = Some(w.clone());
+                self.n = 0;
+                w
+            }
+        };
+        self.n += 1;
+        Ok(Some(super::Replay {
+            spool: writer,
+            through: self.n,
+        }))
+    }
+
+    fn drop_writer(&mut self) {
+        self.writer = None;
+    }
 }
 
 /// Is a fold as big as one write may be? [`HOLD_ROWS`] link-hours, or `cap` events
@@ -326,12 +399,42 @@ async fn replay_chunk(
         metrics::counter!("kurz_click_spool_corrupt_records_total").increment(chunk.corrupt);
         tracing::error!(records = chunk.corrupt, "corrupt click spool records skipped");
     }
-    if !chunk.events.is_empty() {
-        let events: Vec<&ClickEvent> = chunk.events.iter().collect();
+    // Events of failed writes that committed after all are in the sink already.
+    let mut in_already: Vec<&super::Replay> = Vec::new();
+    let mut asked: Vec<&super::Replay> = Vec::new();
+    for w in chunk.written_as.iter().flatten() {
+        if !asked.contains(&w) {
+            asked.push(w);
+            let written = tokio::time::timeout(settings.sink_timeout, lane.sink.written(w))
+                .await
+                .map_err(|_| format!("no answer within {:?}", settings.sink_timeout))?
+                .map_err(|e| e.to_string())?;
+            if written {
+                in_already.push(w);
+            }
+        }
+    }
+    let events: Vec<&ClickEvent> = chunk
+        .events
+        .iter()
+        .zip(&chunk.written_as)
+        .filter(|(_, w)| w.as_ref().is_none_or(|w| !in_already.contains(&w)))
+        .map(|(e, _)| e)
+        .collect();
+    let skipped = chunk.events.len() - events.len();
+    if skipped > 0 {
+        metrics::counter!("kurz_click_events_already_written_total", "sink" => lane.sink.name())
+            .increment(skipped as u64);
+        tracing::info!(
+            events = skipped,
+            "spooled clicks of a write that had committed after all skipped"
+        );
+    }
+    if !events.is_empty() {
         let replay = lane.spool.replay_at(chunk.next_offset);
         timed(settings, flush_seconds, lane.sink.write_replayed(&events, replay)).await?;
         metrics::counter!("kurz_click_events_replayed_total", "sink" => lane.sink.name())
-            .increment(chunk.events.len() as u64);
+            .increment(events.len() as u64);
     }
     super::off_workers(|| lane.spool.commit(chunk.next_offset)).map_err(|e| e.to_string())
 }
@@ -356,11 +459,21 @@ mod tests {
     /// and the events that came back from the spool. `delay` makes each write that
     /// much slower: a fake, since a loaded PostgreSQL's seconds-long writes cannot be
     /// caused on demand in a unit test.
+    /// `fail` makes the first live write fail: before it reaches the store, or
+    /// after the store committed it (its answer lost, as when the sink timeout fires
+    /// during a slow COMMIT) — a fake too, as that moment cannot be hit on demand.
     struct Counted {
         inner: StoreSink,
         writes: AtomicUsize,
         replayed: AtomicUsize,
         delay: Duration,
+        fail: std::sync::Mutex<Option<Fail>>,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Fail {
+        BeforeCommit,
+        AfterCommit,
     }
 
     impl Counted {
@@ -370,6 +483,7 @@ mod tests {
                 writes: AtomicUsize::new(0),
                 replayed: AtomicUsize::new(0),
                 delay,
+                fail: std::sync::Mutex::new(None),
             }
         }
     }
@@ -395,7 +509,21 @@ mod tests {
         async fn write_staged(&self, staged: &Staged) -> Result<(), SinkError> {
             self.writes.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
-            self.inner.write_staged(staged).await
+            let fail = self.fail.lock().unwrap().take();
+            match fail {
+                None => self.inner.write_staged(staged).await,
+                Some(Fail::BeforeCommit) => Err(SinkError("connection refused".into())),
+                Some(Fail::AfterCommit) => {
+                    self.inner.write_staged(staged).await?;
+                    Err(SinkError("no answer within 15s".into()))
+                }
+            }
+        }
+        async fn claim(&self, writer: &str) -> Result<bool, SinkError> {
+            self.inner.claim(writer).await
+        }
+        async fn written(&self, written_as: &super::super::batch::Replay) -> Result<bool, SinkError> {
+            self.inner.written(written_as).await
         }
         async fn write_replayed(
             &self,
@@ -439,6 +567,48 @@ mod tests {
             0,
             "no click went through the spool"
         );
+    }
+
+    /// A failed write is spooled under its name and replayed, unless the store shows
+    /// that it committed after all: either way each click counts once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_that_committed_anyway_is_not_counted_twice() {
+        for fail in [Fail::AfterCommit, Fail::BeforeCommit] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store_with_link(dir.path()).await;
+            let sink = Arc::new(Counted::new(
+                StoreSink::new(store.clone(), true, Duration::ZERO),
+                Duration::ZERO,
+            ));
+            *sink.fail.lock().unwrap() = Some(fail);
+            rules_compiled().await;
+            let analytics = Analytics::start(
+                small_batches(dir.path(), 0),
+                Enricher::new([7; 16], None),
+                vec![sink.clone()],
+            )
+            .unwrap();
+            for i in 0..30u8 {
+                analytics.capture(bare_click(i));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // The failed write's events wait a retry (1 s) in the spool.
+            let spool = dir.path().join("spool").join("store.spool");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let pending = || std::fs::metadata(&spool).map(|m| m.len() > 0).unwrap_or(false);
+            while (sink.fail.lock().unwrap().is_some() || pending()) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            analytics.shutdown().await;
+            assert!(!pending(), "{fail:?}: the spool was replayed");
+            let link = store.get_link("hold123").await.unwrap().unwrap();
+            assert_eq!(link.click_count, 30, "{fail:?}: each click counted once");
+            let replayed = sink.replayed.load(Ordering::SeqCst);
+            match fail {
+                Fail::AfterCommit => assert_eq!(replayed, 0, "the committed write is not replayed"),
+                Fail::BeforeCommit => assert!(replayed > 0, "the failed write is replayed"),
+            }
+        }
     }
 
     /// Compiles the user-agent rules before a pipeline starts. The batcher compiles

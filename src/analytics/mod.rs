@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 pub use enrich::{Enricher, GeoDb};
 pub use event::{Captured, ClickEvent};
 pub use kafka::KafkaSink;
+use rollup::Replay;
 pub use sink::{Batch, Sink, SinkError, Staged, StoreSink};
 pub use spool::{Spool, SpoolError};
 
@@ -91,10 +92,17 @@ impl Shared {
     }
 
     pub fn spool_one(&self, lane: &Lane, events: &[&ClickEvent], sync: bool) {
+        self.spool_marked(lane, events, sync, None);
+    }
+
+    /// [`Shared::spool_one`], each event marked as spooled from the failed write
+    /// `written_as` (see [`spool`]).
+    pub fn spool_marked(&self, lane: &Lane, events: &[&ClickEvent], sync: bool, written_as: Option<&Replay>) {
         let appended = if sync {
-            off_workers(|| lane.spool.append(events.iter().copied(), true))
+            off_workers(|| lane.spool.append_marked(events.iter().copied(), true, written_as))
         } else {
-            lane.spool.append(events.iter().copied(), false)
+            lane.spool
+                .append_marked(events.iter().copied(), false, written_as)
         };
         match appended {
             Ok(()) => metrics::counter!("kurz_click_events_spooled_total", "sink" => lane.sink.name())

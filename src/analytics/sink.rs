@@ -57,6 +57,14 @@ impl Staged {
         }
     }
 
+    /// Names the write of what is held ([`Sink::claim`]). Only a folding sink (the
+    /// store) records the name with its write; the others ignore it.
+    pub fn mark(&mut self, written_as: Option<Replay>) {
+        if let Self::Folded(b) = self {
+            b.replay = written_as;
+        }
+    }
+
     /// Calls `f` with every event held, e.g. to spool them after a failed write.
     pub fn with_events<R>(&self, f: impl FnOnce(&[&ClickEvent]) -> R) -> R {
         match self {
@@ -106,6 +114,21 @@ pub trait Sink: Send + Sync + 'static {
                 self.write(&events.iter().collect::<Vec<_>>()).await
             }
         }
+    }
+    /// Takes the name `writer` for its live writes, if the sink can record a write's
+    /// name atomically with it (`true`; the store can). Then each write's held
+    /// events carry (`writer`, n) ([`Staged::mark`]), and a write that fails is spooled
+    /// under that name, since a write can fail after it committed (its answer lost
+    /// at the timeout): the replay asks [`Sink::written`] first.
+    async fn claim(&self, writer: &str) -> Result<bool, SinkError> {
+        let _ = writer;
+        Ok(false)
+    }
+    /// Is the write named `written_as` in the sink? Waits for that write if it is
+    /// still running. Only asked of a sink whose [`Sink::claim`] said `true`.
+    async fn written(&self, written_as: &Replay) -> Result<bool, SinkError> {
+        let _ = written_as;
+        Ok(false)
     }
     /// Takes a chunk replayed from the spool. A sink that can record `replay` with
     /// the chunk, atomically, never applies the same chunk twice; the default is
@@ -192,6 +215,23 @@ impl Sink for StoreSink {
                 self.record(&batch).await
             }
         }
+    }
+
+    async fn claim(&self, writer: &str) -> Result<bool, SinkError> {
+        self.store
+            .claim_marker(writer)
+            .await
+            .map(|()| true)
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
+    async fn written(&self, written_as: &Replay) -> Result<bool, SinkError> {
+        let through = self
+            .store
+            .marker_through(&written_as.spool)
+            .await
+            .map_err(|e| SinkError(e.to_string()))?;
+        Ok(through.is_some_and(|t| t >= written_as.through))
     }
 
     async fn write_replayed(&self, events: &[&ClickEvent], replay: Replay) -> Result<(), SinkError> {

@@ -12,6 +12,11 @@
 //! crash after a sink took a chunk but before the position was written replays that
 //! chunk again; a sink that records the pair with the chunk ([`super::rollup::Replay`],
 //! the store does) skips it, the others get it twice (at-least-once).
+//!
+//! A write that failed may still have committed: a timeout can fire after the
+//! database took the COMMIT. Its events are spooled *marked* with the write's name
+//! (a record `{"w":[writer, n],"e":event}`), and the replay asks the sink whether
+//! that write is in before it hands them over ([`super::Sink::written`]).
 //! The file is locked while open, so two instances can never share one spool.
 
 use std::fs::{File, OpenOptions};
@@ -20,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::event::ClickEvent;
+use super::rollup::Replay;
 
 /// A record larger than this is corrupt: events are a few hundred bytes.
 const MAX_RECORD: u32 = 64 * 1024;
@@ -46,6 +52,32 @@ fn new_generation() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// A marked record as written: see the module comment.
+#[derive(serde::Serialize)]
+struct MarkedRef<'a> {
+    w: (&'a str, u64),
+    e: &'a ClickEvent,
+}
+
+/// A marked record as read.
+#[derive(serde::Deserialize)]
+struct Marked {
+    w: (String, u64),
+    e: ClickEvent,
+}
+
+/// A record's event, and the write it is marked with. A plain event's JSON never
+/// starts with the marked record's first field.
+fn decode(body: &[u8]) -> Option<(ClickEvent, Option<Replay>)> {
+    if body.starts_with(br#"{"w":"#) {
+        let m: Marked = serde_json::from_slice(body).ok()?;
+        let (spool, through) = m.w;
+        Some((m.e, Some(Replay { spool, through })))
+    } else {
+        Some((serde_json::from_slice(body).ok()?, None))
+    }
+}
+
 pub struct Spool {
     path: PathBuf,
     offset_path: PathBuf,
@@ -60,6 +92,8 @@ pub struct Spool {
 /// corrupt records were skipped.
 pub struct Chunk {
     pub events: Vec<ClickEvent>,
+    /// For each event, the failed write it was spooled from, if it was marked.
+    pub written_as: Vec<Option<Replay>>,
     pub next_offset: u64,
     pub corrupt: u64,
 }
@@ -155,9 +189,27 @@ impl Spool {
         events: impl IntoIterator<Item = &'a ClickEvent>,
         sync: bool,
     ) -> Result<(), SpoolError> {
+        self.append_marked(events, sync, None)
+    }
+
+    /// Appends events as one write, each marked with `written_as` if given: the name
+    /// of a failed write that may have committed all the same.
+    pub fn append_marked<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a ClickEvent>,
+        sync: bool,
+        written_as: Option<&Replay>,
+    ) -> Result<(), SpoolError> {
         let mut buf = Vec::new();
         for e in events {
-            let json = serde_json::to_vec(e).map_err(|e| SpoolError::Io(self.path.clone(), e.into()))?;
+            let json = match written_as {
+                None => serde_json::to_vec(e),
+                Some(w) => serde_json::to_vec(&MarkedRef {
+                    w: (&w.spool, w.through),
+                    e,
+                }),
+            }
+            .map_err(|e| SpoolError::Io(self.path.clone(), e.into()))?;
             buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
             buf.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
             buf.extend_from_slice(&json);
@@ -189,6 +241,7 @@ impl Spool {
         let mut reader = BufReader::new(file.take(end - start));
         let mut chunk = Chunk {
             events: Vec::new(),
+            written_as: Vec::new(),
             next_offset: start,
             corrupt: 0,
         };
@@ -212,11 +265,11 @@ impl Spool {
                 break;
             }
             chunk.next_offset += 8 + u64::from(len);
-            match (crc32fast::hash(&body) == crc)
-                .then(|| serde_json::from_slice::<ClickEvent>(&body).ok())
-                .flatten()
-            {
-                Some(e) => chunk.events.push(e),
+            match (crc32fast::hash(&body) == crc).then(|| decode(&body)).flatten() {
+                Some((e, written_as)) => {
+                    chunk.events.push(e);
+                    chunk.written_as.push(written_as);
+                }
                 None => chunk.corrupt += 1,
             }
         }
@@ -279,6 +332,23 @@ mod tests {
         s.commit(c.next_offset).unwrap();
         assert_eq!(s.backlog(), 0);
         assert_eq!(std::fs::metadata(s.path()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn marked_events_come_back_with_the_write_they_were_spooled_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path(), "store").unwrap();
+        let w = Replay {
+            spool: "w0123".into(),
+            through: 7,
+        };
+        s.append(&[ev(1)], true).unwrap();
+        s.append_marked(&[ev(2), ev(3)], true, Some(&w)).unwrap();
+        s.append(&[ev(4)], true).unwrap();
+        let c = s.read(10).unwrap();
+        assert_eq!(c.events, vec![ev(1), ev(2), ev(3), ev(4)]);
+        assert_eq!(c.written_as, vec![None, Some(w.clone()), Some(w), None]);
+        assert_eq!(c.corrupt, 0);
     }
 
     #[test]

@@ -148,6 +148,15 @@ pub trait Store: Send + Sync + 'static {
     /// link-hour rollup, and each link's `click_count`/`last_accessed_at`. All or
     /// nothing, so a failed batch can be spooled and replayed without double counting.
     async fn record_clicks(&self, batch: &ClickBatch, raw: bool) -> StoreResult<()>;
+    /// Creates `marker`'s row in `click_replays` at 0 if it is absent. A click writer
+    /// does it before its first write, so that the lock [`Store::marker_through`]
+    /// waits on exists while that write runs.
+    async fn claim_marker(&self, marker: &str) -> StoreResult<()>;
+    /// How far the batches recorded under `marker` (a [`crate::analytics::rollup::Replay`]'s
+    /// `spool`) go, once no write under it is still running (it waits for one). The
+    /// question a writer asks before it replays a write whose answer it never got:
+    /// that write may have committed.
+    async fn marker_through(&self, marker: &str) -> StoreResult<Option<u64>>;
 
     /// A link's rollup rows with `from <= hour < to`, without their sketches.
     async fn click_rollups(

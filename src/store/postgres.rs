@@ -756,6 +756,31 @@ impl Store for PgStore {
         written
     }
 
+    async fn claim_marker(&self, marker: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO click_replays (spool, through) VALUES ($1, 0) ON CONFLICT (spool) DO NOTHING",
+        )
+        .bind(marker)
+        .execute(&self.primary)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn marker_through(&self, marker: &str) -> StoreResult<Option<u64>> {
+        // FOR UPDATE waits for a write under `marker` that still holds the row (every
+        // write under it locks the row first), so the answer cannot change after it.
+        let mut tx = self.primary.begin().await.map_err(map_err)?;
+        let through: Option<i64> =
+            sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = $1 FOR UPDATE")
+                .bind(marker)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(through.map(|t| t.max(0) as u64))
+    }
+
     async fn click_rollups(
         &self,
         code: &str,

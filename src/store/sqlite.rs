@@ -573,6 +573,27 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn claim_marker(&self, marker: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO click_replays (spool, through) VALUES (?1, 0) ON CONFLICT (spool) DO NOTHING",
+        )
+        .bind(marker)
+        .execute(&self.write)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn marker_through(&self, marker: &str) -> StoreResult<Option<u64>> {
+        // Through the one write connection: a write under `marker` still running ends
+        // before this runs, so the answer cannot change after it.
+        let through: Option<i64> = sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = ?1")
+            .bind(marker)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(map_err)?;
+        Ok(through.map(|t| t.max(0) as u64))
+    }
     async fn click_rollups(
         &self,
         code: &str,
