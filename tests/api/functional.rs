@@ -225,7 +225,7 @@ async fn f07_stats_returns_200_with_full_shape_and_zero_filled_buckets() {
     assert_eq!(series[0]["timestamp"], "2026-01-01T00:00:00Z");
     assert_eq!(series[6]["timestamp"], "2026-01-07T00:00:00Z");
     assert!(series.iter().all(|b| b["clicks"].is_u64()));
-    // Hourly and weekly buckets.
+    // Hourly buckets.
     let res = app
         .get(
             &format!("/api/v1/urls/{code}/stats?start_date=2026-01-01&end_date=2026-01-01&granularity=hour"),
@@ -238,6 +238,31 @@ async fn f07_stats_returns_200_with_full_shape_and_zero_filled_buckets() {
             .unwrap()
             .len(),
         24
+    );
+    // Weekly: ISO weeks (from Monday) that meet 1–31 January 2026, a Thursday to a
+    // Saturday.
+    let res = app
+        .get(
+            &format!("/api/v1/urls/{code}/stats?start_date=2026-01-01&end_date=2026-01-31&granularity=week"),
+            Some(ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let weeks: Vec<String> = res.json::<Value>().await.unwrap()["time_series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["timestamp"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        weeks,
+        [
+            "2025-12-29T00:00:00Z",
+            "2026-01-05T00:00:00Z",
+            "2026-01-12T00:00:00Z",
+            "2026-01-19T00:00:00Z",
+            "2026-01-26T00:00:00Z"
+        ]
     );
     // Default: the last 30 days by day.
     let res = app

@@ -343,9 +343,10 @@ pub fn location(res: &Response) -> String {
     res.headers()["location"].to_str().unwrap().to_owned()
 }
 
-/// The value of one line of the Prometheus text (0 when absent).
+/// The value of one line of the Prometheus text. A series that is not there fails
+/// the test: a renamed or unregistered metric must not pass as 0.
 pub fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("no series {name} in /metrics:\n{text}"))
 }
