@@ -397,6 +397,9 @@ async fn replay_chunk(
     let chunk = super::off_workers(|| lane.spool.read(settings.batch_max)).map_err(|e| e.to_string())?;
     if chunk.corrupt > 0 {
         metrics::counter!("kurz_click_spool_corrupt_records_total").increment(chunk.corrupt);
+        // A record is one event: an unreadable one is a lost click, and "dropped" is
+        // the count that must stay 0.
+        metrics::counter!("kurz_click_events_dropped_total").increment(chunk.corrupt);
         tracing::error!(records = chunk.corrupt, "corrupt click spool records skipped");
     }
     // Events of failed writes that committed after all are in the sink already.
