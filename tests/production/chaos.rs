@@ -245,3 +245,70 @@ async fn c06_store_down_mid_traffic_clicks_spooled_then_counted_exactly() {
     assert!(metric(&metrics, "kurz_click_events_replayed_total{sink=\"store\"}") > 0.0);
     assert_eq!(metric(&metrics, "kurz_click_events_dropped_total"), 0.0);
 }
+
+/// A store write whose COMMIT outlasts the sink timeout, caused for real: a deferred
+/// trigger on PostgreSQL sleeps 3 s in the first live write's COMMIT, the writer gives
+/// up after 1 s and spools the write's clicks, and PostgreSQL commits them all the
+/// same. The replay asks the store, sees the write is in, and skips it: every click is
+/// counted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_committed_after_its_timeout_is_not_counted_twice() {
+    let Some(app) = spawn_pg(|c| c.analytics_sink_timeout_secs = 1).await else {
+        return;
+    };
+    let Backend::Postgres(url) = app.backend.clone() else {
+        unreachable!()
+    };
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    for sql in [
+        "CREATE TABLE slow_commit_done (at timestamptz NOT NULL DEFAULT now())",
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NOT EXISTS (SELECT 1 FROM slow_commit_done) THEN \
+             INSERT INTO slow_commit_done DEFAULT VALUES; PERFORM pg_sleep(3); \
+           END IF; RETURN NULL; END $$",
+        // A writer's name row is inserted when claimed and updated by each write
+        // under it, so this fires in the first write's COMMIT, not in the claim's.
+        "CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON click_replays \
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()",
+    ] {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    let code = app.create_code("https://example.com/slow-commit").await;
+    let clicks = 120;
+    for _ in 0..clicks {
+        assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let count = async || -> i64 {
+        sqlx::query_scalar("SELECT click_count FROM links WHERE code = $1")
+            .bind(&code)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let skipped = async || {
+        let metrics = app.get("/metrics", None).await.text().await.unwrap();
+        metrics.contains("kurz_click_events_already_written_total{sink=\"store\"}")
+    };
+    wait_for(
+        "the committed write's clicks to be skipped at replay",
+        async || skipped().await && count().await >= clicks,
+    )
+    .await;
+    let slow: i64 = sqlx::query_scalar("SELECT count(*) FROM slow_commit_done")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(slow, 1, "the slow COMMIT happened");
+    // Give a wrong replay time to land: it would come within a retry or two.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count().await, clicks, "each click counted once");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metric(
+            &metrics,
+            "kurz_click_events_already_written_total{sink=\"store\"}"
+        ) > 0.0
+    );
+    assert_eq!(metric(&metrics, "kurz_click_events_dropped_total"), 0.0);
+}
