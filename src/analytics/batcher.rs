@@ -244,7 +244,7 @@ async fn write_lane(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Ba
         while burst < REPLAY_BURST && rx.is_empty() && Instant::now() >= retry_at && lane.spool.backlog() > 0
         {
             burst += 1;
-            if let Err(e) = replay_chunk(lane, &settings, &flush_seconds).await {
+            if let Err(e) = replay_chunk(lane, &settings, &flush_seconds, &shared.dropped).await {
                 tracing::warn!(sink = name, error = %e, "click replay failed; will retry");
                 retry_at = Instant::now() + RETRY_AFTER;
             }
@@ -287,14 +287,9 @@ impl WriteNames {
             Some(w) => w.clone(),
             None => {
                 let w = format!("w{:032x}", rand::random::<u128>());
-                match tokio::time::timeout(timeout, sink.claim(&w)).await {
-                    Ok(Ok(true)) => {}
-                    Ok(Ok(false)) => {
-                        self.unnamed = true;
-                        return Ok(None);
-                    }
-                    Ok(Err(e)) => return Err(e.to_string()),
-                    Err(_) => return Err(format!("no answer within {timeout:?}")),
+                if !within(timeout, sink.claim(&w)).await? {
+                    self.unnamed = true;
+                    return Ok(None);
                 }
                 self.writer = Some(w.clone());
                 self.n = 0;
@@ -378,12 +373,20 @@ async fn timed(
     write: impl std::future::Future<Output = Result<(), super::SinkError>>,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(settings.sink_timeout, write).await;
+    let result = within(settings.sink_timeout, write).await;
     flush_seconds.record(started.elapsed().as_secs_f64());
-    match result {
-        Ok(Ok(())) => Ok(()),
+    result
+}
+
+/// A sink call bounded by `timeout`; a timeout is an error like the sink's own.
+async fn within<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, super::SinkError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {:?}", settings.sink_timeout)),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
@@ -393,13 +396,14 @@ async fn replay_chunk(
     lane: &Lane,
     settings: &Settings,
     flush_seconds: &metrics::Histogram,
+    dropped: &metrics::Counter,
 ) -> Result<(), String> {
     let chunk = super::off_workers(|| lane.spool.read(settings.batch_max)).map_err(|e| e.to_string())?;
     if chunk.corrupt > 0 {
         metrics::counter!("kurz_click_spool_corrupt_records_total").increment(chunk.corrupt);
         // A record is one event: an unreadable one is a lost click, and "dropped" is
         // the count that must stay 0.
-        metrics::counter!("kurz_click_events_dropped_total").increment(chunk.corrupt);
+        dropped.increment(chunk.corrupt);
         tracing::error!(records = chunk.corrupt, "corrupt click spool records skipped");
     }
     // Events of failed writes that committed after all are in the sink already.
@@ -408,11 +412,7 @@ async fn replay_chunk(
     for w in chunk.written_as.iter().flatten() {
         if !asked.contains(&w) {
             asked.push(w);
-            let written = tokio::time::timeout(settings.sink_timeout, lane.sink.written(w))
-                .await
-                .map_err(|_| format!("no answer within {:?}", settings.sink_timeout))?
-                .map_err(|e| e.to_string())?;
-            if written {
+            if within(settings.sink_timeout, lane.sink.written(w)).await? {
                 in_already.push(w);
             }
         }
