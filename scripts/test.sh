@@ -31,6 +31,7 @@ services_install
 services_start_postgres replica
 services_start_redis
 services_install_pytools
+services_start_s3
 
 status=0
 printf '== %s\n' "tests (SQLite, PostgreSQL conformance, instances, replica, cluster, outages)" >&2
