@@ -1,6 +1,14 @@
-"""Summary table of bench/run_analytics.sh: python3 bench/analytics_summary.py RESULTS ROUNDS LINKS"""
+"""Summary table of bench/run_analytics.sh: python3 bench/analytics_summary.py RESULTS ROUNDS LINKS
+
+A part run alone (BENCH_PARTS) leaves the other parts' files of an earlier run in
+place, so each part counts its own rounds from the files it finds."""
 import json, pathlib, re, statistics, sys
-res = pathlib.Path(sys.argv[1]); rounds = int(sys.argv[2]); links = int(sys.argv[3])
+res = pathlib.Path(sys.argv[1]); links = int(sys.argv[3])
+def rounds_of(prefix):
+    n = 0
+    while (res / f"{prefix}{n + 1}.json").exists():
+        n += 1
+    return n
 def oha(p):
     d = json.loads((res / p).read_text())
     codes = {str(k): int(v) for k, v in d.get("statusCodeDistribution", {}).items()}
@@ -18,6 +26,7 @@ def metric(text, name):
     return 0.0
 rows = []
 if (res / "click-count-on.txt").exists():
+    rounds = rounds_of("redirect-on-zipf-")
     served = links  # the warm-up pass
     for mix in ("zipf", "uniform"):
         on = [rps(f"redirect-on-{mix}-{r}.json") for r in range(1, rounds + 1)]
@@ -40,6 +49,7 @@ if (res / "cpu-on-1.ticks").exists():
         d, codes = oha(f"cpu-{name}-{r}.json")
         ticks, hz = (res / f"cpu-{name}-{r}.ticks").read_text().split()
         return int(ticks) / int(hz) * 1e6 / max(codes.get("302", 0), 1), codes.get("302", 0) / float(d["summary"]["total"])
+    rounds = rounds_of("cpu-on-")
     on = [cpu_us("on", r) for r in range(1, rounds + 1)]
     off = [cpu_us("off", r) for r in range(1, rounds + 1)]
     rows.append(("fixed rate, Zipf: redirects/s reached, on / off (medians)", f"{statistics.median(x for _, x in on):,.0f} / {statistics.median(x for _, x in off):,.0f}", ""))
