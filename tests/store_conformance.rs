@@ -733,6 +733,23 @@ async fn replica_reads_keep_read_your_writes() {
     let mut rc = <sqlx::PgConnection as sqlx::Connection>::connect(&replica)
         .await
         .unwrap();
+    // The creates above must have reached the replica before replay is paused: a
+    // replica without `ryw0000` answers "no such code", the store rightly asks the
+    // primary, and the check below would see the primary's row (this test once
+    // failed that way in CI). WAL replays in order, so the last create is enough.
+    let mut replicated = false;
+    for _ in 0..200 {
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM links WHERE code = 'ryw0199'")
+            .fetch_optional(&mut rc)
+            .await
+            .unwrap();
+        if found.is_some() {
+            replicated = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(replicated, "the creates never reached the replica");
     sqlx::query("SELECT pg_wal_replay_pause()")
         .execute(&mut rc)
         .await
