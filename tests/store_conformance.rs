@@ -694,20 +694,17 @@ async fn replica_reads_keep_read_your_writes() {
     let replica = support::same_database_on(&url, &replica_server);
     let primary = PgStore::connect(&url, &[], PG_BOUNDS).await.unwrap();
     primary.migrate().await.unwrap();
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&replica).await
-            && sqlx::query("SELECT 1 FROM kgs_counter")
+    let poll = std::time::Duration::from_millis(10);
+    support::wait_for("the schema on the replica", poll, async || {
+        match <sqlx::PgConnection as sqlx::Connection>::connect(&replica).await {
+            Ok(mut c) => sqlx::query("SELECT 1 FROM kgs_counter")
                 .execute(&mut c)
                 .await
-                .is_ok()
-        {
-            ready = true;
-            break;
+                .is_ok(),
+            Err(_) => false,
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the replica never received the schema");
+    })
+    .await;
     let store = PgStore::connect(&url, std::slice::from_ref(&replica), PG_BOUNDS)
         .await
         .unwrap();
@@ -737,38 +734,28 @@ async fn replica_reads_keep_read_your_writes() {
     // replica without `ryw0000` answers "no such code", the store rightly asks the
     // primary, and the check below would see the primary's row (this test once
     // failed that way in CI). WAL replays in order, so the last create is enough.
-    let mut replicated = false;
-    for _ in 0..200 {
+    support::wait_for("the creates on the replica", poll, async || {
         let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM links WHERE code = 'ryw0199'")
             .fetch_optional(&mut rc)
             .await
             .unwrap();
-        if found.is_some() {
-            replicated = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(replicated, "the creates never reached the replica");
+        found.is_some()
+    })
+    .await;
     sqlx::query("SELECT pg_wal_replay_pause()")
         .execute(&mut rc)
         .await
         .unwrap();
     // The call only requests the pause: wait until replay has really stopped, or the
     // write below may still be replayed (this test once failed that way).
-    let mut paused = false;
-    for _ in 0..200 {
+    support::wait_for("the replica's replay to pause", poll, async || {
         let state: String = sqlx::query_scalar("SELECT pg_get_wal_replay_pause_state()")
             .fetch_one(&mut rc)
             .await
             .unwrap();
-        if state == "paused" {
-            paused = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(paused, "the replica never paused its replay");
+        state == "paused"
+    })
+    .await;
     let other = PgStore::connect(&url, &[], PG_BOUNDS).await.unwrap();
     let patch = LinkPatch {
         original_url: Some(TargetUrl::parse("https://example.com/new", None).unwrap()),

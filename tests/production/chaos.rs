@@ -9,12 +9,8 @@ use crate::helpers::*;
 use crate::proxy::{ChaosProxy, socket_of, via};
 use crate::spawn_pg;
 
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn wait_for(what: &str, check: impl AsyncFnMut() -> bool) {
+    crate::support::wait_for(what, Duration::from_millis(100), check).await;
 }
 
 /// An instance whose only path to its (fresh) PostgreSQL database runs through a

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The value of `var`, or `None` (outside CI) when the script did not set it.
 pub fn server(var: &str) -> Option<String> {
@@ -62,4 +63,13 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Polls `check` every `every` until it holds; fails the test after 20 s, naming `what`.
+pub async fn wait_for(what: &str, every: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(every).await;
+    }
 }
