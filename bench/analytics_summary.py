@@ -1,9 +1,9 @@
-"""Summary table of bench/run_analytics.sh: python3 bench/analytics_summary.py RESULTS ROUNDS LINKS
+"""Summary table of bench/run_analytics.sh: python3 bench/analytics_summary.py RESULTS LINKS
 
 A part run alone (BENCH_PARTS) leaves the other parts' files of an earlier run in
 place, so each part counts its own rounds from the files it finds."""
 import json, pathlib, re, statistics, sys
-res = pathlib.Path(sys.argv[1]); links = int(sys.argv[3])
+res = pathlib.Path(sys.argv[1]); links = int(sys.argv[2])
 def rounds_of(prefix):
     n = 0
     while (res / f"{prefix}{n + 1}.json").exists():

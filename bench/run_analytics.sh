@@ -220,4 +220,4 @@ click_total_pg "$PG_E2E" >"$RESULTS/click-count-pg.txt"
 stop_kurz
 fi
 
-python3 "$ROOT/bench/analytics_summary.py" "$RESULTS" "$ROUNDS" "$LINKS"
+python3 "$ROOT/bench/analytics_summary.py" "$RESULTS" "$LINKS"
