@@ -24,6 +24,12 @@ use crate::store::{self, Store, StoreError};
 
 /// Idempotency records are honoured this long (DESIGN.md §3).
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a click writer's name or a spool generation is remembered after its last
+/// write. The names matter only while a spooled write under them waits to be retried,
+/// and a spool is replayed as soon as the store is reachable again (from which this
+/// purge also runs), so only an instance down for longer than this with such a write
+/// in its spool could count it twice.
+const CLICK_REPLAYS_TTL: chrono::Duration = chrono::Duration::days(30);
 /// A duplicate request waits at most this long for the first one to finish.
 const IDEMPOTENCY_WAIT: Duration = Duration::from_secs(10);
 
@@ -291,7 +297,8 @@ impl Application {
 }
 
 /// Periodic chores: drain metric histograms, forget idle rate-limit buckets, and
-/// (every ten minutes) delete idempotency records past their 24 hours.
+/// (every ten minutes) delete idempotency records past their 24 hours and, with
+/// analytics on, raw clicks past retention and old click writer names.
 async fn housekeeping(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut ticks: u64 = 0;
@@ -307,6 +314,17 @@ async fn housekeeping(state: Arc<AppState>) {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "raw click events past retention removed"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not purge old click events"),
+            }
+            match state
+                .store
+                .purge_click_replays(chrono::Utc::now() - CLICK_REPLAYS_TTL)
+                .await
+            {
+                Ok(n) if n > 0 => {
+                    tracing::info!(purged = n, "old click writer names and spool generations deleted")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not purge old click writer names"),
             }
         }
         if ticks.is_multiple_of(60) {

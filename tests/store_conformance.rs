@@ -451,6 +451,49 @@ pub async fn a_write_marker_says_how_far_its_writes_got(store: Arc<dyn Store>) {
     assert_eq!(store.marker_through("w-other").await.unwrap(), None);
 }
 
+/// Writer names and spool generations last written before the cutoff are deleted,
+/// later ones kept; a write under a deleted name records it again.
+pub async fn old_write_markers_are_pruned_and_come_back_with_a_write(store: Arc<dyn Store>) {
+    store
+        .insert_links(&[new_link("wpr1234", "https://example.com/p", None)])
+        .await
+        .unwrap();
+    store.claim_marker("w-old").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let cutoff = Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    store.claim_marker("w-new").await.unwrap();
+    let at = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+    let chunk = vec![click("wpr1234", at, 1, false)];
+    let mut b = rollup::fold(&chunk);
+    b.replay = Some(rollup::Replay {
+        spool: "g-recent".into(),
+        through: 3,
+    });
+    store.record_clicks(&b, true).await.unwrap();
+
+    assert_eq!(store.purge_click_replays(cutoff).await.unwrap(), 1, "only w-old");
+    assert_eq!(store.marker_through("w-old").await.unwrap(), None);
+    assert_eq!(store.marker_through("w-new").await.unwrap(), Some(0));
+    assert_eq!(store.marker_through("g-recent").await.unwrap(), Some(3));
+
+    // A write under a pruned name records it again.
+    b.replay = Some(rollup::Replay {
+        spool: "w-old".into(),
+        through: 7,
+    });
+    store.record_clicks(&b, true).await.unwrap();
+    assert_eq!(store.marker_through("w-old").await.unwrap(), Some(7));
+    assert_eq!(store.get_link("wpr1234").await.unwrap().unwrap().click_count, 2);
+
+    // A write refreshes its name: nothing is older than a cutoff taken before it.
+    let before_writes = Utc::now() - Duration::seconds(1);
+    assert_eq!(store.purge_click_replays(before_writes).await.unwrap(), 0);
+    let after_all = Utc::now() + Duration::seconds(1);
+    assert_eq!(store.purge_click_replays(after_all).await.unwrap(), 3);
+    assert_eq!(store.marker_through("g-recent").await.unwrap(), None);
+}
+
 /// A day's visitor sketch is built from its hours once the day is over; until then
 /// (and if it is never built) stats read the hours, with the same answer.
 pub async fn daily_sketches_are_built_once_the_day_is_over(store: Arc<dyn Store>) {
@@ -588,6 +631,7 @@ macro_rules! conformance {
                 clicks_add_up_across_batches,
                 a_replayed_chunk_is_counted_once,
                 a_write_marker_says_how_far_its_writes_got,
+                old_write_markers_are_pruned_and_come_back_with_a_write,
                 daily_sketches_are_built_once_the_day_is_over,
                 click_writes_racing_a_compaction_lose_nothing,
             );
@@ -677,6 +721,37 @@ async fn a_marker_is_read_only_after_the_write_holding_it_ends() {
     assert!(!asked.is_finished(), "answered while the write was still open");
     tx.commit().await.unwrap();
     assert_eq!(asked.await.unwrap(), Some(5), "the committed write's mark");
+}
+
+/// The same wait when the marker's row was pruned: a write under it inserts the row
+/// again, and until that write commits its row is invisible to a plain read. The
+/// answer still comes only after the commit, so a replay cannot count it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pruned_marker_is_read_only_after_the_write_recreating_it_ends() {
+    let Some((store, url)) = fresh_postgres().await else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO click_replays (spool, through) VALUES ('w-pruned', 4)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let asked = tokio::spawn({
+        let store = store.clone();
+        async move { store.marker_through("w-pruned").await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!asked.is_finished(), "answered while the write was still open");
+    tx.commit().await.unwrap();
+    assert_eq!(asked.await.unwrap(), Some(4), "the committed write's mark");
+    // Asking about a name no write used leaves no row behind.
+    assert_eq!(store.marker_through("w-never").await.unwrap(), None);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM click_replays WHERE spool = 'w-never'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
 }
 
 /// Reads go to the replica; a link just written is still found at once

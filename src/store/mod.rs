@@ -177,6 +177,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes raw click events older than `before` (PostgreSQL drops whole days).
     async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Deletes `click_replays` rows (writer names, spool generations) last written
+    /// before `before`; returns how many. A write under a deleted name creates it
+    /// again, so only a spooled write retried after that long can be counted twice.
+    async fn purge_click_replays(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Opens the store named by `KURZ_DATABASE_URL` (and `KURZ_DATABASE_READ_URLS`).

@@ -216,13 +216,18 @@ impl PgStore {
         let codes: Vec<&str> = touches.iter().map(|t| t.short_code).collect();
         let mut tx = self.primary.begin().await.map_err(map_err)?;
         if let Some(replay) = &batch.replay {
-            let through: Option<i64> =
-                sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = $1 FOR UPDATE")
-                    .bind(&replay.spool)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            if through.is_some_and(|t| t >= replay.through as i64) {
+            // Locks the name's row from the start of the write, creating it if it is
+            // absent (pruned, or a spool generation's first chunk), so that
+            // `marker_through` waits for this write whichever it finds.
+            let through: i64 = sqlx::query_scalar(
+                "INSERT INTO click_replays (spool, through) VALUES ($1, 0) \
+                 ON CONFLICT (spool) DO UPDATE SET touched_at = now() RETURNING through",
+            )
+            .bind(&replay.spool)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if through >= replay.through as i64 {
                 return Ok(());
             }
         }
@@ -332,7 +337,7 @@ impl PgStore {
         if let Some(replay) = &batch.replay {
             sqlx::query(
                 "INSERT INTO click_replays (spool, through) VALUES ($1, $2) \
-                 ON CONFLICT (spool) DO UPDATE SET through = excluded.through",
+                 ON CONFLICT (spool) DO UPDATE SET through = excluded.through, touched_at = now()",
             )
             .bind(&replay.spool)
             .bind(replay.through as i64)
@@ -768,17 +773,27 @@ impl Store for PgStore {
     }
 
     async fn marker_through(&self, marker: &str) -> StoreResult<Option<u64>> {
-        // FOR UPDATE waits for a write under `marker` that still holds the row (every
-        // write under it locks the row first), so the answer cannot change after it.
+        // Every write under `marker` holds its row from its first statement, inserting
+        // it if absent. An upsert waits for that write whether it found the row (the
+        // row lock) or created it (the uncommitted key), where SELECT … FOR UPDATE
+        // would not see an uncommitted row; so the answer cannot change after it. A
+        // row this upsert created itself means no write: rolled back, answered `None`.
         let mut tx = self.primary.begin().await.map_err(map_err)?;
-        let through: Option<i64> =
-            sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = $1 FOR UPDATE")
-                .bind(marker)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
+        let (through, created): (i64, bool) = sqlx::query_as(
+            "INSERT INTO click_replays (spool, through) VALUES ($1, 0) \
+             ON CONFLICT (spool) DO UPDATE SET through = click_replays.through \
+             RETURNING through, xmax = 0",
+        )
+        .bind(marker)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if created {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(None);
+        }
         tx.commit().await.map_err(map_err)?;
-        Ok(through.map(|t| t.max(0) as u64))
+        Ok(Some(through.max(0) as u64))
     }
 
     async fn click_rollups(
@@ -880,6 +895,15 @@ impl Store for PgStore {
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(written)
+    }
+
+    async fn purge_click_replays(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM click_replays WHERE touched_at < $1")
+            .bind(before)
+            .execute(&self.primary)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
     }
 
     async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {

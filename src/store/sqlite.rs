@@ -561,11 +561,12 @@ impl Store for SqliteStore {
         }
         if let Some(replay) = &batch.replay {
             sqlx::query(
-                "INSERT INTO click_replays (spool, through) VALUES (?1, ?2) \
-                 ON CONFLICT (spool) DO UPDATE SET through = excluded.through",
+                "INSERT INTO click_replays (spool, through, touched_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (spool) DO UPDATE SET through = excluded.through, touched_at = excluded.touched_at",
             )
             .bind(&replay.spool)
             .bind(replay.through as i64)
+            .bind(ms(Utc::now()))
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -575,9 +576,11 @@ impl Store for SqliteStore {
 
     async fn claim_marker(&self, marker: &str) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO click_replays (spool, through) VALUES (?1, 0) ON CONFLICT (spool) DO NOTHING",
+            "INSERT INTO click_replays (spool, through, touched_at) VALUES (?1, 0, ?2) \
+             ON CONFLICT (spool) DO NOTHING",
         )
         .bind(marker)
+        .bind(ms(Utc::now()))
         .execute(&self.write)
         .await
         .map_err(map_err)?;
@@ -709,6 +712,15 @@ impl Store for SqliteStore {
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(written)
+    }
+
+    async fn purge_click_replays(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM click_replays WHERE touched_at < ?1")
+            .bind(ms(before))
+            .execute(&self.write)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
     }
 
     async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {

@@ -1,0 +1,5 @@
+-- When each click_replays row was last written. Rows are one per click writer start,
+-- per failed write and per spool generation, and are needed only while a spooled
+-- write or replay under that name may still be retried: Store::purge_click_replays
+-- deletes those untouched for longer than any spool is expected to wait.
+ALTER TABLE click_replays ADD COLUMN touched_at TIMESTAMPTZ NOT NULL DEFAULT now();
