@@ -857,10 +857,51 @@ async fn replica_reads_keep_read_your_writes() {
         .await
         .unwrap();
     assert!(fresh_reader.get_link("elsewhere1").await.unwrap().is_some());
+
+    // Stats read the replica too: clicks recorded on the primary during the pause
+    // are not in them until replay resumes.
+    let at = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+    let (from, to) = (at - Duration::days(1), at + Duration::hours(1));
+    let b = rollup::fold(&[click("ryw0001", at, 1, false), click("ryw0001", at, 2, false)]);
+    other.record_clicks(&b, true).await.unwrap();
+    assert_eq!(other.click_rollups("ryw0001", from, to).await.unwrap().len(), 1);
+    assert!(
+        fresh_reader
+            .click_rollups("ryw0001", from, to)
+            .await
+            .unwrap()
+            .is_empty(),
+        "stats served by the (paused) replica"
+    );
+    let plan = rollup::sketch_plan(from, to);
+    assert!(
+        fresh_reader
+            .visitor_sketches("ryw0001", &plan)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     sqlx::query("SELECT pg_wal_replay_resume()")
         .execute(&mut rc)
         .await
         .unwrap();
+    support::wait_for("the clicks on the replica", poll, async || {
+        fresh_reader
+            .click_rollups("ryw0001", from, to)
+            .await
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
+    assert_eq!(
+        fresh_reader
+            .visitor_sketches("ryw0001", &plan)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// Old links move to the archive; their codes stay taken.

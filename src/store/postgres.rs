@@ -5,7 +5,8 @@
 //! read-your-writes: a code this instance created or changed in the last few seconds
 //! is read from the primary, and a replica that does not know a code is never
 //! believed — the primary is asked before answering "not found". So a redirect right
-//! after a create never 404s because a replica lags.
+//! after a create never 404s because a replica lags. Stats reads (rollups, visitor
+//! sketches) go to a replica too, falling back to the primary only on an error.
 //!
 //! Creates arrive grouped by the link service's group commit and are written with one
 //! multi-row `INSERT … SELECT FROM UNNEST(…)`: one round trip per group.
@@ -370,6 +371,23 @@ impl PgStore {
                 Ok(Some(v)) => return Ok(Some(v)),
                 Ok(None) => {}
                 Err(e) => tracing::debug!(error = %e, "replica read failed; asking the primary"),
+            }
+        }
+        query(self.primary.clone()).await
+    }
+
+    /// Runs a stats read on a replica if there is one, on the primary if it fails.
+    /// No read-your-writes rule here: clicks reach the store seconds after their
+    /// redirect (the batcher's hold), so a replica's lag changes nothing a user sees.
+    async fn read_stats<T, F, Fut>(&self, query: F) -> StoreResult<T>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        if let Some(replica) = self.replica() {
+            match query(replica.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => tracing::debug!(error = %e, "replica stats read failed; asking the primary"),
             }
         }
         query(self.primary.clone()).await
@@ -802,44 +820,54 @@ impl Store for PgStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<StoredRollup>> {
-        let rows = sqlx::query(
-            "SELECT hour, clicks, bots, dims, ''::bytea AS visitors FROM click_rollups \
-             WHERE code = $1 AND hour >= $2 AND hour < $3 ORDER BY hour",
-        )
-        .bind(code)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.primary)
+        self.read_stats(|pool| async move {
+            let rows = sqlx::query(
+                "SELECT hour, clicks, bots, dims, ''::bytea AS visitors FROM click_rollups \
+                 WHERE code = $1 AND hour >= $2 AND hour < $3 ORDER BY hour",
+            )
+            .bind(code)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter().map(rollup_from_row).collect()
+        })
         .await
-        .map_err(map_err)?;
-        rows.iter().map(rollup_from_row).collect()
     }
 
     async fn visitor_sketches(&self, code: &str, plan: &SketchPlan) -> StoreResult<Vec<Vec<u8>>> {
-        let mut conn = self.primary.acquire().await.map_err(map_err)?;
-        let plan = match days_through(&mut conn, MarkLock::None).await? {
-            Some(through) => plan.clone().with_daily_before(through),
-            None => plan.clone(),
-        };
-        let (days_from, days_to) = plan.days.map_or((None, None), |(a, b)| (Some(a), Some(b)));
-        let hour_from: Vec<DateTime<Utc>> = plan.hours.iter().map(|h| h.0).collect();
-        let hour_to: Vec<DateTime<Utc>> = plan.hours.iter().map(|h| h.1).collect();
-        // One round trip for both tables.
-        sqlx::query_scalar(
-            "SELECT visitors FROM click_visitors_daily WHERE code = $1 AND day >= $2 AND day < $3 \
-             UNION ALL \
-             SELECT r.visitors FROM click_rollups r \
-             JOIN UNNEST($4::timestamptz[], $5::timestamptz[]) AS w(f, t) ON r.hour >= w.f AND r.hour < w.t \
-             WHERE r.code = $1",
-        )
-        .bind(code)
-        .bind(days_from)
-        .bind(days_to)
-        .bind(&hour_from)
-        .bind(&hour_to)
-        .fetch_all(&mut *conn)
+        self.read_stats(|pool| async move {
+            // The mark, then the sketches, from one server. A server only moves
+            // forward and a compaction commits its daily rows with the moved mark, so
+            // the sketches read after a mark are at least that complete; hourly rows
+            // keep their sketches, so an older mark is answered right as well.
+            let mut conn = pool.acquire().await.map_err(map_err)?;
+            let plan = match days_through(&mut conn, MarkLock::None).await? {
+                Some(through) => plan.clone().with_daily_before(through),
+                None => plan.clone(),
+            };
+            let (days_from, days_to) = plan.days.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+            let hour_from: Vec<DateTime<Utc>> = plan.hours.iter().map(|h| h.0).collect();
+            let hour_to: Vec<DateTime<Utc>> = plan.hours.iter().map(|h| h.1).collect();
+            // One round trip for both tables.
+            sqlx::query_scalar(
+                "SELECT visitors FROM click_visitors_daily WHERE code = $1 AND day >= $2 AND day < $3 \
+                 UNION ALL \
+                 SELECT r.visitors FROM click_rollups r \
+                 JOIN UNNEST($4::timestamptz[], $5::timestamptz[]) AS w(f, t) ON r.hour >= w.f AND r.hour < w.t \
+                 WHERE r.code = $1",
+            )
+            .bind(code)
+            .bind(days_from)
+            .bind(days_to)
+            .bind(&hour_from)
+            .bind(&hour_to)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)
+        })
         .await
-        .map_err(map_err)
     }
 
     async fn compact_click_days(&self, now: DateTime<Utc>) -> StoreResult<u64> {
