@@ -929,4 +929,34 @@ mod tests {
             assert!(!plan.iter().any(|d| d.contains("SCAN t")), "{table}: {plan:?}");
         }
     }
+
+    /// Migration 0006 stamps `click_replays` rows written before it with its own
+    /// time: a name from an older build is kept for the whole window, not purged at once.
+    #[tokio::test]
+    async fn replay_names_from_before_the_stamp_count_as_written_at_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("replays.db").display());
+        let store = SqliteStore::connect(&url, 1).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!(
+            "../../migrations/sqlite/0003_click_replays.sql"
+        )))
+        .execute(&store.write)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO click_replays (spool, through) VALUES ('w-old-build', 9)")
+            .execute(&store.write)
+            .await
+            .unwrap();
+        let before = Utc::now() - chrono::Duration::seconds(2);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!(
+            "../../migrations/sqlite/0006_click_replays_touched.sql"
+        )))
+        .execute(&store.write)
+        .await
+        .unwrap();
+        assert_eq!(store.purge_click_replays(before).await.unwrap(), 0);
+        assert_eq!(store.marker_through("w-old-build").await.unwrap(), Some(9));
+        let after = Utc::now() + chrono::Duration::seconds(2);
+        assert_eq!(store.purge_click_replays(after).await.unwrap(), 1);
+    }
 }
