@@ -290,6 +290,56 @@ async fn analytics_off_records_nothing_and_redirects_still_work() {
     assert_eq!(app.count("SELECT COUNT(*) FROM click_events").await, 0);
 }
 
+/// C-07 adapted: a sudden spike (64 clients at once against a queue of 8 clicks and
+/// a flush every 2 s). Every redirect is answered 302, the queue never holds more than
+/// its bound, clicks that find it full are spooled from the request (the overflow
+/// counter shows they did), and afterwards every click is counted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c07_traffic_spike_overflows_the_queue_into_the_spool_and_loses_nothing() {
+    let app = spawn_with(|c| {
+        c.analytics_queue = 8;
+        c.analytics_batch = 1_000;
+        c.analytics_flush_ms = 2_000;
+    })
+    .await;
+    let code = app.create_code("https://example.com/spike").await;
+    let (clients, each) = (64_u64, 40_u64);
+    let mut spike = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (client, url) = (app.client.clone(), app.url(&format!("/{code}")));
+        spike.spawn(async move {
+            let mut answered = BTreeMap::<u16, u64>::new();
+            for _ in 0..each {
+                let status = client.get(&url).send().await.unwrap().status().as_u16();
+                *answered.entry(status).or_default() += 1;
+            }
+            answered
+        });
+    }
+    let mut answered = BTreeMap::<u16, u64>::new();
+    while let Some(done) = spike.join_next().await {
+        for (status, n) in done.unwrap() {
+            *answered.entry(status).or_default() += n;
+        }
+    }
+    let total = clients * each;
+    assert_eq!(
+        answered,
+        BTreeMap::from([(302, total)]),
+        "every redirect answered"
+    );
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metric(&metrics, "kurz_click_events_overflow_total") > 0.0,
+        "the spike never filled the queue: {metrics}"
+    );
+    assert!(metric(&metrics, "kurz_click_queue_depth") <= 8.0);
+    let s = stats_when(&app, &code, "", |s| s["total_clicks"].as_u64().unwrap() >= total).await;
+    assert_eq!(s["total_clicks"], total, "each click exactly once");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert_eq!(metric(&metrics, "kurz_click_events_dropped_total"), 0.0);
+}
+
 /// C-08 adapted: the sink is slow (another connection holds the write lock on the
 /// click tables for 3 s). The queue stays within its bound, every redirect is
 /// answered quickly, and afterwards every click is counted exactly once.
