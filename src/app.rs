@@ -145,6 +145,7 @@ async fn start_analytics(
             config.kafka_brokers.clone(),
             config.kafka_topic.clone(),
             config.kafka_partitions,
+            config.kafka_replication_factor,
         )));
     }
     Analytics::start(settings, enricher, sinks)

@@ -335,6 +335,20 @@ pub struct Config {
     #[arg(long, env = "KURZ_KAFKA_PARTITIONS", default_value_t = 6, global = true)]
     pub kafka_partitions: i32,
 
+    /// Replication factor of the topic, if kurz has to create it. -1 (the default)
+    /// leaves it to the brokers' `default.replication.factor` (Kafka 2.4 or later), so
+    /// a cluster set up for durability is not handed a topic with one copy; set a
+    /// number for older brokers.
+    #[arg(
+        long,
+        env = "KURZ_KAFKA_REPLICATION_FACTOR",
+        default_value_t = -1,
+        allow_negative_numbers = true,
+        value_parser = replication_factor,
+        global = true
+    )]
+    pub kafka_replication_factor: i16,
+
     /// Log filter, `tracing` syntax (e.g. `info`, `kurz=debug`).
     #[arg(long, env = "KURZ_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -387,6 +401,15 @@ impl Config {
     }
 }
 
+/// `-1` (the brokers' default) or at least 1: Kafka refuses 0 and other negatives,
+/// and only when kurz first connects, so they are refused at startup instead.
+fn replication_factor(s: &str) -> Result<i16, String> {
+    match s.parse::<i16>() {
+        Ok(n) if n == -1 || n >= 1 => Ok(n),
+        _ => Err("expected -1 (the brokers' default) or a number from 1 up".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,10 +437,21 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.config.trusted_proxies.len(), 2);
+        assert_eq!(cli.config.kafka_replication_factor, -1, "the brokers' default");
         assert!(!cli.config.allow_anonymous);
         assert!(matches!(
             cli.command,
             Some(Command::Users(UsersCommand::Create { .. }))
         ));
+    }
+
+    #[test]
+    fn kafka_replication_factor_is_minus_one_or_positive() {
+        let parse = |v: &str| Cli::try_parse_from(["kurz", "--kafka-replication-factor", v]);
+        assert_eq!(parse("3").unwrap().config.kafka_replication_factor, 3);
+        assert_eq!(parse("-1").unwrap().config.kafka_replication_factor, -1);
+        for bad in ["0", "-2", "x", "40000"] {
+            assert!(parse(bad).is_err(), "{bad} accepted");
+        }
     }
 }

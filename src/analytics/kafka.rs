@@ -9,7 +9,9 @@
 //! so a consumer may see a few events twice after a broker failure, never none.
 //!
 //! `rskafka` is a pure-Rust client: no librdkafka C build, and it is only a producer
-//! here. The topic is created (with `KURZ_KAFKA_PARTITIONS` partitions) if missing.
+//! here. The topic is created (with `KURZ_KAFKA_PARTITIONS` partitions and
+//! `KURZ_KAFKA_REPLICATION_FACTOR` copies, by default the brokers' own default) if
+//! missing.
 
 use std::hash::Hasher;
 use std::time::Duration;
@@ -28,6 +30,7 @@ pub struct KafkaSink {
     brokers: Vec<String>,
     topic: String,
     partitions: i32,
+    replication_factor: i16,
     /// The connection, made on first use and dropped after any error so the next
     /// batch reconnects (a restarted broker forgets our sessions).
     conn: Mutex<Option<Connection>>,
@@ -50,11 +53,12 @@ pub fn partition_of(key: &str, partitions: usize) -> usize {
 }
 
 impl KafkaSink {
-    pub fn new(brokers: Vec<String>, topic: String, partitions: i32) -> Self {
+    pub fn new(brokers: Vec<String>, topic: String, partitions: i32, replication_factor: i16) -> Self {
         Self {
             brokers,
             topic,
             partitions: partitions.max(1),
+            replication_factor,
             conn: Mutex::new(None),
         }
     }
@@ -80,10 +84,20 @@ impl KafkaSink {
                 client
                     .controller_client()
                     .map_err(err)?
-                    .create_topic(self.topic.clone(), self.partitions, 1, 5_000)
+                    .create_topic(
+                        self.topic.clone(),
+                        self.partitions,
+                        self.replication_factor,
+                        5_000,
+                    )
                     .await
                     .map_err(err)?;
-                tracing::info!(topic = %self.topic, partitions = self.partitions, "created the Kafka topic");
+                tracing::info!(
+                    topic = %self.topic,
+                    partitions = self.partitions,
+                    replication_factor = self.replication_factor,
+                    "created the Kafka topic"
+                );
                 self.partitions
             }
         };
