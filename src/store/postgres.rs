@@ -366,14 +366,7 @@ impl PgStore {
         F: Fn(PgPool) -> Fut,
         Fut: std::future::Future<Output = StoreResult<Option<T>>>,
     {
-        if !prefer_primary && let Some(replica) = self.replica() {
-            match query(replica.clone()).await {
-                Ok(Some(v)) => return Ok(Some(v)),
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "replica read failed; asking the primary"),
-            }
-        }
-        query(self.primary.clone()).await
+        self.replica_first(prefer_primary, Option::is_some, query).await
     }
 
     /// Runs a stats read on a replica if there is one, on the primary if it fails.
@@ -384,10 +377,26 @@ impl PgStore {
         F: Fn(PgPool) -> Fut,
         Fut: std::future::Future<Output = StoreResult<T>>,
     {
-        if let Some(replica) = self.replica() {
+        self.replica_first(false, |_| true, query).await
+    }
+
+    /// The one replica read: on a replica (unless `primary_only`), then on the
+    /// primary if the replica failed or gave an answer that is not `believed`.
+    async fn replica_first<T, F, Fut>(
+        &self,
+        primary_only: bool,
+        believed: impl Fn(&T) -> bool,
+        query: F,
+    ) -> StoreResult<T>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        if !primary_only && let Some(replica) = self.replica() {
             match query(replica.clone()).await {
-                Ok(v) => return Ok(v),
-                Err(e) => tracing::debug!(error = %e, "replica stats read failed; asking the primary"),
+                Ok(v) if believed(&v) => return Ok(v),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "replica read failed; asking the primary"),
             }
         }
         query(self.primary.clone()).await
