@@ -297,6 +297,16 @@ impl Application {
     }
 }
 
+/// A periodic purge's outcome in the log: a count when it deleted something, a warning
+/// when it failed (it runs again ten minutes later).
+fn log_purge(what: &str, done: Result<u64, StoreError>) {
+    match done {
+        Ok(n) if n > 0 => tracing::info!(purged = n, "{what} deleted"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not delete {what}"),
+    }
+}
+
 /// Periodic chores: drain metric histograms, forget idle rate-limit buckets, and
 /// (every ten minutes) delete idempotency records past their 24 hours and, with
 /// analytics on, raw clicks past retention and old click writer names.
@@ -311,30 +321,22 @@ async fn housekeeping(state: Arc<AppState>) {
         if ticks.is_multiple_of(60) && state.analytics.is_some() {
             let days = i64::from(state.config.analytics_retention_days);
             let before = chrono::Utc::now() - chrono::Duration::days(days);
-            match state.store.purge_click_events(before).await {
-                Ok(n) if n > 0 => tracing::info!(purged = n, "raw click events past retention removed"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not purge old click events"),
-            }
-            match state
-                .store
-                .purge_click_replays(chrono::Utc::now() - CLICK_REPLAYS_TTL)
-                .await
-            {
-                Ok(n) if n > 0 => {
-                    tracing::info!(purged = n, "old click writer names and spool generations deleted")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not purge old click writer names"),
-            }
+            log_purge(
+                "raw click events past retention",
+                state.store.purge_click_events(before).await,
+            );
+            let before = chrono::Utc::now() - CLICK_REPLAYS_TTL;
+            log_purge(
+                "old click writer names and spool generations",
+                state.store.purge_click_replays(before).await,
+            );
         }
         if ticks.is_multiple_of(60) {
             let before = chrono::Utc::now() - chrono::Duration::from_std(IDEMPOTENCY_TTL).unwrap_or_default();
-            match state.store.purge_idempotency(before).await {
-                Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency records deleted"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not purge idempotency records"),
-            }
+            log_purge(
+                "expired idempotency records",
+                state.store.purge_idempotency(before).await,
+            );
         }
         ticks += 1;
     }
