@@ -60,8 +60,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: clickgen DATABASE_URL CODE CLICKS DAYS [BATCH]".into());
     }
     let mut config = kurz::Config::defaults();
-    config.database_url = args[1].clone();
-    config.database_max_connections = 4;
+    config.database.url = args[1].clone();
+    config.database.max_connections = 4;
     let code = ShortCode::parse(&args[2]).ok_or("bad code")?;
     let clicks: u64 = args[3].parse()?;
     let days: i64 = args[4].parse()?;
@@ -75,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect()
     };
 
-    let store: Arc<dyn Store> = store::connect(&config).await?;
+    let store: Arc<dyn Store> = store::connect(&config.database).await?;
     store.migrate().await?;
     if store.get_link(&codes[0]).await?.is_none() {
         let new: Vec<NewLink> = codes

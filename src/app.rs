@@ -6,18 +6,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::analytics::{self, Analytics, Enricher, GeoDb, KafkaSink, StoreSink};
 use crate::auth::Auth;
 use crate::cache::l2::INVALIDATION_CHANNEL;
 use crate::cache::{LinkCache, RedisCache};
-use crate::config::Config;
+use crate::config::{AnalyticsConfig, Config, KafkaConfig, LimitsConfig, Secret};
 use crate::domain::target_url::host_of;
+use crate::http::AppState;
 use crate::http::server::{ServerSettings, serve, shutdown_signal};
 use crate::keygen::KeyGenerator;
-use crate::limits::{Idempotency, RateLimiter};
+use crate::limits::{Idempotency, RateLimiter, TierLimits};
 use crate::links::LinkService;
 use crate::redis::Redis;
 use crate::store::{self, Store, StoreError};
@@ -32,25 +32,6 @@ const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 const CLICK_REPLAYS_TTL: chrono::Duration = chrono::Duration::days(30);
 /// A duplicate request waits at most this long for the first one to finish.
 const IDEMPOTENCY_WAIT: Duration = Duration::from_secs(10);
-
-/// Everything a handler may need, shared behind one `Arc`.
-pub struct AppState {
-    pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub links: LinkService,
-    pub keygen: Arc<KeyGenerator>,
-    pub auth: Auth,
-    pub limiter: RateLimiter,
-    /// Shared cache, rate limits and invalidation bus; `None` without `KURZ_REDIS_URL`.
-    pub redis: Option<Arc<Redis>>,
-    pub idempotency: Idempotency,
-    pub metrics: PrometheusHandle,
-    /// The click pipeline; `None` with `KURZ_ANALYTICS=false`.
-    pub analytics: Option<Arc<Analytics>>,
-    /// Key of the client IPs' hash ([`crate::domain::visitor`]): visitor hashes, and
-    /// the anonymous caller's name in rate-limit and idempotency keys.
-    pub ip_key: [u8; 16],
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -67,6 +48,8 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     state: Arc<AppState>,
+    /// What `run_until` needs of the configuration besides the state.
+    config: Config,
     /// A first-start admin key, to be printed once by the caller.
     pub generated_admin_key: Option<String>,
     /// Tasks that live as long as the server (invalidation subscriber, retries).
@@ -83,8 +66,8 @@ fn random_hex(bytes: usize) -> String {
 
 /// The permutation key: configured, or generated once and kept in the store so every
 /// instance and every restart maps counters to the same codes.
-async fn kgs_key(config: &Config, store: &dyn Store) -> Result<[u8; 16], StartupError> {
-    let hex_key = match &config.kgs_secret {
+async fn kgs_key(secret: Option<&Secret>, store: &dyn Store) -> Result<[u8; 16], StartupError> {
+    let hex_key = match secret {
         Some(s) => s.expose().to_owned(),
         None => store.setting_get_or_init("kgs_key", &random_hex(16)).await?,
     };
@@ -97,8 +80,8 @@ async fn kgs_key(config: &Config, store: &dyn Store) -> Result<[u8; 16], Startup
 
 /// The key of the client IPs' hash: configured, or generated once and kept in the
 /// store so every instance hashes one IP to one visitor (and one rate-limit bucket).
-async fn visitor_key(config: &Config, store: &dyn Store) -> Result<[u8; 16], StartupError> {
-    let hex_key = match &config.visitor_hash_secret {
+async fn visitor_key(secret: Option<&Secret>, store: &dyn Store) -> Result<[u8; 16], StartupError> {
+    let hex_key = match secret {
         Some(s) => s.expose().to_owned(),
         None => {
             store
@@ -113,11 +96,12 @@ async fn visitor_key(config: &Config, store: &dyn Store) -> Result<[u8; 16], Sta
 }
 
 async fn start_analytics(
-    config: &Config,
+    config: &AnalyticsConfig,
+    kafka: &KafkaConfig,
     store: &Arc<dyn Store>,
     ip_key: [u8; 16],
 ) -> Result<Option<Arc<Analytics>>, StartupError> {
-    if !config.analytics {
+    if !config.enabled {
         return Ok(None);
     }
     let geo = config
@@ -128,24 +112,24 @@ async fn start_analytics(
         .map_err(StartupError::Config)?;
     let enricher = Enricher::new(ip_key, geo);
     let settings = analytics::Settings {
-        queue_capacity: config.analytics_queue,
-        batch_max: config.analytics_batch.max(1),
-        flush_interval: Duration::from_millis(config.analytics_flush_ms),
-        sink_timeout: Duration::from_secs(config.analytics_sink_timeout_secs.max(1)),
-        spool_dir: config.analytics_spool_dir.clone(),
+        queue_capacity: config.queue,
+        batch_max: config.batch.max(1),
+        flush_interval: Duration::from_millis(config.flush_ms),
+        sink_timeout: Duration::from_secs(config.sink_timeout_secs.max(1)),
+        spool_dir: config.spool_dir.clone(),
         light_rows: analytics::batcher::LIGHT_ROWS,
     };
     let mut sinks: Vec<Arc<dyn analytics::Sink>> = vec![Arc::new(StoreSink::new(
         store.clone(),
-        config.analytics_raw_events,
-        Duration::from_millis(config.analytics_store_hold_ms),
+        config.raw_events,
+        Duration::from_millis(config.store_hold_ms),
     ))];
-    if !config.kafka_brokers.is_empty() {
+    if !kafka.brokers.is_empty() {
         sinks.push(Arc::new(KafkaSink::new(
-            config.kafka_brokers.clone(),
-            config.kafka_topic.clone(),
-            config.kafka_partitions,
-            config.kafka_replication_factor,
+            kafka.brokers.clone(),
+            kafka.topic.clone(),
+            kafka.partitions,
+            kafka.replication_factor,
         )));
     }
     Analytics::start(settings, enricher, sinks)
@@ -156,8 +140,8 @@ async fn start_analytics(
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let metrics = crate::telemetry::metrics_handle();
-        let store = store::connect(&config).await?;
-        if config.auto_migrate() {
+        let store = store::connect(&config.database).await?;
+        if config.database.auto_migrate() {
             store.migrate().await?;
         } else {
             let pending = store.pending_migrations().await?;
@@ -168,30 +152,30 @@ impl Application {
             }
         }
         let keygen = Arc::new(KeyGenerator::new(
-            kgs_key(&config, store.as_ref()).await?,
+            kgs_key(config.keys.secret.as_ref(), store.as_ref()).await?,
             store.clone(),
-            config.kgs_block_size,
+            config.keys.block_size,
         ));
         let cache = Arc::new(LinkCache::new(
-            config.cache_capacity,
-            Duration::from_secs(config.cache_ttl_secs),
-            Duration::from_secs(config.cache_negative_ttl_secs),
+            config.cache.capacity,
+            Duration::from_secs(config.cache.ttl_secs),
+            Duration::from_secs(config.cache.negative_ttl_secs),
         ));
-        let jwt_secret = match &config.jwt_secret {
+        let jwt_secret = match &config.auth.jwt_secret {
             Some(s) => s.expose().as_bytes().to_vec(),
             None => random_hex(32).into_bytes(),
         };
         let auth = Auth::new(
             store.clone(),
             &jwt_secret,
-            Duration::from_secs(config.jwt_ttl_secs),
+            Duration::from_secs(config.auth.jwt_ttl_secs),
         );
         let generated_admin_key = auth
-            .bootstrap_admin(config.admin_api_key.as_ref().map(|s| s.expose()))
+            .bootstrap_admin(config.auth.admin_api_key.as_ref().map(|s| s.expose()))
             .await?;
-        let redis = match &config.redis_url {
+        let redis = match &config.redis.url {
             Some(url) => Some(Arc::new(
-                Redis::new(url.expose(), &config.redis_prefix)
+                Redis::new(url.expose(), &config.redis.prefix)
                     .map_err(|e| StartupError::Config(e.to_string()))?,
             )),
             None => None,
@@ -199,7 +183,7 @@ impl Application {
         let l2 = redis.as_ref().map(|r| {
             Arc::new(RedisCache::new(
                 r.clone(),
-                Duration::from_secs(config.redis_cache_ttl_secs),
+                Duration::from_secs(config.redis.cache_ttl_secs),
             ))
         });
         let mut background = Vec::new();
@@ -232,19 +216,20 @@ impl Application {
             keygen.clone(),
             cache,
             l2,
-            host_of(&config.public_base_url),
+            host_of(&config.server.public_base_url),
+            config.auth.allow_anonymous,
         );
-        let ip_key = visitor_key(&config, store.as_ref()).await?;
-        let analytics = start_analytics(&config, &store, ip_key).await?;
-        let listener = TcpListener::bind(config.listen)
+        let ip_key = visitor_key(config.analytics.visitor_hash_secret.as_ref(), store.as_ref()).await?;
+        let analytics = start_analytics(&config.analytics, &config.kafka, &store, ip_key).await?;
+        let listener = TcpListener::bind(config.server.listen)
             .await
-            .map_err(|e| StartupError::Bind(config.listen, e))?;
+            .map_err(|e| StartupError::Bind(config.server.listen, e))?;
         let state = Arc::new(AppState {
-            limiter: RateLimiter::new(config.tier_limits(), redis.clone(), ip_key),
+            limiter: RateLimiter::new(tier_limits(&config.limits), redis.clone(), ip_key),
             ip_key,
             redis,
             idempotency: Idempotency::new(store.clone(), IDEMPOTENCY_TTL, IDEMPOTENCY_WAIT),
-            config,
+            server: config.server.clone(),
             store,
             links,
             keygen,
@@ -255,6 +240,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
+            config,
             generated_admin_key,
             background,
         })
@@ -276,14 +262,16 @@ impl Application {
     /// Serves until `stop` resolves. Tests use this to shut down on demand.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
         let state = self.state;
+        let server = &self.config.server;
         let router = crate::http::router(state.clone());
         let settings = ServerSettings {
-            header_timeout: Duration::from_secs(state.config.header_timeout_secs),
-            shutdown_grace: Duration::from_secs(state.config.shutdown_grace_secs),
-            request_timeout: state.config.request_timeout(),
+            header_timeout: Duration::from_secs(server.header_timeout_secs),
+            shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
+            request_timeout: server.request_timeout(),
         };
-        let upkeep = tokio::spawn(housekeeping(state.clone()));
-        tracing::info!(addr = %state.config.listen, base = state.config.public_base(), "kurz is serving");
+        let retention = chrono::Duration::days(i64::from(self.config.analytics.retention_days));
+        let upkeep = tokio::spawn(housekeeping(state.clone(), retention));
+        tracing::info!(addr = %server.listen, base = server.public_base(), "kurz is serving");
         serve(self.listener, router, settings, stop).await;
         // Every request has been answered; now every click they made is written (or
         // spooled) before the process may exit.
@@ -294,6 +282,17 @@ impl Application {
         for task in self.background {
             task.abort();
         }
+    }
+}
+
+/// The rate-limit tiers from their settings.
+fn tier_limits(limits: &LimitsConfig) -> TierLimits {
+    TierLimits {
+        anonymous: limits.anonymous,
+        free: limits.free,
+        pro: limits.pro,
+        enterprise: limits.enterprise,
+        redirect: limits.redirect,
     }
 }
 
@@ -310,7 +309,7 @@ fn log_purge(what: &str, done: Result<u64, StoreError>) {
 /// Periodic chores: drain metric histograms, forget idle rate-limit buckets, and
 /// (every ten minutes) delete idempotency records past their 24 hours and, with
 /// analytics on, raw clicks past retention and old click writer names.
-async fn housekeeping(state: Arc<AppState>) {
+async fn housekeeping(state: Arc<AppState>, retention: chrono::Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut ticks: u64 = 0;
     loop {
@@ -319,8 +318,7 @@ async fn housekeeping(state: Arc<AppState>) {
         state.limiter.forget_idle();
         metrics::gauge!("kurz_kgs_keys_left").set(state.keygen.keys_left() as f64);
         if ticks.is_multiple_of(60) && state.analytics.is_some() {
-            let days = i64::from(state.config.analytics_retention_days);
-            let before = chrono::Utc::now() - chrono::Duration::days(days);
+            let before = chrono::Utc::now() - retention;
             log_purge(
                 "raw click events past retention",
                 state.store.purge_click_events(before).await,

@@ -1,14 +1,18 @@
-//! All configuration, in one typed struct: every field is a flag and a `KURZ_*`
-//! environment variable, documented here so `kurz serve --help` is the reference.
-//! Defaults run on a laptop with nothing installed (DESIGN.md §1).
+//! All configuration: every setting is a flag and a `KURZ_*` environment variable,
+//! documented here so `kurz serve --help` is the reference. Defaults run on a laptop
+//! with nothing installed (DESIGN.md §1).
+//!
+//! [`Config`] is grouped into sections, one per part that reads it (server, database,
+//! Redis, cache, limits, analytics, Kafka…), flattened into one command line: a part
+//! is handed its own section, never the whole configuration. This module imports
+//! nothing else of kurz; `app` turns sections into the parts' own settings.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use ipnet::IpNet;
-
-use crate::limits::TierLimits;
 
 /// A value that must never be printed: `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq)]
@@ -41,17 +45,42 @@ impl std::str::FromStr for Secret {
 #[command(name = "kurz", version, about = "A fast, self-hostable URL shortener")]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
+    pub command: Command,
+}
+
+impl Cli {
+    /// Parses the command line; without a subcommand, `serve` is meant (`kurz` alone,
+    /// or `kurz --listen …`, serves).
+    pub fn parse_with_default() -> Self {
+        Self::parse_from(with_default_command(std::env::args_os().collect()))
+    }
+}
+
+/// Inserts `serve` when the first argument is not a subcommand nor a top-level flag
+/// of clap's own (`--help`, `--version`).
+fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let first = args.get(1).and_then(|a| a.to_str()).map(str::to_owned);
+    let explicit = matches!(
+        first.as_deref(),
+        Some("serve" | "migrate" | "users" | "help" | "-h" | "--help" | "-V" | "--version")
+    );
+    if !explicit {
+        args.insert(1.min(args.len()), "serve".into());
+    }
+    args
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (the default).
-    Serve,
+    Serve(Box<Config>),
     /// Create or upgrade the database schema, then exit.
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        log: LogConfig,
+    },
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -61,213 +90,419 @@ pub enum Command {
 pub enum UsersCommand {
     /// Create a user and print its API key (shown once, stored only as a hash).
     Create {
+        /// The user's email address (unique).
         #[arg(long)]
         email: String,
         /// free, pro, enterprise or admin.
         #[arg(long, default_value = "free")]
         tier: String,
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        log: LogConfig,
     },
 }
 
+/// Everything `kurz serve` reads.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    #[command(flatten)]
+    pub server: ServerConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub cache: CacheConfig,
+    #[command(flatten)]
+    pub keys: KeysConfig,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+    #[command(flatten)]
+    pub analytics: AnalyticsConfig,
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    #[command(flatten)]
+    pub log: LogConfig,
+}
+
+/// The HTTP server: where it listens, what it trusts, how long it waits.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServerConfig {
     /// Address to listen on.
-    #[arg(long, env = "KURZ_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        id = "listen",
+        long = "listen",
+        env = "KURZ_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
-
-    /// Where links live: `sqlite://FILE` (embedded, the default).
-    #[arg(
-        long,
-        env = "KURZ_DATABASE_URL",
-        default_value = "sqlite://kurz.db",
-        global = true
-    )]
-    pub database_url: String,
-
-    /// Read connections to the database (SQLite: readers beside the one writer).
-    #[arg(
-        long,
-        env = "KURZ_DATABASE_READ_CONNECTIONS",
-        default_value_t = 4,
-        global = true
-    )]
-    pub database_read_connections: u32,
-
-    /// PostgreSQL read replicas (comma list of URLs). Redirect and key lookups read
-    /// there; anything just written is read from the primary.
-    #[arg(long, env = "KURZ_DATABASE_READ_URLS", value_delimiter = ',', global = true)]
-    pub database_read_urls: Vec<String>,
-
-    /// Most connections per PostgreSQL pool (primary, and each replica).
-    #[arg(
-        long,
-        env = "KURZ_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 16,
-        global = true
-    )]
-    pub database_max_connections: u32,
-
-    /// Connections each PostgreSQL pool keeps open when idle.
-    #[arg(
-        long,
-        env = "KURZ_DATABASE_MIN_CONNECTIONS",
-        default_value_t = 1,
-        global = true
-    )]
-    pub database_min_connections: u32,
-
-    /// Milliseconds a request waits for a PostgreSQL connection before the database
-    /// counts as unavailable (503).
-    #[arg(
-        long,
-        env = "KURZ_DATABASE_ACQUIRE_TIMEOUT_MS",
-        default_value_t = 2000,
-        global = true
-    )]
-    pub database_acquire_timeout_ms: u64,
-
-    /// Run pending migrations at start. Default: yes for SQLite; for PostgreSQL no:
-    /// run `kurz migrate` once, and `serve` refuses to start while migrations are pending.
-    #[arg(long, env = "KURZ_AUTO_MIGRATE", global = true)]
-    pub auto_migrate: Option<bool>,
-
-    /// Redis for the shared L2 cache, distributed rate limits and cross-instance
-    /// invalidation: `redis://host:port`, or a cluster as `redis+cluster://h1:p1,h2:p2`
-    /// (or a comma list of `redis://` URLs). Unset: L1 only, per-instance limits.
-    #[arg(long, env = "KURZ_REDIS_URL", hide_env_values = true, global = true)]
-    pub redis_url: Option<Secret>,
-
-    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
-    #[arg(long, env = "KURZ_REDIS_PREFIX", default_value = "kurz:", global = true)]
-    pub redis_prefix: String,
-
-    /// Seconds a link stays in the Redis L2 cache.
-    #[arg(
-        long,
-        env = "KURZ_REDIS_CACHE_TTL_SECS",
-        default_value_t = 3600,
-        global = true
-    )]
-    pub redis_cache_ttl_secs: u64,
 
     /// The base of every short URL handed out; its host may not be a link target.
     #[arg(
-        long,
+        id = "public-base-url",
+        long = "public-base-url",
         env = "KURZ_PUBLIC_BASE_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
+        default_value = "http://127.0.0.1:8080"
     )]
     pub public_base_url: String,
 
+    /// Proxies whose `X-Forwarded-For` and `CF-IPCountry` are believed (comma list of IPs or CIDRs).
+    #[arg(
+        id = "trusted-proxies",
+        long = "trusted-proxies",
+        env = "KURZ_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Seconds a request may take before it is answered 503.
+    #[arg(
+        id = "request-timeout-secs",
+        long = "request-timeout-secs",
+        env = "KURZ_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub request_timeout_secs: u64,
+
+    /// Seconds a client may take to send request headers (slow-loris guard).
+    #[arg(
+        id = "header-timeout-secs",
+        long = "header-timeout-secs",
+        env = "KURZ_HEADER_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub header_timeout_secs: u64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(
+        id = "shutdown-grace-secs",
+        long = "shutdown-grace-secs",
+        env = "KURZ_SHUTDOWN_GRACE_SECS",
+        default_value_t = 30
+    )]
+    pub shutdown_grace_secs: u64,
+
+    /// Largest JSON body accepted, except bulk creates.
+    #[arg(id = "max-body-bytes", long = "max-body-bytes", env = "KURZ_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest bulk-create body accepted (1,000 URLs of 2 KiB plus metadata).
+    #[arg(
+        id = "max-bulk-body-bytes", long = "max-bulk-body-bytes",
+        env = "KURZ_MAX_BULK_BODY_BYTES",
+        default_value_t = 8 * 1024 * 1024
+    )]
+    pub max_bulk_body_bytes: usize,
+}
+
+impl ServerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The public base without a trailing slash, ready for `format!("{base}/{code}")`.
+    pub fn public_base(&self) -> &str {
+        self.public_base_url.trim_end_matches('/')
+    }
+}
+
+/// Who may do what: credentials, tokens, anonymous use.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Authentication")]
+pub struct AuthConfig {
     /// Whether requests without credentials may create links.
-    #[arg(long, env = "KURZ_ALLOW_ANONYMOUS", default_value_t = true, action = ArgAction::Set, global = true)]
+    #[arg(id = "allow-anonymous", long = "allow-anonymous", env = "KURZ_ALLOW_ANONYMOUS", default_value_t = true, action = ArgAction::Set)]
     pub allow_anonymous: bool,
 
     /// API key of the admin user. Without it, the first start creates one and prints it once.
-    #[arg(long, env = "KURZ_ADMIN_API_KEY", hide_env_values = true, global = true)]
+    #[arg(
+        id = "admin-api-key",
+        long = "admin-api-key",
+        env = "KURZ_ADMIN_API_KEY",
+        hide_env_values = true
+    )]
     pub admin_api_key: Option<Secret>,
 
     /// HMAC secret for JWTs. Without it, a random one per process: tokens then do not
     /// survive a restart nor work on another instance.
-    #[arg(long, env = "KURZ_JWT_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        id = "jwt-secret",
+        long = "jwt-secret",
+        env = "KURZ_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<Secret>,
 
     /// Lifetime of tokens from `POST /api/v1/auth/token`, in seconds.
-    #[arg(long, env = "KURZ_JWT_TTL_SECS", default_value_t = 900, global = true)]
+    #[arg(
+        id = "jwt-ttl-secs",
+        long = "jwt-ttl-secs",
+        env = "KURZ_JWT_TTL_SECS",
+        default_value_t = 900
+    )]
     pub jwt_ttl_secs: u64,
+}
 
-    /// Key of the code permutation (32 hex characters). Without it, one is generated
-    /// once and kept in the database so every instance and restart shares it.
-    #[arg(long, env = "KURZ_KGS_SECRET", hide_env_values = true, global = true)]
-    pub kgs_secret: Option<Secret>,
+/// The store.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database")]
+pub struct DatabaseConfig {
+    /// Where links live: `sqlite://FILE` (embedded, the default) or `postgres://…`.
+    #[arg(
+        id = "database-url",
+        long = "database-url",
+        env = "KURZ_DATABASE_URL",
+        default_value = "sqlite://kurz.db"
+    )]
+    pub url: String,
 
-    /// Counter values leased from the store at a time by the key generator.
-    #[arg(long, env = "KURZ_KGS_BLOCK_SIZE", default_value_t = 1000, global = true)]
-    pub kgs_block_size: u64,
+    /// Read connections to the database (SQLite: readers beside the one writer).
+    #[arg(
+        id = "database-read-connections",
+        long = "database-read-connections",
+        env = "KURZ_DATABASE_READ_CONNECTIONS",
+        default_value_t = 4
+    )]
+    pub read_connections: u32,
 
+    /// PostgreSQL read replicas (comma list of URLs). Redirect and key lookups read
+    /// there; anything just written is read from the primary.
+    #[arg(
+        id = "database-read-urls",
+        long = "database-read-urls",
+        env = "KURZ_DATABASE_READ_URLS",
+        value_delimiter = ','
+    )]
+    pub read_urls: Vec<String>,
+
+    /// Most connections per PostgreSQL pool (primary, and each replica).
+    #[arg(
+        id = "database-max-connections",
+        long = "database-max-connections",
+        env = "KURZ_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub max_connections: u32,
+
+    /// Connections each PostgreSQL pool keeps open when idle.
+    #[arg(
+        id = "database-min-connections",
+        long = "database-min-connections",
+        env = "KURZ_DATABASE_MIN_CONNECTIONS",
+        default_value_t = 1
+    )]
+    pub min_connections: u32,
+
+    /// Milliseconds a request waits for a PostgreSQL connection before the database
+    /// counts as unavailable (503).
+    #[arg(
+        id = "database-acquire-timeout-ms",
+        long = "database-acquire-timeout-ms",
+        env = "KURZ_DATABASE_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    pub acquire_timeout_ms: u64,
+
+    /// Run pending migrations at start. Default: yes for SQLite; for PostgreSQL no:
+    /// run `kurz migrate` once, and `serve` refuses to start while migrations are pending.
+    #[arg(id = "auto-migrate", long = "auto-migrate", env = "KURZ_AUTO_MIGRATE")]
+    pub auto_migrate: Option<bool>,
+}
+
+impl DatabaseConfig {
+    pub fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite:")
+    }
+
+    pub fn auto_migrate(&self) -> bool {
+        self.auto_migrate.unwrap_or(self.is_sqlite())
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+/// Redis: the shared L2 cache, distributed rate limits and invalidation.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Redis")]
+pub struct RedisConfig {
+    /// Redis for the shared L2 cache, distributed rate limits and cross-instance
+    /// invalidation: `redis://host:port`, or a cluster as `redis+cluster://h1:p1,h2:p2`
+    /// (or a comma list of `redis://` URLs). Unset: L1 only, per-instance limits.
+    #[arg(
+        id = "redis-url",
+        long = "redis-url",
+        env = "KURZ_REDIS_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<Secret>,
+
+    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
+    #[arg(
+        id = "redis-prefix",
+        long = "redis-prefix",
+        env = "KURZ_REDIS_PREFIX",
+        default_value = "kurz:"
+    )]
+    pub prefix: String,
+
+    /// Seconds a link stays in the Redis L2 cache.
+    #[arg(
+        id = "redis-cache-ttl-secs",
+        long = "redis-cache-ttl-secs",
+        env = "KURZ_REDIS_CACHE_TTL_SECS",
+        default_value_t = 3600
+    )]
+    pub cache_ttl_secs: u64,
+}
+
+/// The in-process (L1) link cache.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cache")]
+pub struct CacheConfig {
     /// Links kept in the in-process cache.
-    #[arg(long, env = "KURZ_CACHE_CAPACITY", default_value_t = 100_000, global = true)]
-    pub cache_capacity: usize,
+    #[arg(
+        id = "cache-capacity",
+        long = "cache-capacity",
+        env = "KURZ_CACHE_CAPACITY",
+        default_value_t = 100_000
+    )]
+    pub capacity: usize,
 
     /// Seconds a cached link is trusted before the store is asked again.
-    #[arg(long, env = "KURZ_CACHE_TTL_SECS", default_value_t = 60, global = true)]
-    pub cache_ttl_secs: u64,
+    #[arg(
+        id = "cache-ttl-secs",
+        long = "cache-ttl-secs",
+        env = "KURZ_CACHE_TTL_SECS",
+        default_value_t = 60
+    )]
+    pub ttl_secs: u64,
 
     /// Seconds a "no such code" answer is cached (protects the store from random codes).
     #[arg(
-        long,
+        id = "cache-negative-ttl-secs",
+        long = "cache-negative-ttl-secs",
         env = "KURZ_CACHE_NEGATIVE_TTL_SECS",
-        default_value_t = 5,
-        global = true
+        default_value_t = 5
     )]
-    pub cache_negative_ttl_secs: u64,
+    pub negative_ttl_secs: u64,
+}
 
+/// The short-code generator (DESIGN.md §2).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Short codes")]
+pub struct KeysConfig {
+    /// Key of the code permutation (32 hex characters). Without it, one is generated
+    /// once and kept in the database so every instance and restart shares it.
+    #[arg(
+        id = "kgs-secret",
+        long = "kgs-secret",
+        env = "KURZ_KGS_SECRET",
+        hide_env_values = true
+    )]
+    pub secret: Option<Secret>,
+
+    /// Counter values leased from the store at a time by the key generator.
+    #[arg(
+        id = "kgs-block-size",
+        long = "kgs-block-size",
+        env = "KURZ_KGS_BLOCK_SIZE",
+        default_value_t = 1000
+    )]
+    pub block_size: u64,
+}
+
+/// Rate limits per caller, per minute (0 = unlimited).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rate limits")]
+pub struct LimitsConfig {
     /// API requests per minute without credentials, per client IP (0 = unlimited).
-    #[arg(long, env = "KURZ_RATE_LIMIT_ANONYMOUS", default_value_t = 10, global = true)]
-    pub rate_limit_anonymous: u32,
+    #[arg(
+        id = "rate-limit-anonymous",
+        long = "rate-limit-anonymous",
+        env = "KURZ_RATE_LIMIT_ANONYMOUS",
+        default_value_t = 10
+    )]
+    pub anonymous: u32,
 
     /// API requests per minute for free-tier users (0 = unlimited).
-    #[arg(long, env = "KURZ_RATE_LIMIT_FREE", default_value_t = 100, global = true)]
-    pub rate_limit_free: u32,
+    #[arg(
+        id = "rate-limit-free",
+        long = "rate-limit-free",
+        env = "KURZ_RATE_LIMIT_FREE",
+        default_value_t = 100
+    )]
+    pub free: u32,
 
     /// API requests per minute for pro users (0 = unlimited).
-    #[arg(long, env = "KURZ_RATE_LIMIT_PRO", default_value_t = 1000, global = true)]
-    pub rate_limit_pro: u32,
+    #[arg(
+        id = "rate-limit-pro",
+        long = "rate-limit-pro",
+        env = "KURZ_RATE_LIMIT_PRO",
+        default_value_t = 1000
+    )]
+    pub pro: u32,
 
     /// API requests per minute for enterprise users (0 = unlimited).
     #[arg(
-        long,
+        id = "rate-limit-enterprise",
+        long = "rate-limit-enterprise",
         env = "KURZ_RATE_LIMIT_ENTERPRISE",
-        default_value_t = 10_000,
-        global = true
+        default_value_t = 10_000
     )]
-    pub rate_limit_enterprise: u32,
+    pub enterprise: u32,
 
     /// Redirects per minute per client IP (0 = off, the default).
-    #[arg(long, env = "KURZ_REDIRECT_RATE_LIMIT", default_value_t = 0, global = true)]
-    pub redirect_rate_limit: u32,
+    #[arg(
+        id = "redirect-rate-limit",
+        long = "redirect-rate-limit",
+        env = "KURZ_REDIRECT_RATE_LIMIT",
+        default_value_t = 0
+    )]
+    pub redirect: u32,
+}
 
-    /// Proxies whose `X-Forwarded-For` and `CF-IPCountry` are believed (comma list of IPs or CIDRs).
-    #[arg(long, env = "KURZ_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
-    pub trusted_proxies: Vec<IpNet>,
-
-    /// Seconds a request may take before it is answered 503.
-    #[arg(long, env = "KURZ_REQUEST_TIMEOUT_SECS", default_value_t = 30, global = true)]
-    pub request_timeout_secs: u64,
-
-    /// Seconds a client may take to send request headers (slow-loris guard).
-    #[arg(long, env = "KURZ_HEADER_TIMEOUT_SECS", default_value_t = 10, global = true)]
-    pub header_timeout_secs: u64,
-
-    /// Seconds in-flight requests get to finish after SIGTERM.
-    #[arg(long, env = "KURZ_SHUTDOWN_GRACE_SECS", default_value_t = 30, global = true)]
-    pub shutdown_grace_secs: u64,
-
-    /// Largest JSON body accepted, except bulk creates.
-    #[arg(long, env = "KURZ_MAX_BODY_BYTES", default_value_t = 64 * 1024, global = true)]
-    pub max_body_bytes: usize,
-
-    /// Largest bulk-create body accepted (1,000 URLs of 2 KiB plus metadata).
-    #[arg(long, env = "KURZ_MAX_BULK_BODY_BYTES", default_value_t = 8 * 1024 * 1024, global = true)]
-    pub max_bulk_body_bytes: usize,
-
+/// The click pipeline (DESIGN.md §5).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Click analytics")]
+pub struct AnalyticsConfig {
     /// Record click analytics (`false` turns the whole pipeline off).
-    #[arg(long, env = "KURZ_ANALYTICS", default_value_t = true, action = ArgAction::Set, global = true)]
-    pub analytics: bool,
+    #[arg(id = "analytics", long = "analytics", env = "KURZ_ANALYTICS", default_value_t = true, action = ArgAction::Set)]
+    pub enabled: bool,
 
     /// Click events held in memory before new ones go straight to the spool.
-    #[arg(long, env = "KURZ_ANALYTICS_QUEUE", default_value_t = 65_536, global = true)]
-    pub analytics_queue: usize,
+    #[arg(
+        id = "analytics-queue",
+        long = "analytics-queue",
+        env = "KURZ_ANALYTICS_QUEUE",
+        default_value_t = 65_536
+    )]
+    pub queue: usize,
 
     /// Largest batch of click events written at once. Big batches matter: a batch
     /// writes one row per link-hour it touches, so a second of clicks in one batch
     /// costs far fewer row writes than the same clicks in five.
-    #[arg(long, env = "KURZ_ANALYTICS_BATCH", default_value_t = 50_000, global = true)]
-    pub analytics_batch: usize,
+    #[arg(
+        id = "analytics-batch",
+        long = "analytics-batch",
+        env = "KURZ_ANALYTICS_BATCH",
+        default_value_t = 50_000
+    )]
+    pub batch: usize,
 
     /// Longest a click waits in memory before its batch is written (milliseconds).
-    #[arg(long, env = "KURZ_ANALYTICS_FLUSH_MS", default_value_t = 1_000, global = true)]
-    pub analytics_flush_ms: u64,
+    #[arg(
+        id = "analytics-flush-ms",
+        long = "analytics-flush-ms",
+        env = "KURZ_ANALYTICS_FLUSH_MS",
+        default_value_t = 1_000
+    )]
+    pub flush_ms: u64,
 
     /// Under heavy traffic, how long the store's writer folds batches in before it
     /// writes them as one (milliseconds). Every write rewrites one row per link-hour
@@ -276,86 +511,120 @@ pub struct Config {
     /// 1,000 link-hours is never held, so stats lag by this plus the flush interval
     /// only under heavy traffic. 0 writes every batch at once. Kafka is not held.
     #[arg(
-        long,
+        id = "analytics-store-hold-ms",
+        long = "analytics-store-hold-ms",
         env = "KURZ_ANALYTICS_STORE_HOLD_MS",
-        default_value_t = 10_000,
-        global = true
+        default_value_t = 10_000
     )]
-    pub analytics_store_hold_ms: u64,
+    pub store_hold_ms: u64,
 
     /// A sink write slower than this (seconds) counts as failed; the batch is spooled.
     #[arg(
-        long,
+        id = "analytics-sink-timeout-secs",
+        long = "analytics-sink-timeout-secs",
         env = "KURZ_ANALYTICS_SINK_TIMEOUT_SECS",
-        default_value_t = 15,
-        global = true
+        default_value_t = 15
     )]
-    pub analytics_sink_timeout_secs: u64,
+    pub sink_timeout_secs: u64,
 
     /// Folder for the click spool (events a sink could not take yet). One per instance.
     #[arg(
-        long,
+        id = "analytics-spool-dir",
+        long = "analytics-spool-dir",
         env = "KURZ_ANALYTICS_SPOOL_DIR",
-        default_value = "kurz-spool",
-        global = true
+        default_value = "kurz-spool"
     )]
-    pub analytics_spool_dir: std::path::PathBuf,
+    pub spool_dir: PathBuf,
 
     /// Keep one raw row per click (for drill-down); rollups are kept either way.
-    #[arg(long, env = "KURZ_ANALYTICS_RAW_EVENTS", default_value_t = true, action = ArgAction::Set, global = true)]
-    pub analytics_raw_events: bool,
+    #[arg(id = "analytics-raw-events", long = "analytics-raw-events", env = "KURZ_ANALYTICS_RAW_EVENTS", default_value_t = true, action = ArgAction::Set)]
+    pub raw_events: bool,
 
     /// Days raw click events are kept (PostgreSQL drops whole daily partitions).
     #[arg(
-        long,
+        id = "analytics-retention-days",
+        long = "analytics-retention-days",
         env = "KURZ_ANALYTICS_RETENTION_DAYS",
-        default_value_t = 90,
-        global = true
+        default_value_t = 90
     )]
-    pub analytics_retention_days: u32,
+    pub retention_days: u32,
 
     /// MaxMind-format `.mmdb` file for click countries (and cities, if it has them).
-    #[arg(long, env = "KURZ_GEOIP_DB", global = true)]
-    pub geoip_db: Option<std::path::PathBuf>,
+    #[arg(id = "geoip-db", long = "geoip-db", env = "KURZ_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
 
     /// Key of the visitor hash (32 hex characters); generated and kept in the database if unset.
-    #[arg(long, env = "KURZ_VISITOR_HASH_SECRET", global = true)]
+    #[arg(
+        id = "visitor-hash-secret",
+        long = "visitor-hash-secret",
+        env = "KURZ_VISITOR_HASH_SECRET",
+        hide_env_values = true
+    )]
     pub visitor_hash_secret: Option<Secret>,
+}
 
+/// The optional Kafka sink of click events.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Kafka")]
+pub struct KafkaConfig {
     /// Kafka bootstrap brokers (comma list of host:port). Set, click events are also
     /// produced to `KURZ_KAFKA_TOPIC` as JSON, keyed by short code.
-    #[arg(long, env = "KURZ_KAFKA_BROKERS", value_delimiter = ',', global = true)]
-    pub kafka_brokers: Vec<String>,
+    #[arg(
+        id = "kafka-brokers",
+        long = "kafka-brokers",
+        env = "KURZ_KAFKA_BROKERS",
+        value_delimiter = ','
+    )]
+    pub brokers: Vec<String>,
 
     /// Topic for click events.
-    #[arg(long, env = "KURZ_KAFKA_TOPIC", default_value = "kurz.clicks", global = true)]
-    pub kafka_topic: String,
+    #[arg(
+        id = "kafka-topic",
+        long = "kafka-topic",
+        env = "KURZ_KAFKA_TOPIC",
+        default_value = "kurz.clicks"
+    )]
+    pub topic: String,
 
     /// Partitions of the topic, if kurz has to create it.
-    #[arg(long, env = "KURZ_KAFKA_PARTITIONS", default_value_t = 6, global = true)]
-    pub kafka_partitions: i32,
+    #[arg(
+        id = "kafka-partitions",
+        long = "kafka-partitions",
+        env = "KURZ_KAFKA_PARTITIONS",
+        default_value_t = 6
+    )]
+    pub partitions: i32,
 
     /// Replication factor of the topic, if kurz has to create it. -1 (the default)
     /// leaves it to the brokers' `default.replication.factor` (Kafka 2.4 or later), so
     /// a cluster set up for durability is not handed a topic with one copy; set a
     /// number for older brokers.
     #[arg(
-        long,
+        id = "kafka-replication-factor", long = "kafka-replication-factor",
         env = "KURZ_KAFKA_REPLICATION_FACTOR",
         default_value_t = -1,
         allow_negative_numbers = true,
-        value_parser = replication_factor,
-        global = true
+        value_parser = replication_factor
     )]
-    pub kafka_replication_factor: i16,
+    pub replication_factor: i16,
+}
 
+/// Logs.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogConfig {
     /// Log filter, `tracing` syntax (e.g. `info`, `kurz=debug`).
-    #[arg(long, env = "KURZ_LOG", default_value = "info", global = true)]
-    pub log: String,
+    #[arg(id = "log", long = "log", env = "KURZ_LOG", default_value = "info")]
+    pub filter: String,
 
     /// Log format: `auto` (pretty in a terminal, JSON otherwise), `json` or `pretty`.
-    #[arg(long, env = "KURZ_LOG_FORMAT", default_value = "auto", global = true)]
-    pub log_format: String,
+    #[arg(
+        id = "log-format",
+        long = "log-format",
+        env = "KURZ_LOG_FORMAT",
+        default_value = "auto"
+    )]
+    pub format: String,
 }
 
 impl Config {
@@ -372,33 +641,6 @@ impl Config {
             Err(e) => panic!("built-in defaults do not parse: {e}"),
         }
     }
-
-    pub fn is_sqlite(&self) -> bool {
-        self.database_url.starts_with("sqlite:")
-    }
-
-    pub fn auto_migrate(&self) -> bool {
-        self.auto_migrate.unwrap_or(self.is_sqlite())
-    }
-
-    pub fn tier_limits(&self) -> TierLimits {
-        TierLimits {
-            anonymous: self.rate_limit_anonymous,
-            free: self.rate_limit_free,
-            pro: self.rate_limit_pro,
-            enterprise: self.rate_limit_enterprise,
-            redirect: self.redirect_rate_limit,
-        }
-    }
-
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs)
-    }
-
-    /// The public base without a trailing slash, ready for `format!("{base}/{code}")`.
-    pub fn public_base(&self) -> &str {
-        self.public_base_url.trim_end_matches('/')
-    }
 }
 
 /// `-1` (the brokers' default) or at least 1: Kafka refuses 0 and other negatives,
@@ -414,6 +656,17 @@ fn replication_factor(s: &str) -> Result<i16, String> {
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(with_default_command(args.iter().map(Into::into).collect()))
+    }
+
+    fn serve(args: &[&str]) -> Config {
+        match parse(args).unwrap().command {
+            Command::Serve(c) => *c,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
     #[test]
     fn secrets_do_not_print() {
         let s: Secret = "hunter2".parse().unwrap();
@@ -422,7 +675,7 @@ mod tests {
 
     #[test]
     fn flags_parse() {
-        let cli = Cli::try_parse_from([
+        let config = serve(&[
             "kurz",
             "--listen",
             "127.0.0.1:0",
@@ -430,26 +683,40 @@ mod tests {
             "10.0.0.0/8,127.0.0.1/32",
             "--allow-anonymous",
             "false",
-            "users",
-            "create",
-            "--email",
-            "a@b.co",
-        ])
-        .unwrap();
-        assert_eq!(cli.config.trusted_proxies.len(), 2);
-        assert_eq!(cli.config.kafka_replication_factor, -1, "the brokers' default");
-        assert!(!cli.config.allow_anonymous);
-        assert!(matches!(
-            cli.command,
-            Some(Command::Users(UsersCommand::Create { .. }))
-        ));
+        ]);
+        assert_eq!(config.server.trusted_proxies.len(), 2);
+        assert_eq!(config.kafka.replication_factor, -1, "the brokers' default");
+        assert!(!config.auth.allow_anonymous);
+        let cli = parse(&["kurz", "users", "create", "--email", "a@b.co"]).unwrap();
+        assert!(matches!(cli.command, Command::Users(UsersCommand::Create { .. })));
+    }
+
+    #[test]
+    fn serve_is_the_default_command() {
+        assert_eq!(serve(&["kurz"]).server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            serve(&["kurz", "serve", "--listen", "127.0.0.1:9"]).server.listen,
+            "127.0.0.1:9".parse().unwrap()
+        );
+    }
+
+    /// A subcommand takes only its own options: `kurz users create` has no `--listen`.
+    #[test]
+    fn subcommands_take_only_their_own_options() {
+        assert!(parse(&["kurz", "users", "create", "--email", "a@b.co", "--listen", "x"]).is_err());
+        assert!(parse(&["kurz", "migrate", "--database-url", "sqlite://x.db"]).is_ok());
+        assert!(parse(&["kurz", "migrate", "--cache-capacity", "5"]).is_err());
     }
 
     #[test]
     fn kafka_replication_factor_is_minus_one_or_positive() {
-        let parse = |v: &str| Cli::try_parse_from(["kurz", "--kafka-replication-factor", v]);
-        assert_eq!(parse("3").unwrap().config.kafka_replication_factor, 3);
-        assert_eq!(parse("-1").unwrap().config.kafka_replication_factor, -1);
+        let parse = |v: &str| parse(&["kurz", "--kafka-replication-factor", v]);
+        let factor = |v: &str| match parse(v).unwrap().command {
+            Command::Serve(c) => c.kafka.replication_factor,
+            _ => unreachable!(),
+        };
+        assert_eq!(factor("3"), 3);
+        assert_eq!(factor("-1"), -1);
         for bad in ["0", "-2", "x", "40000"] {
             assert!(parse(bad).is_err(), "{bad} accepted");
         }

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::analytics::rollup;
@@ -26,6 +25,8 @@ const GROUP_COMMIT_MAX: usize = 256;
 const CODE_ATTEMPTS: usize = 5;
 pub const BULK_MAX: usize = 1000;
 pub const LIST_MAX: u32 = 100;
+/// Links on a page when the caller does not say.
+pub const LIST_DEFAULT: u32 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -41,6 +42,9 @@ pub enum LinkError {
     Disabled,
     #[error("credentials required")]
     Unauthenticated,
+    /// `KURZ_ALLOW_ANONYMOUS=false` and the caller sent no credentials.
+    #[error("anonymous link creation is disabled")]
+    AnonymousDisabled,
     #[error("not authorized for this URL")]
     Forbidden,
     #[error("service unavailable: {0}")]
@@ -59,53 +63,35 @@ impl From<StoreError> for LinkError {
     }
 }
 
-/// A create request as the API receives it; validated by [`LinkService::create`].
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateLink {
-    /// http(s) URL with a host, at most 2048 bytes.
+/// A create as a client asked for it, before validation ([`LinkService::create`]
+/// applies the rules of `domain`). The wire form, with its serde and OpenAPI
+/// attributes, lives in `http`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateInput {
     pub original_url: String,
-    /// 4–10 of `[A-Za-z0-9_-]`, not a reserved word.
-    #[serde(default)]
     pub custom_alias: Option<String>,
-    /// 1–3650; exclusive with `expires_at`.
-    #[serde(default)]
     pub expires_in_days: Option<i64>,
-    /// RFC 3339, in the future; exclusive with `expires_in_days`.
-    #[serde(default)]
     pub expires_at: Option<String>,
-    /// 301 or 302 (default).
-    #[serde(default)]
-    #[schema(value_type = Option<u16>)]
     pub redirect_type: Option<u16>,
-    /// Flat object of strings, at most 4 KiB.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
-/// A PATCH body. Absent fields stay as they are; `expires_at: null` removes the expiry.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateLink {
-    #[serde(default)]
+/// An update: absent fields stay as they are; `expires_at: Some(None)` removes the
+/// expiry.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateInput {
     pub original_url: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
     pub expires_at: Option<Option<String>>,
-    #[serde(default)]
     pub is_active: Option<bool>,
-    #[serde(default)]
-    #[schema(value_type = Option<u16>)]
     pub redirect_type: Option<u16>,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
-/// Tells "field absent" (`None`) from "field is null" (`Some(None)`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+/// One page of a caller's links and the cursor of the next page, if there is one.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub links: Vec<Link>,
+    pub next_cursor: Option<String>,
 }
 
 pub use crate::analytics::rollup::{Devices, LinkStats, LinkSummary};
@@ -155,6 +141,8 @@ pub struct LinkService {
     l2: Option<Arc<RedisCache>>,
     /// kurz's own host: links pointing at it are refused.
     own_host: Option<String>,
+    /// `KURZ_ALLOW_ANONYMOUS`: may callers without credentials create links?
+    allow_anonymous: bool,
     writer: mpsc::Sender<WriteJob>,
 }
 
@@ -165,6 +153,7 @@ impl LinkService {
         cache: Arc<LinkCache>,
         l2: Option<Arc<RedisCache>>,
         own_host: Option<String>,
+        allow_anonymous: bool,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(group_commit(store.clone(), rx));
@@ -174,8 +163,18 @@ impl LinkService {
             cache,
             l2,
             own_host,
+            allow_anonymous,
             writer: tx,
         }
+    }
+
+    /// The anonymous-creation policy: refuses a caller without credentials when
+    /// anonymous creation is off.
+    fn may_create(&self, caller: &Caller) -> Result<(), LinkError> {
+        if *caller == Caller::Anonymous && !self.allow_anonymous {
+            return Err(LinkError::AnonymousDisabled);
+        }
+        Ok(())
     }
 
     /// `code` changed: drop it here and, through Redis, everywhere else.
@@ -190,7 +189,7 @@ impl LinkService {
         &self.cache
     }
 
-    fn validate(&self, caller: &Caller, req: CreateLink, now: DateTime<Utc>) -> Result<Draft, Invalid> {
+    fn validate(&self, caller: &Caller, req: CreateInput, now: DateTime<Utc>) -> Result<Draft, Invalid> {
         let original_url = TargetUrl::parse(&req.original_url, self.own_host.as_deref())?;
         let alias = req.custom_alias.as_deref().map(Alias::parse).transpose()?;
         let expires_at = resolve_expiry(req.expires_in_days, req.expires_at.as_deref(), now)?;
@@ -228,7 +227,8 @@ impl LinkService {
     }
 
     #[tracing::instrument(skip_all, fields(alias = req.custom_alias.is_some()))]
-    pub async fn create(&self, caller: &Caller, req: CreateLink) -> Result<Link, LinkError> {
+    pub async fn create(&self, caller: &Caller, req: CreateInput) -> Result<Link, LinkError> {
+        self.may_create(caller)?;
         let draft = self.validate(caller, req, now_ms())?;
         if let Some(alias) = &draft.alias {
             let created = self
@@ -257,8 +257,9 @@ impl LinkService {
     pub async fn create_many(
         &self,
         caller: &Caller,
-        reqs: Vec<CreateLink>,
+        reqs: Vec<CreateInput>,
     ) -> Result<Vec<Result<Link, LinkError>>, LinkError> {
+        self.may_create(caller)?;
         let now = now_ms();
         let mut results: Vec<Option<Result<Link, LinkError>>> = Vec::with_capacity(reqs.len());
         // (index into results, draft)
@@ -380,7 +381,7 @@ impl LinkService {
     }
 
     #[tracing::instrument(skip_all, fields(code))]
-    pub async fn update(&self, caller: &Caller, code: &str, req: UpdateLink) -> Result<Link, LinkError> {
+    pub async fn update(&self, caller: &Caller, code: &str, req: UpdateInput) -> Result<Link, LinkError> {
         let now = now_ms();
         let patch = LinkPatch {
             original_url: req
@@ -421,18 +422,36 @@ impl LinkService {
         if deleted { Ok(()) } else { Err(LinkError::NotFound) }
     }
 
-    /// The caller's links, newest first. The cursor is the id of the last link seen.
+    /// A page of the caller's links, newest first: at most `limit` (1 to [`LIST_MAX`],
+    /// default [`LIST_DEFAULT`]), after `cursor` (the `next_cursor` of the previous
+    /// page: the hex id of its last link).
     pub async fn list(
         &self,
         caller: &Caller,
-        limit: u32,
-        before_id: Option<i64>,
-    ) -> Result<Vec<Link>, LinkError> {
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page, LinkError> {
+        let limit = limit.unwrap_or(LIST_DEFAULT);
+        if !(1..=LIST_MAX).contains(&limit) {
+            return Err(Invalid::request(format!("limit must be between 1 and {LIST_MAX}")).into());
+        }
+        let before_id = cursor
+            .map(|c| {
+                i64::from_str_radix(c, 16)
+                    .ok()
+                    .filter(|v| *v > 0)
+                    .ok_or_else(|| Invalid::request("invalid cursor"))
+            })
+            .transpose()?;
         let owner = caller.user_id().ok_or(LinkError::Unauthenticated)?;
-        Ok(self
-            .store
-            .list_links(owner, before_id, limit.clamp(1, LIST_MAX))
-            .await?)
+        // One extra row tells whether another page exists.
+        let mut links = self.store.list_links(owner, before_id, limit + 1).await?;
+        let more = links.len() > limit as usize;
+        links.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| links.last().map(|l| format!("{:x}", l.id)))
+            .flatten();
+        Ok(Page { links, next_cursor })
     }
 
     /// A link that exists, for the QR code (anyone may ask: the short URL is public).

@@ -2,19 +2,31 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use kurz::auth::Auth;
-use kurz::config::{Cli, Command, UsersCommand};
+use kurz::config::{Cli, Command, DatabaseConfig, UsersCommand};
 use kurz::{Application, Config, store};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    kurz::telemetry::init_logging(&cli.config.log, &cli.config.log_format);
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.config).await,
-        Command::Migrate => migrate(&cli.config).await,
-        Command::Users(UsersCommand::Create { email, tier }) => create_user(&cli.config, &email, &tier).await,
+    let cli = Cli::parse_with_default();
+    let result = match cli.command {
+        Command::Serve(config) => {
+            kurz::telemetry::init_logging(&config.log);
+            serve(*config).await
+        }
+        Command::Migrate { database, log } => {
+            kurz::telemetry::init_logging(&log);
+            migrate(&database).await
+        }
+        Command::Users(UsersCommand::Create {
+            email,
+            tier,
+            database,
+            log,
+        }) => {
+            kurz::telemetry::init_logging(&log);
+            create_user(&database, &email, &tier).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -35,15 +47,15 @@ async fn serve(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn migrate(config: &Config) -> Result<(), String> {
-    let store = store::connect(config).await.map_err(|e| e.to_string())?;
+async fn migrate(database: &DatabaseConfig) -> Result<(), String> {
+    let store = store::connect(database).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     println!("database is up to date");
     Ok(())
 }
 
-async fn create_user(config: &Config, email: &str, tier: &str) -> Result<(), String> {
-    let store = store::connect(config).await.map_err(|e| e.to_string())?;
+async fn create_user(database: &DatabaseConfig, email: &str, tier: &str) -> Result<(), String> {
+    let store = store::connect(database).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     let auth = Auth::new(
         store,

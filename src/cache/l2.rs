@@ -58,20 +58,21 @@ impl RedisCache {
             .await
             .ok()?;
         let s: Stored = serde_json::from_str(&raw?).ok()?;
+        if !s.u.bytes().all(|b| b.is_ascii_graphic()) {
+            return None;
+        }
         Some(CachedLink {
-            location: axum::http::HeaderValue::from_str(&s.u).ok()?,
-            redirect_type: if s.r == 301 {
-                RedirectType::Permanent
-            } else {
-                RedirectType::Temporary
-            },
+            location: s.u.into_bytes().into(),
+            redirect_type: RedirectType::from_status(s.r).ok()?,
             expires_at: s.e.and_then(DateTime::from_timestamp_millis),
             is_active: s.a,
         })
     }
 
     pub async fn put(&self, code: &str, link: &CachedLink) {
-        let Ok(url) = link.location.to_str() else { return };
+        let Ok(url) = std::str::from_utf8(&link.location) else {
+            return;
+        };
         let stored = Stored {
             u: url.to_owned(),
             r: link.redirect_type.status(),

@@ -1,7 +1,8 @@
 //! The L1 cache: the redirect path's only data source on a hit (DESIGN.md §4).
 //!
-//! A size-bounded in-process map from code to a compact, ready-to-send entry (the
-//! `Location` header value is built once, at load). `quick_cache` has no TTL, so the
+//! A size-bounded in-process map from code to a compact entry holding what a
+//! redirect needs (the target URL as shared bytes, so the HTTP layer makes its
+//! `Location` header without copying it). `quick_cache` has no TTL, so the
 //! freshness deadline lives in the value. Misses are cached too, briefly, so a flood
 //! of random codes costs one store query per code per few seconds instead of one per
 //! request. Concurrent misses for one code wait for a single loader (single-flight).
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderValue;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use metrics::Counter;
 use quick_cache::sync::Cache;
@@ -26,18 +27,23 @@ use crate::domain::{Link, LinkState, RedirectType};
 /// What the redirect needs of a link, and nothing more.
 #[derive(Debug)]
 pub struct CachedLink {
-    pub location: HeaderValue,
+    /// The target URL (ASCII: URLs are normalised before they are stored).
+    pub location: Bytes,
     pub redirect_type: RedirectType,
     pub expires_at: Option<DateTime<Utc>>,
     pub is_active: bool,
 }
 
 impl CachedLink {
-    /// `None` if the stored URL is not a valid header value (it always is: URLs are
-    /// normalised to ASCII before they are stored).
+    /// `None` if the stored URL is not ASCII (it always is: URLs are normalised to
+    /// ASCII before they are stored), so every cached URL is a valid header value.
     pub fn from_link(link: &Link) -> Option<Self> {
+        let url = link.original_url.as_str();
+        if !url.bytes().all(|b| b.is_ascii_graphic()) {
+            return None;
+        }
         Some(Self {
-            location: HeaderValue::from_str(link.original_url.as_str()).ok()?,
+            location: Bytes::copy_from_slice(url.as_bytes()),
             redirect_type: link.redirect_type,
             expires_at: link.expires_at,
             is_active: link.is_active,

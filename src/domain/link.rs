@@ -14,8 +14,9 @@ pub const METADATA_MAX_KEYS: usize = 32;
 pub const METADATA_KEY_MAX: usize = 64;
 pub const EXPIRES_IN_DAYS_MAX: i64 = 3650;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(into = "u16", try_from = "u16")]
+/// How a link redirects. [`RedirectType::from_status`] is the one place a status
+/// number (from a request, a database row or the Redis cache) becomes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedirectType {
     /// 301: browsers cache it forever, so later edits and click counts are lost for
     /// repeat visitors. Opt-in per link, for SEO.
@@ -37,19 +38,6 @@ impl RedirectType {
             302 => Ok(Self::Temporary),
             _ => Err(Invalid::request("redirect_type must be 301 or 302")),
         }
-    }
-}
-
-impl From<RedirectType> for u16 {
-    fn from(r: RedirectType) -> u16 {
-        r.status()
-    }
-}
-
-impl TryFrom<u16> for RedirectType {
-    type Error = Invalid;
-    fn try_from(v: u16) -> Result<Self, Invalid> {
-        Self::from_status(v)
     }
 }
 

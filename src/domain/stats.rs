@@ -11,8 +11,7 @@ use super::Invalid;
 pub const MAX_BUCKETS: i64 = 10_000;
 pub const DEFAULT_DAYS: i64 = 30;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
     Hour,
     Day,

@@ -177,6 +177,9 @@ impl From<LinkError> for ApiError {
             LinkError::Unauthenticated => {
                 Self::unauthorized("credentials required: send X-API-Key or a Bearer token")
             }
+            LinkError::AnonymousDisabled => {
+                Self::unauthorized("anonymous link creation is disabled; send X-API-Key")
+            }
             LinkError::Forbidden => Self::new(
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,

@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::extract::{client_ip, peer_ip};
-use crate::app::AppState;
 use crate::domain::Caller;
 use crate::limits::Decision;
 use crate::limits::idempotency::{Begin, request_hash, scoped_key, valid_key};
@@ -44,7 +44,7 @@ pub async fn api_gate(State(state): State<Arc<AppState>>, mut req: Request, next
     let ip = client_ip(
         peer_ip(req.extensions()),
         req.headers(),
-        &state.config.trusted_proxies,
+        &state.server.trusted_proxies,
     );
     let caller = {
         let headers = req.headers();
@@ -86,7 +86,7 @@ pub async fn api_gate(State(state): State<Arc<AppState>>, mut req: Request, next
 
 async fn idempotent(state: &AppState, key: &str, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = to_bytes(body, state.config.max_bulk_body_bytes).await else {
+    let Ok(bytes) = to_bytes(body, state.server.max_bulk_body_bytes).await else {
         return ApiError::payload_too_large().into_response();
     };
     let hash = request_hash(parts.method.as_str(), parts.uri.path(), &bytes);

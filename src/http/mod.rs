@@ -4,6 +4,7 @@
 //! Handlers only translate HTTP ↔ domain; below this module nothing knows a status
 //! code.
 
+pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod middleware;
@@ -12,9 +13,11 @@ pub mod openapi;
 pub mod ops;
 pub mod redirect;
 pub mod server;
+pub mod state;
 pub mod urls;
 pub mod users;
-pub mod views;
+
+pub use state::AppState;
 
 use std::sync::Arc;
 
@@ -23,11 +26,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
-use crate::app::AppState;
 use error::ApiError;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let cfg = &state.config;
+    let cfg = &state.server;
     let api = Router::new()
         .route("/urls", post(urls::create).get(urls::list))
         .route(

@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use super::{error, ops, redirect, urls, users, views};
+use super::{dto, error, ops, redirect, urls, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,10 +13,10 @@ use super::{error, ops, redirect, urls, users, views};
         urls::qr_code, users::create_user, users::token, redirect::redirect, ops::health,
     ),
     components(schemas(
-        error::ErrorBody, error::ErrorCode, crate::links::CreateLink, crate::links::UpdateLink,
-        views::LinkView, views::LinkDetails, views::LinkList, views::Updated, views::BulkRequest,
-        views::BulkItem, views::BulkResponse, views::StatsView, views::CreateUserRequest,
-        views::UserCreated, views::TokenResponse, views::Health,
+        error::ErrorBody, error::ErrorCode, dto::CreateLink, dto::UpdateLink,
+        dto::LinkView, dto::LinkDetails, dto::LinkList, dto::Updated, dto::BulkRequest,
+        dto::BulkItem, dto::BulkResponse, dto::StatsView, dto::CreateUserRequest,
+        dto::UserCreated, dto::TokenResponse, dto::Health,
     )),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = [])),

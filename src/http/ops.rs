@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
-use super::views::{Components, Health};
-use crate::app::AppState;
+use super::AppState;
+use super::dto::{Components, Health};
 
 #[utoipa::path(
     get,

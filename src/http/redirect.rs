@@ -1,23 +1,23 @@
 //! `GET /{code}` and `HEAD /{code}`: the product's hot path.
 //!
-//! On a cache hit this is: read the path → L1 lookup → expiry/active check → enqueue
-//! the click (a `try_send`, never awaited) → 302. No extractor that allocates, no
+//! On a cache hit this is: read the path → L1 lookup → expiry/active check → copy the
+//! click's few header bytes into the capture queue (never awaited) → 302. No extractor that allocates, no
 //! store or Redis round trip, no per-request log.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::net::IpAddr;
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::{client_ip, peer_ip};
 use super::middleware::rate_limited;
 use crate::analytics::Captured;
 use crate::analytics::event::bounded;
-use crate::app::AppState;
 use crate::domain::RedirectType;
 
 #[utoipa::path(
@@ -34,8 +34,8 @@ use crate::domain::RedirectType;
 )]
 pub async fn redirect(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let peer = peer_ip(req.extensions());
-    if state.config.redirect_rate_limit > 0 {
-        let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
+    if state.limiter.limits().redirect > 0 {
+        let ip = client_ip(peer, req.headers(), &state.server.trusted_proxies);
         if let Some(d) = state.limiter.check_redirect(ip).await
             && !d.allowed
         {
@@ -45,12 +45,16 @@ pub async fn redirect(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let code = req.uri().path().trim_start_matches('/');
     match state.links.resolve(code).await {
         Ok(link) => {
+            // Cached URLs are checked to be visible ASCII when cached, so this holds.
+            let Ok(location) = HeaderValue::from_maybe_shared(link.location.clone()) else {
+                return ApiError::internal("cached URL is not a header value").into_response();
+            };
             let mut res = Response::new(Body::empty());
             *res.status_mut() = match link.redirect_type {
                 RedirectType::Temporary => StatusCode::FOUND,
                 RedirectType::Permanent => StatusCode::MOVED_PERMANENTLY,
             };
-            res.headers_mut().insert(header::LOCATION, link.location.clone());
+            res.headers_mut().insert(header::LOCATION, location);
             // HEAD only checks a link (previews, monitors): it is not a click.
             if let Some(analytics) = &state.analytics
                 && req.method() == Method::GET
@@ -66,7 +70,7 @@ pub async fn redirect(State(state): State<Arc<AppState>>, req: Request) -> Respo
 /// Copies what the click pipeline needs out of the request; parsing happens later, in
 /// the batcher.
 fn capture<'a>(state: &AppState, code: &'a str, peer: IpAddr, headers: &'a HeaderMap) -> Captured<'a> {
-    let trusted = &state.config.trusted_proxies;
+    let trusted = &state.server.trusted_proxies;
     let peer_trusted = trusted.iter().any(|net| net.contains(&peer));
     Captured {
         code,

@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
+use super::AppState;
+use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppQuery};
-use super::views::*;
-use crate::app::AppState;
 use crate::domain::Caller;
 use crate::domain::stats::StatsRange;
-use crate::links::{BULK_MAX, CreateLink, LIST_MAX, UpdateLink};
+use crate::links::BULK_MAX;
 use crate::qr;
 
 #[utoipa::path(
@@ -40,13 +40,8 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     AppJson(req): AppJson<CreateLink>,
 ) -> Result<Response, ApiError> {
-    if caller == Caller::Anonymous && !state.config.allow_anonymous {
-        return Err(ApiError::unauthorized(
-            "anonymous link creation is disabled; send X-API-Key",
-        ));
-    }
-    let link = state.links.create(&caller, req).await?;
-    let view = LinkView::new(&link, state.config.public_base());
+    let link = state.links.create(&caller, req.into()).await?;
+    let view = LinkView::new(&link, state.server.public_base());
     let mut res = (StatusCode::CREATED, axum::Json(view)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/urls/{}", link.code)) {
         res.headers_mut().insert(header::LOCATION, loc);
@@ -73,19 +68,15 @@ pub async fn bulk(
     Extension(caller): Extension<Caller>,
     AppJson(req): AppJson<BulkRequest>,
 ) -> Result<Response, ApiError> {
-    if caller == Caller::Anonymous && !state.config.allow_anonymous {
-        return Err(ApiError::unauthorized(
-            "anonymous link creation is disabled; send X-API-Key",
-        ));
-    }
     if req.urls.is_empty() || req.urls.len() > BULK_MAX {
         return Err(ApiError::bad_request(format!(
             "urls must hold 1 to {BULK_MAX} items"
         )));
     }
     let originals: Vec<String> = req.urls.iter().map(|u| u.original_url.clone()).collect();
-    let outcomes = state.links.create_many(&caller, req.urls).await?;
-    let base = state.config.public_base();
+    let inputs = req.urls.into_iter().map(Into::into).collect();
+    let outcomes = state.links.create_many(&caller, inputs).await?;
+    let base = state.server.public_base();
     let mut all_ok = true;
     let results = outcomes
         .into_iter()
@@ -145,7 +136,7 @@ pub async fn info(
     let (link, summary) = state.links.info(&caller, &code).await?;
     Ok(axum::Json(LinkDetails::new(
         &link,
-        state.config.public_base(),
+        state.server.public_base(),
         Some(&summary),
     )))
 }
@@ -170,10 +161,10 @@ pub async fn update(
     Path(code): Path<String>,
     AppJson(req): AppJson<UpdateLink>,
 ) -> Result<axum::Json<Updated>, ApiError> {
-    let link = state.links.update(&caller, &code, req).await?;
+    let link = state.links.update(&caller, &code, req.into()).await?;
     Ok(axum::Json(Updated {
         message: "URL updated",
-        url: LinkDetails::new(&link, state.config.public_base(), None),
+        url: LinkDetails::new(&link, state.server.public_base(), None),
     }))
 }
 
@@ -218,32 +209,20 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<axum::Json<LinkList>, ApiError> {
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=LIST_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {LIST_MAX}"
-        )));
-    }
-    let before = params
-        .cursor
-        .as_deref()
-        .map(|c| {
-            i64::from_str_radix(c, 16)
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| ApiError::bad_request("invalid cursor"))
-        })
-        .transpose()?;
-    // One extra row tells whether another page exists.
-    let mut links = state.links.list(&caller, limit + 1, before).await?;
-    let more = links.len() > limit as usize;
-    links.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| links.last().map(|l| format!("{:x}", l.id)))
-        .flatten();
-    let base = state.config.public_base();
-    let items = links.iter().map(|l| LinkDetails::new(l, base, None)).collect();
-    Ok(axum::Json(LinkList { items, next_cursor }))
+    let page = state
+        .links
+        .list(&caller, params.limit, params.cursor.as_deref())
+        .await?;
+    let base = state.server.public_base();
+    let items = page
+        .links
+        .iter()
+        .map(|l| LinkDetails::new(l, base, None))
+        .collect();
+    Ok(axum::Json(LinkList {
+        items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -323,7 +302,7 @@ pub async fn qr_code(
         _ => return Err(ApiError::bad_request("format must be png or svg")),
     };
     let link = state.links.exists(&code).await?;
-    let short_url = format!("{}/{}", state.config.public_base(), link.code);
+    let short_url = format!("{}/{}", state.server.public_base(), link.code);
     // Rendering a large PNG is CPU work; keep it off the async workers.
     let rendered = tokio::task::spawn_blocking(move || match svg {
         true => qr::svg(&short_url, size).map(|s| ("image/svg+xml", s.into_bytes())),

@@ -6,10 +6,10 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
+use super::AppState;
+use super::dto::{CreateUserRequest, TokenResponse, UserCreated};
 use super::error::{ApiError, ErrorBody};
 use super::extract::AppJson;
-use super::views::{CreateUserRequest, TokenResponse, UserCreated};
-use crate::app::AppState;
 use crate::domain::Caller;
 
 #[utoipa::path(

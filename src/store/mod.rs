@@ -185,19 +185,19 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store named by `KURZ_DATABASE_URL` (and `KURZ_DATABASE_READ_URLS`).
-pub async fn connect(config: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn Store>> {
-    let url = config.database_url.as_str();
+pub async fn connect(database: &crate::config::DatabaseConfig) -> StoreResult<std::sync::Arc<dyn Store>> {
+    let url = database.url.as_str();
     if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url, config.database_read_connections).await?;
+        let store = SqliteStore::connect(url, database.read_connections).await?;
         return Ok(std::sync::Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let bounds = PoolBounds {
-            max_connections: config.database_max_connections,
-            min_connections: config.database_min_connections,
-            acquire_timeout: std::time::Duration::from_millis(config.database_acquire_timeout_ms),
+            max_connections: database.max_connections,
+            min_connections: database.min_connections,
+            acquire_timeout: database.acquire_timeout(),
         };
-        let store = PgStore::connect(url, &config.database_read_urls, bounds).await?;
+        let store = PgStore::connect(url, &database.read_urls, bounds).await?;
         return Ok(std::sync::Arc::new(store));
     }
     Err(StoreError::Other(format!(

@@ -144,11 +144,10 @@ fn link_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Link> {
             .map_err(get)?
             .map(from_ms),
         is_active: row.try_get("is_active").map_err(get)?,
-        redirect_type: if redirect == 301 {
-            RedirectType::Permanent
-        } else {
-            RedirectType::Temporary
-        },
+        redirect_type: u16::try_from(redirect)
+            .ok()
+            .and_then(|r| RedirectType::from_status(r).ok())
+            .ok_or_else(|| StoreError::Other(format!("bad stored redirect_type {redirect}")))?,
         metadata: Metadata::from_stored(&metadata),
         click_count: row.try_get("click_count").map_err(get)?,
         last_accessed_at: row

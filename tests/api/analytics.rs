@@ -65,7 +65,7 @@ fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
 
 #[tokio::test]
 async fn f07_stats_count_a_known_click_mix_exactly() {
-    let app = spawn_with(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let app = spawn_with(|c| c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
     let code = app.create_code("https://example.com/f07").await;
 
     // N = 60 clicks from K = 6 client IPs (given by the trusted proxy), with known
@@ -222,8 +222,9 @@ async fn stats_before_any_click_are_zeros_and_other_links_do_not_leak_in() {
 #[tokio::test]
 async fn geoip_country_and_city_come_from_the_mmdb_and_cf_ipcountry_fills_gaps() {
     let app = spawn_with(|c| {
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-        c.geoip_db = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/geoip-test.mmdb").into());
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.analytics.geoip_db =
+            Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/geoip-test.mmdb").into());
     })
     .await;
     let code = app.create_code("https://example.com/geo").await;
@@ -281,7 +282,7 @@ async fn cf_ipcountry_from_an_untrusted_peer_is_ignored() {
 
 #[tokio::test]
 async fn analytics_off_records_nothing_and_redirects_still_work() {
-    let app = spawn_with(|c| c.analytics = false).await;
+    let app = spawn_with(|c| c.analytics.enabled = false).await;
     let code = app.create_code("https://example.com/off").await;
     assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -297,9 +298,9 @@ async fn analytics_off_records_nothing_and_redirects_still_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c07_traffic_spike_overflows_the_queue_into_the_spool_and_loses_nothing() {
     let app = spawn_with(|c| {
-        c.analytics_queue = 8;
-        c.analytics_batch = 1_000;
-        c.analytics_flush_ms = 2_000;
+        c.analytics.queue = 8;
+        c.analytics.batch = 1_000;
+        c.analytics.flush_ms = 2_000;
     })
     .await;
     let code = app.create_code("https://example.com/spike").await;
@@ -346,9 +347,9 @@ async fn c07_traffic_spike_overflows_the_queue_into_the_spool_and_loses_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c08_slow_sink_keeps_the_queue_bounded_and_loses_nothing() {
     let app = spawn_with(|c| {
-        c.analytics_queue = 16;
-        c.analytics_batch = 8;
-        c.analytics_sink_timeout_secs = 1;
+        c.analytics.queue = 16;
+        c.analytics.batch = 8;
+        c.analytics.sink_timeout_secs = 1;
     })
     .await;
     let code = app.create_code("https://example.com/slow").await;

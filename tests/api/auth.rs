@@ -212,7 +212,7 @@ async fn only_the_owner_or_an_admin_manages_a_link() {
 
 #[tokio::test]
 async fn anonymous_creation_can_be_turned_off() {
-    let app = spawn_with(|c| c.allow_anonymous = false).await;
+    let app = spawn_with(|c| c.auth.allow_anonymous = false).await;
     let res = app
         .create(None, &json!({ "original_url": "https://example.com" }))
         .await;

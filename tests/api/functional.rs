@@ -497,7 +497,7 @@ async fn f10_delete_is_204_then_404_and_the_code_is_never_reissued() {
 
 #[tokio::test]
 async fn f11_rate_limit_hit_is_429_with_retry_after() {
-    let app = spawn_with(|c| c.rate_limit_free = 3).await;
+    let app = spawn_with(|c| c.limits.free = 3).await;
     let key = app.user("free@example.com", "free").await;
     for remaining in (0..3).rev() {
         let res = app

@@ -42,7 +42,10 @@ impl Drop for TestApp {
 /// Set `TEST_LOG=1` to see the server's logs.
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        kurz::telemetry::init_logging("info", "pretty");
+        kurz::telemetry::init_logging(&kurz::config::LogConfig {
+            filter: "info".into(),
+            format: "pretty".into(),
+        });
     }
 }
 
@@ -77,27 +80,27 @@ async fn pg_redis_config_from(
     let admin = support::server("KURZ_TEST_PG").expect("needs KURZ_TEST_PG");
     let redis = support::server("KURZ_TEST_REDIS").expect("needs KURZ_TEST_REDIS");
     let url = support::fresh_pg_database(&admin).await;
-    config.database_url = url.clone();
-    config.auto_migrate = Some(true);
-    config.database_max_connections = 8;
-    config.database_min_connections = 0;
-    config.redis_url = Some(redis.parse().unwrap());
-    config.redis_prefix = unique_prefix();
+    config.database.url = url.clone();
+    config.database.auto_migrate = Some(true);
+    config.database.max_connections = 8;
+    config.database.min_connections = 0;
+    config.redis.url = Some(redis.parse().unwrap());
+    config.redis.prefix = unique_prefix();
     (config, Backend::Postgres(url), None)
 }
 
 fn base(config: &mut Config) {
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.public_base_url = BASE.into();
-    config.admin_api_key = Some(ADMIN_KEY.parse().unwrap());
-    config.rate_limit_anonymous = 0;
-    config.rate_limit_free = 0;
-    config.rate_limit_pro = 0;
-    config.rate_limit_enterprise = 0;
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.public_base_url = BASE.into();
+    config.auth.admin_api_key = Some(ADMIN_KEY.parse().unwrap());
+    config.limits.anonymous = 0;
+    config.limits.free = 0;
+    config.limits.pro = 0;
+    config.limits.enterprise = 0;
     // Clicks show up in stats within a poll or two; the store's writer still holds
     // batches (briefly), as it does by default.
-    config.analytics_flush_ms = 50;
-    config.analytics_store_hold_ms = 100;
+    config.analytics.flush_ms = 50;
+    config.analytics.store_hold_ms = 100;
 }
 
 /// A new, empty folder for an instance's click spool, removed when the test's
@@ -120,7 +123,7 @@ pub async fn test_config() -> (Config, Backend, Option<std::sync::Arc<tempfile::
     }
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("kurz.db");
-    config.database_url = format!("sqlite://{}", db_path.display());
+    config.database.url = format!("sqlite://{}", db_path.display());
     (config, Backend::Sqlite(db_path), Some(std::sync::Arc::new(dir)))
 }
 
@@ -139,7 +142,7 @@ pub async fn start(
 ) -> TestApp {
     init_logs();
     let spool = fresh_spool_dir();
-    config.analytics_spool_dir = spool.path().to_path_buf();
+    config.analytics.spool_dir = spool.path().to_path_buf();
     let app = Application::build(config.clone()).await.expect("app builds");
     let addr = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -108,7 +108,7 @@ async fn concurrent_creates_are_group_committed_without_failures() {
 async fn c04_kgs_cannot_lease_so_creates_use_random_fallback_codes() {
     // A real fault, not a mock: the counter is moved to the end of the code space, so
     // the store refuses every lease, exactly as when the KGS table is unusable.
-    let app = spawn_with(|c| c.kgs_block_size = 2).await;
+    let app = spawn_with(|c| c.keys.block_size = 2).await;
     let first = app.create_code("https://example.com/before").await;
     app.sql("UPDATE kgs_counter SET next_value = 3521614606208").await;
     let health: Value = app.get("/health", None).await.json().await.unwrap();

@@ -8,8 +8,8 @@ use crate::helpers::*;
 #[tokio::test]
 async fn anonymous_is_limited_per_client_ip_via_trusted_proxy() {
     let app = spawn_with(|c| {
-        c.rate_limit_anonymous = 2;
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.limits.anonymous = 2;
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
     let create = |ip: &'static str| {
@@ -28,7 +28,7 @@ async fn anonymous_is_limited_per_client_ip_via_trusted_proxy() {
 
 #[tokio::test]
 async fn forwarded_for_is_ignored_from_untrusted_peers() {
-    let app = spawn_with(|c| c.rate_limit_anonymous = 1).await;
+    let app = spawn_with(|c| c.limits.anonymous = 1).await;
     let create = |ip: &'static str| {
         app.client
             .post(app.url("/api/v1/urls"))
@@ -44,8 +44,8 @@ async fn forwarded_for_is_ignored_from_untrusted_peers() {
 #[tokio::test]
 async fn tiers_get_their_configured_limits_and_admin_is_unlimited() {
     let app = spawn_with(|c| {
-        c.rate_limit_free = 1;
-        c.rate_limit_pro = 3;
+        c.limits.free = 1;
+        c.limits.pro = 3;
     })
     .await;
     let free = app.user("f@example.com", "free").await;
@@ -73,7 +73,7 @@ async fn redirect_limit_is_off_by_default_and_per_ip_when_on() {
     for _ in 0..50 {
         assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
     }
-    let app = spawn_with(|c| c.redirect_rate_limit = 3).await;
+    let app = spawn_with(|c| c.limits.redirect = 3).await;
     let code = app.create_code("https://example.com").await;
     for _ in 0..3 {
         assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);

@@ -23,8 +23,8 @@ async fn behind_pg_proxy(adjust: impl FnOnce(&mut kurz::Config)) -> Option<(Test
     };
     let proxy = ChaosProxy::start(socket_of(&url)).await;
     let mut config = base.config.clone();
-    config.database_url = via(&url, proxy.addr);
-    config.database_acquire_timeout_ms = 500;
+    config.database.url = via(&url, proxy.addr);
+    config.database.acquire_timeout_ms = 500;
     adjust(&mut config);
     let app = start(config, base.backend.clone(), None).await;
     Some((base, proxy, app))
@@ -87,11 +87,11 @@ async fn redis_down_redirects_and_creates_keep_working_health_degraded_then_reco
     let Some(base) = spawn_pg(|_| {}).await else {
         return;
     };
-    let redis_url = base.config.redis_url.as_ref().unwrap().expose().to_owned();
+    let redis_url = base.config.redis.url.as_ref().unwrap().expose().to_owned();
     let proxy = ChaosProxy::start(socket_of(&redis_url)).await;
     let mut config = base.config.clone();
-    config.redis_url = Some(via(&redis_url, proxy.addr).parse().unwrap());
-    config.rate_limit_free = 1000;
+    config.redis.url = Some(via(&redis_url, proxy.addr).parse().unwrap());
+    config.limits.free = 1000;
     let app = start(config, base.backend.clone(), None).await;
     let key = app.user("during-outage@example.com", "free").await;
     let cached = app.create_code("https://example.com/cached").await;
@@ -183,7 +183,7 @@ async fn redis_down_redirects_and_creates_keep_working_health_degraded_then_reco
 /// database is back every one of them is counted, exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c06_store_down_mid_traffic_clicks_spooled_then_counted_exactly() {
-    let Some((_base, proxy, app)) = behind_pg_proxy(|c| c.analytics_sink_timeout_secs = 2).await else {
+    let Some((_base, proxy, app)) = behind_pg_proxy(|c| c.analytics.sink_timeout_secs = 2).await else {
         return;
     };
     let code = app.create_code("https://example.com/c06-store").await;
@@ -249,7 +249,7 @@ async fn c06_store_down_mid_traffic_clicks_spooled_then_counted_exactly() {
 /// counted exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_committed_after_its_timeout_is_not_counted_twice() {
-    let Some(app) = spawn_pg(|c| c.analytics_sink_timeout_secs = 1).await else {
+    let Some(app) = spawn_pg(|c| c.analytics.sink_timeout_secs = 1).await else {
         return;
     };
     let Backend::Postgres(url) = app.backend.clone() else {

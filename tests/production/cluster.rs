@@ -109,8 +109,8 @@ async fn c01_redis_cluster_master_stopped_mid_traffic_redirects_keep_succeeding(
             .join(",")
     );
     let Some(a) = spawn_pg(|c| {
-        c.redis_url = Some(url.parse().unwrap());
-        c.rate_limit_free = 1000;
+        c.redis.url = Some(url.parse().unwrap());
+        c.limits.free = 1000;
     })
     .await
     else {

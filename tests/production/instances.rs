@@ -63,7 +63,7 @@ async fn patch_on_a_is_seen_on_b_within_one_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_of_n_per_minute_is_n_across_instances() {
-    let Some(a) = spawn_pg(|c| c.rate_limit_free = 7).await else {
+    let Some(a) = spawn_pg(|c| c.limits.free = 7).await else {
         return;
     };
     let b = a.twin().await;
@@ -89,7 +89,7 @@ async fn a_rate_limit_of_n_per_minute_is_n_across_instances() {
 /// IP: the limit holds across instances, and no Redis key holds the address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_limits_are_shared_under_a_hashed_ip_never_the_ip() {
-    let Some(a) = spawn_pg(|c| c.rate_limit_anonymous = 4).await else {
+    let Some(a) = spawn_pg(|c| c.limits.anonymous = 4).await else {
         return;
     };
     let b = a.twin().await;
@@ -107,14 +107,14 @@ async fn anonymous_limits_are_shared_under_a_hashed_ip_never_the_ip() {
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 4, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 4, "{statuses:?}");
 
-    let url = a.config.redis_url.as_ref().unwrap().expose().to_owned();
+    let url = a.config.redis.url.as_ref().unwrap().expose().to_owned();
     let mut redis = redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", a.config.redis_prefix))
+        .arg(format!("{}*", a.config.redis.prefix))
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -164,7 +164,7 @@ async fn idempotency_keys_hold_across_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_never_hand_out_the_same_code() {
-    let Some(a) = spawn_pg(|c| c.kgs_block_size = 10).await else {
+    let Some(a) = spawn_pg(|c| c.keys.block_size = 10).await else {
         return;
     };
     let b = a.twin().await;
@@ -221,7 +221,7 @@ async fn redirects_read_the_replica_and_never_404_right_after_a_create() {
     }
     assert!(ready);
     let mut config = primary.config.clone();
-    config.database_read_urls = vec![replica.clone()];
+    config.database.read_urls = vec![replica.clone()];
     let app = start(config, primary.backend.clone(), None).await;
     for i in 0..100 {
         let code = app.create_code(&format!("https://example.com/r/{i}")).await;
@@ -271,9 +271,9 @@ async fn serve_refuses_to_start_with_pending_migrations() {
     };
     let url = support::fresh_pg_database(&admin).await;
     let (mut config, _, _) = test_config().await;
-    config.database_url = url;
-    config.auto_migrate = None;
-    config.redis_url = None;
+    config.database.url = url;
+    config.database.auto_migrate = None;
+    config.redis.url = None;
     let err = kurz::Application::build(config).await.err().expect("must refuse");
     assert!(err.to_string().contains("kurz migrate"), "{err}");
 }

@@ -188,10 +188,10 @@ async fn kafka_events_consumed_back_match_the_store_and_clickhouse_rollups_match
     let broker = Broker::new(&tansu, support::free_port(), &s3).await;
     let topic = unique_topic();
     let Some(app) = spawn_pg(|c| {
-        c.kafka_brokers = vec![broker.addr()];
-        c.kafka_topic = topic.clone();
-        c.kafka_partitions = 3;
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.kafka.brokers = vec![broker.addr()];
+        c.kafka.topic = topic.clone();
+        c.kafka.partitions = 3;
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await
     else {
@@ -393,10 +393,10 @@ async fn c06_kafka_broker_stopped_and_killed_mid_traffic_every_event_arrives() {
     let mut broker = Broker::new(&tansu, support::free_port(), &s3).await;
     let topic = unique_topic();
     let Some(app) = spawn_pg(|c| {
-        c.kafka_brokers = vec![broker.addr()];
-        c.kafka_topic = topic.clone();
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-        c.analytics_sink_timeout_secs = 1;
+        c.kafka.brokers = vec![broker.addr()];
+        c.kafka.topic = topic.clone();
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.analytics.sink_timeout_secs = 1;
     })
     .await
     else {

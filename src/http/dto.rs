@@ -1,12 +1,88 @@
-//! Response bodies: how domain values look on the wire. Field names follow the
-//! contract in DESIGN.md §3.
+//! Wire forms: request and response bodies as clients see them, with their serde
+//! and OpenAPI attributes, and their conversions to and from the link service's
+//! types. Field names follow the contract in DESIGN.md §3.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::stats::{Granularity, StatsRange};
 use crate::domain::{Link, Metadata};
-use crate::links::{CreateLink, LinkStats, LinkSummary};
+use crate::links::{CreateInput, LinkStats, LinkSummary, UpdateInput};
+
+/// A create request.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLink {
+    /// http(s) URL with a host, at most 2048 bytes.
+    pub original_url: String,
+    /// 4–10 of `[A-Za-z0-9_-]`, not a reserved word.
+    #[serde(default)]
+    pub custom_alias: Option<String>,
+    /// 1–3650; exclusive with `expires_at`.
+    #[serde(default)]
+    pub expires_in_days: Option<i64>,
+    /// RFC 3339, in the future; exclusive with `expires_in_days`.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// 301 or 302 (default).
+    #[serde(default)]
+    #[schema(value_type = Option<u16>)]
+    pub redirect_type: Option<u16>,
+    /// Flat object of strings, at most 4 KiB.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl From<CreateLink> for CreateInput {
+    fn from(c: CreateLink) -> Self {
+        Self {
+            original_url: c.original_url,
+            custom_alias: c.custom_alias,
+            expires_in_days: c.expires_in_days,
+            expires_at: c.expires_at,
+            redirect_type: c.redirect_type,
+            metadata: c.metadata,
+        }
+    }
+}
+
+/// A PATCH body. Absent fields stay as they are; `expires_at: null` removes the expiry.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLink {
+    #[serde(default)]
+    pub original_url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default)]
+    pub is_active: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<u16>)]
+    pub redirect_type: Option<u16>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl From<UpdateLink> for UpdateInput {
+    fn from(u: UpdateLink) -> Self {
+        Self {
+            original_url: u.original_url,
+            expires_at: u.expires_at,
+            is_active: u.is_active,
+            redirect_type: u.redirect_type,
+            metadata: u.metadata,
+        }
+    }
+}
+
+/// Tells "field absent" (`None`) from "field is null" (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinkView {
@@ -160,7 +236,7 @@ pub struct BulkItem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<crate::http::error::ErrorCode>,
+    pub code: Option<super::error::ErrorCode>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -182,12 +258,31 @@ pub struct DeviceCounts {
     pub other: u64,
 }
 
+/// A stats bucket size on the wire.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GranularityView {
+    Hour,
+    Day,
+    Week,
+}
+
+impl From<Granularity> for GranularityView {
+    fn from(g: Granularity) -> Self {
+        match g {
+            Granularity::Hour => Self::Hour,
+            Granularity::Day => Self::Day,
+            Granularity::Week => Self::Week,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatsView {
     pub short_code: String,
     pub start_date: DateTime<Utc>,
     pub end_date: DateTime<Utc>,
-    pub granularity: crate::domain::stats::Granularity,
+    pub granularity: GranularityView,
     pub total_clicks: u64,
     pub unique_visitors: u64,
     pub time_series: Vec<TimeBucket>,
@@ -201,12 +296,12 @@ pub struct StatsView {
 }
 
 impl StatsView {
-    pub fn new(code: &str, range: &crate::domain::stats::StatsRange, s: &LinkStats) -> Self {
+    pub fn new(code: &str, range: &StatsRange, s: &LinkStats) -> Self {
         Self {
             short_code: code.to_owned(),
             start_date: range.start,
             end_date: range.end,
-            granularity: range.granularity,
+            granularity: range.granularity.into(),
             total_clicks: s.total_clicks,
             unique_visitors: s.unique_visitors,
             time_series: s
