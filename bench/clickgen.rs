@@ -1,5 +1,5 @@
 //! Loads recorded clicks straight into a store, through the same write path the click
-//! pipeline uses (`rollup::fold` + `Store::record_clicks`), without HTTP. Used by
+//! pipeline uses (`batch::fold` + `ClickWriter::record`), without HTTP. Used by
 //! bench/run_analytics.sh for P-10 (a 30-day stats query over 10,000,000 clicks) and
 //! for the PostgreSQL ingestion rate.
 //!
@@ -19,10 +19,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
+use kurz::analytics::batch;
+use kurz::analytics::click_writer::ClickWriter;
 use kurz::analytics::event::{ClickEvent, Device};
-use kurz::analytics::rollup;
 use kurz::domain::{Metadata, RedirectType, ShortCode, TargetUrl};
-use kurz::store::{self, NewLink, Store};
+use kurz::store::{self, LinkStore, NewLink};
 use rand::{Rng, SeedableRng};
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
@@ -75,7 +76,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect()
     };
 
-    let store: Arc<dyn Store> = store::connect(&config.database).await?;
+    let stores = store::connect(&config.database).await?;
+    let store: Arc<dyn LinkStore> = stores.links;
+    let writer = ClickWriter::new(stores.clicks, true);
     store.migrate().await?;
     if store.get_link(&codes[0]).await?.is_none() {
         let new: Vec<NewLink> = codes
@@ -136,7 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         });
         if events.len() == batch || i + 1 == clicks {
-            store.record_clicks(&rollup::fold(&events), true).await?;
+            writer.record(&batch::fold(&events)).await?;
             written += events.len() as u64;
             events.clear();
             if written % 1_000_000 < batch as u64 {
@@ -153,7 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // their hourly rows, in one transaction that holds click writes off meanwhile.
     let compaction = if std::env::var_os("CLICKGEN_COMPACT").is_some() {
         let t = Instant::now();
-        let sketches = store.compact_click_days(end + Duration::days(1)).await?;
+        let sketches = writer.compact_days(end + Duration::days(1)).await?;
         format!(
             ",\"compacted_daily_sketches\":{sketches},\"compact_seconds\":{:.2}",
             t.elapsed().as_secs_f64()

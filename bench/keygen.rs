@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kurz::keygen::{KeyGenerator, Permutation};
-use kurz::store::Store;
+use kurz::store::LinkStore;
 
 #[path = "support.rs"]
 mod support;
@@ -32,7 +32,7 @@ fn permutation(c: &mut Criterion) {
 
 fn generator(c: &mut Criterion) {
     let (rt, store, _dir) = support::sqlite_store();
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store: Arc<dyn LinkStore> = Arc::new(store);
     let keygen = KeyGenerator::new(*b"benchmark-key-16", store, 100_000);
     let mut g = c.benchmark_group("keygen");
     g.throughput(Throughput::Elements(1000));

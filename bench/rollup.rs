@@ -12,10 +12,12 @@ use chrono::DurationRound;
 use chrono::{DateTime, Duration, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kurz::analytics::ClickEvent;
+use kurz::analytics::batch::fold;
+use kurz::analytics::click_writer::ClickWriter;
 use kurz::analytics::event::Device;
-use kurz::analytics::rollup::{fold, merge_row};
+use kurz::analytics::rows::merge_row;
 use kurz::domain::{Metadata, RedirectType, ShortCode, TargetUrl};
-use kurz::store::{NewLink, Store};
+use kurz::store::{LinkStore, NewLink};
 
 #[path = "support.rs"]
 mod support;
@@ -102,6 +104,8 @@ fn sqlite_write(c: &mut Criterion) {
     for chunk in links.chunks(1_000) {
         rt.block_on(store.insert_links(chunk)).unwrap();
     }
+    let store = std::sync::Arc::new(store);
+    let writer = ClickWriter::new(store.clone(), true);
     let today = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
     let mut g = c.benchmark_group("rollup");
     g.sample_size(20);
@@ -111,9 +115,7 @@ fn sqlite_write(c: &mut Criterion) {
         ("sqlite_record_clicks_50k_earlier_day", batch()),
     ] {
         let folded = fold(&events);
-        g.bench_function(name, |b| {
-            b.iter(|| rt.block_on(store.record_clicks(&folded, true)).unwrap())
-        });
+        g.bench_function(name, |b| b.iter(|| rt.block_on(writer.record(&folded)).unwrap()));
     }
     g.finish();
 }

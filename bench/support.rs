@@ -1,6 +1,6 @@
 //! What the Criterion benchmarks share: a runtime and a fresh, migrated SQLite store.
 
-use kurz::store::{SqliteStore, Store};
+use kurz::store::{LinkStore, SqliteStore};
 
 /// The runtime, the store, and the temp dir holding its file (deleted on drop, so
 /// keep it alive as long as the store).

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::analytics::port::ClickStore;
 use crate::analytics::{self, Analytics, Enricher, GeoDb, KafkaSink, StoreSink};
 use crate::auth::Auth;
 use crate::cache::l2::INVALIDATION_CHANNEL;
@@ -20,7 +21,8 @@ use crate::keygen::KeyGenerator;
 use crate::limits::{Idempotency, RateLimiter, TierLimits};
 use crate::links::LinkService;
 use crate::redis::Redis;
-use crate::store::{self, Store, StoreError};
+use crate::stats::Stats;
+use crate::store::{self, LinkStore, StoreError};
 
 /// Idempotency records are honoured this long (DESIGN.md §3).
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -48,6 +50,8 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     state: Arc<AppState>,
+    /// The click store, for the periodic purges of old clicks and write names.
+    clicks: Arc<dyn ClickStore>,
     /// What `run_until` needs of the configuration besides the state.
     config: Config,
     /// A first-start admin key, to be printed once by the caller.
@@ -66,7 +70,7 @@ fn random_hex(bytes: usize) -> String {
 
 /// The permutation key: configured, or generated once and kept in the store so every
 /// instance and every restart maps counters to the same codes.
-async fn kgs_key(secret: Option<&Secret>, store: &dyn Store) -> Result<[u8; 16], StartupError> {
+async fn kgs_key(secret: Option<&Secret>, store: &dyn LinkStore) -> Result<[u8; 16], StartupError> {
     let hex_key = match secret {
         Some(s) => s.expose().to_owned(),
         None => store.setting_get_or_init("kgs_key", &random_hex(16)).await?,
@@ -80,7 +84,7 @@ async fn kgs_key(secret: Option<&Secret>, store: &dyn Store) -> Result<[u8; 16],
 
 /// The key of the client IPs' hash: configured, or generated once and kept in the
 /// store so every instance hashes one IP to one visitor (and one rate-limit bucket).
-async fn visitor_key(secret: Option<&Secret>, store: &dyn Store) -> Result<[u8; 16], StartupError> {
+async fn visitor_key(secret: Option<&Secret>, store: &dyn LinkStore) -> Result<[u8; 16], StartupError> {
     let hex_key = match secret {
         Some(s) => s.expose().to_owned(),
         None => {
@@ -98,7 +102,7 @@ async fn visitor_key(secret: Option<&Secret>, store: &dyn Store) -> Result<[u8; 
 async fn start_analytics(
     config: &AnalyticsConfig,
     kafka: &KafkaConfig,
-    store: &Arc<dyn Store>,
+    clicks: &Arc<dyn ClickStore>,
     ip_key: [u8; 16],
 ) -> Result<Option<Arc<Analytics>>, StartupError> {
     if !config.enabled {
@@ -120,7 +124,7 @@ async fn start_analytics(
         light_rows: analytics::batcher::LIGHT_ROWS,
     };
     let mut sinks: Vec<Arc<dyn analytics::Sink>> = vec![Arc::new(StoreSink::new(
-        store.clone(),
+        clicks.clone(),
         config.raw_events,
         Duration::from_millis(config.store_hold_ms),
     ))];
@@ -140,7 +144,8 @@ async fn start_analytics(
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let metrics = crate::telemetry::metrics_handle();
-        let store = store::connect(&config.database).await?;
+        let stores = store::connect(&config.database).await?;
+        let (store, clicks) = (stores.links, stores.clicks);
         if config.database.auto_migrate() {
             store.migrate().await?;
         } else {
@@ -213,6 +218,7 @@ impl Application {
         }
         let links = LinkService::new(
             store.clone(),
+            Stats::new(clicks.clone()),
             keygen.clone(),
             cache,
             l2,
@@ -220,7 +226,7 @@ impl Application {
             config.auth.allow_anonymous,
         );
         let ip_key = visitor_key(config.analytics.visitor_hash_secret.as_ref(), store.as_ref()).await?;
-        let analytics = start_analytics(&config.analytics, &config.kafka, &store, ip_key).await?;
+        let analytics = start_analytics(&config.analytics, &config.kafka, &clicks, ip_key).await?;
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| StartupError::Bind(config.server.listen, e))?;
@@ -240,6 +246,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
+            clicks,
             config,
             generated_admin_key,
             background,
@@ -270,7 +277,8 @@ impl Application {
             request_timeout: server.request_timeout(),
         };
         let retention = chrono::Duration::days(i64::from(self.config.analytics.retention_days));
-        let upkeep = tokio::spawn(housekeeping(state.clone(), retention));
+        let clicks = state.analytics.is_some().then(|| self.clicks.clone());
+        let upkeep = tokio::spawn(housekeeping(state.clone(), clicks, retention));
         tracing::info!(addr = %server.listen, base = server.public_base(), "kurz is serving");
         serve(self.listener, router, settings, stop).await;
         // Every request has been answered; now every click they made is written (or
@@ -298,7 +306,7 @@ fn tier_limits(limits: &LimitsConfig) -> TierLimits {
 
 /// A periodic purge's outcome in the log: a count when it deleted something, a warning
 /// when it failed (it runs again ten minutes later).
-fn log_purge(what: &str, done: Result<u64, StoreError>) {
+fn log_purge<E: std::fmt::Display>(what: &str, done: Result<u64, E>) {
     match done {
         Ok(n) if n > 0 => tracing::info!(purged = n, "{what} deleted"),
         Ok(_) => {}
@@ -309,7 +317,11 @@ fn log_purge(what: &str, done: Result<u64, StoreError>) {
 /// Periodic chores: drain metric histograms, forget idle rate-limit buckets, and
 /// (every ten minutes) delete idempotency records past their 24 hours and, with
 /// analytics on, raw clicks past retention and old click writer names.
-async fn housekeeping(state: Arc<AppState>, retention: chrono::Duration) {
+async fn housekeeping(
+    state: Arc<AppState>,
+    clicks: Option<Arc<dyn ClickStore>>,
+    retention: chrono::Duration,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut ticks: u64 = 0;
     loop {
@@ -317,16 +329,18 @@ async fn housekeeping(state: Arc<AppState>, retention: chrono::Duration) {
         state.metrics.run_upkeep();
         state.limiter.forget_idle();
         metrics::gauge!("kurz_kgs_keys_left").set(state.keygen.keys_left() as f64);
-        if ticks.is_multiple_of(60) && state.analytics.is_some() {
+        if ticks.is_multiple_of(60)
+            && let Some(clicks) = &clicks
+        {
             let before = chrono::Utc::now() - retention;
             log_purge(
                 "raw click events past retention",
-                state.store.purge_click_events(before).await,
+                clicks.purge_events(before).await,
             );
             let before = chrono::Utc::now() - CLICK_REPLAYS_TTL;
             log_purge(
                 "old click writer names and spool generations",
-                state.store.purge_click_replays(before).await,
+                clicks.purge_names(before).await,
             );
         }
         if ticks.is_multiple_of(60) {

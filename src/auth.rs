@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::user::parse_email;
 use crate::domain::{Caller, Invalid, Tier};
-use crate::store::{NewUser, Store, StoreError, User};
+use crate::store::{LinkStore, NewUser, StoreError, User};
 
 /// Email of the user behind `KURZ_ADMIN_API_KEY` or the first-start admin key.
 pub const ADMIN_EMAIL: &str = "admin@kurz.local";
@@ -67,7 +67,7 @@ struct Claims {
 }
 
 pub struct Auth {
-    store: Arc<dyn Store>,
+    store: Arc<dyn LinkStore>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -76,7 +76,7 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(store: Arc<dyn Store>, jwt_secret: &[u8], token_ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn LinkStore>, jwt_secret: &[u8], token_ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         Self {

@@ -33,6 +33,7 @@ pub mod limits;
 pub mod links;
 pub mod qr;
 pub mod redis;
+pub mod stats;
 pub mod store;
 pub mod telemetry;
 

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::analytics::rollup;
 use crate::cache::{CachedLink, LinkCache, RedisCache};
 use crate::domain::link::{parse_future_instant, resolve_expiry};
 use crate::domain::stats::StatsRange;
 use crate::domain::{Alias, Caller, Invalid, Link, LinkState, Metadata, RedirectType, ShortCode, TargetUrl};
 use crate::keygen::KeyGenerator;
-use crate::store::{LinkPatch, NewLink, Store, StoreError};
+use crate::stats::{Stats, StatsError};
+use crate::store::{LinkPatch, LinkStore, NewLink, StoreError};
 
 /// Most creates written in one group-commit transaction.
 const GROUP_COMMIT_MAX: usize = 256;
@@ -51,6 +51,15 @@ pub enum LinkError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<StatsError> for LinkError {
+    fn from(e: StatsError) -> Self {
+        match e {
+            StatsError::Unavailable(m) => Self::Unavailable(m),
+            StatsError::Other(m) => Self::Internal(m),
+        }
+    }
 }
 
 impl From<StoreError> for LinkError {
@@ -94,7 +103,7 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-pub use crate::analytics::rollup::{Devices, LinkStats, LinkSummary};
+pub use crate::stats::{Devices, LinkStats, LinkSummary};
 
 /// A validated create, before it has a code.
 struct Draft {
@@ -134,7 +143,9 @@ struct WriteJob {
 }
 
 pub struct LinkService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn LinkStore>,
+    /// Click figures for the info and stats endpoints.
+    stats: Stats,
     keygen: Arc<KeyGenerator>,
     cache: Arc<LinkCache>,
     /// The shared L2 cache and invalidation bus, when Redis is configured.
@@ -148,7 +159,8 @@ pub struct LinkService {
 
 impl LinkService {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn LinkStore>,
+        stats: Stats,
         keygen: Arc<KeyGenerator>,
         cache: Arc<LinkCache>,
         l2: Option<Arc<RedisCache>>,
@@ -159,6 +171,7 @@ impl LinkService {
         tokio::spawn(group_commit(store.clone(), rx));
         Self {
             store,
+            stats,
             keygen,
             cache,
             l2,
@@ -368,16 +381,8 @@ impl LinkService {
         if link.state(Utc::now()) == LinkState::Expired {
             return Err(LinkError::Expired);
         }
-        let now = Utc::now();
-        let rows = self
-            .store
-            .click_rollups(
-                link.code.as_str(),
-                now - chrono::Duration::days(8),
-                now + chrono::Duration::hours(1),
-            )
-            .await?;
-        Ok((link, rollup::summary(&rows, now)))
+        let summary = self.stats.summary_of_link(link.code.as_str(), Utc::now()).await?;
+        Ok((link, summary))
     }
 
     #[tracing::instrument(skip_all, fields(code))]
@@ -470,18 +475,12 @@ impl LinkService {
         range: &StatsRange,
     ) -> Result<LinkStats, LinkError> {
         let link = self.owned(caller, code).await?;
-        let (from, to) = rollup::rows_window(range);
-        let rows = self.store.click_rollups(link.code.as_str(), from, to).await?;
-        let sketches = self
-            .store
-            .visitor_sketches(link.code.as_str(), &rollup::sketch_plan(from, to))
-            .await?;
-        Ok(rollup::summarize(&rows, &sketches, range))
+        Ok(self.stats.of_link(link.code.as_str(), range).await?)
     }
 }
 
 /// The group-commit writer: one transaction for every create queued at that moment.
-async fn group_commit(store: Arc<dyn Store>, mut rx: mpsc::Receiver<WriteJob>) {
+async fn group_commit(store: Arc<dyn LinkStore>, mut rx: mpsc::Receiver<WriteJob>) {
     let mut jobs = Vec::with_capacity(GROUP_COMMIT_MAX);
     while rx.recv_many(&mut jobs, GROUP_COMMIT_MAX).await > 0 {
         let links: Vec<NewLink> = jobs.iter().map(|j| j.link.clone()).collect();

@@ -48,14 +48,14 @@ async fn serve(config: Config) -> Result<(), String> {
 }
 
 async fn migrate(database: &DatabaseConfig) -> Result<(), String> {
-    let store = store::connect(database).await.map_err(|e| e.to_string())?;
+    let store = store::connect(database).await.map_err(|e| e.to_string())?.links;
     store.migrate().await.map_err(|e| e.to_string())?;
     println!("database is up to date");
     Ok(())
 }
 
 async fn create_user(database: &DatabaseConfig, email: &str, tier: &str) -> Result<(), String> {
-    let store = store::connect(database).await.map_err(|e| e.to_string())?;
+    let store = store::connect(database).await.map_err(|e| e.to_string())?.links;
     store.migrate().await.map_err(|e| e.to_string())?;
     let auth = Auth::new(
         store,

@@ -7,13 +7,51 @@
 use std::sync::Arc;
 
 use chrono::{Duration, DurationRound, SubsecRound, Utc};
+use kurz::analytics::click_writer::ClickWriter;
 use kurz::analytics::event::{ClickEvent, Device};
-use kurz::analytics::rollup;
+use kurz::analytics::port::ClickStore;
+use kurz::analytics::{batch, plan, rows};
 use kurz::domain::{Metadata, RedirectType, ShortCode, TargetUrl, Tier};
-use kurz::store::{IdempotencyClaim, LinkPatch, NewLink, NewUser, PgStore, PoolBounds, Store, StoreError};
+use kurz::store::{
+    IdempotencyClaim, LinkPatch, LinkStore, NewLink, NewUser, PgStore, PoolBounds, StoreError,
+};
 
 #[path = "support/mod.rs"]
 mod support;
+
+/// A backend under test through both of its ports: the link store (what `Deref`
+/// gives), and the click store, written through the one click writer as the
+/// pipeline writes it.
+#[derive(Clone)]
+pub struct Backend {
+    links: Arc<dyn LinkStore>,
+    clicks: Arc<dyn ClickStore>,
+    writer: Arc<ClickWriter>,
+}
+
+impl Backend {
+    fn of<S: LinkStore + ClickStore>(store: S) -> Self {
+        let store = Arc::new(store);
+        Self {
+            links: store.clone(),
+            clicks: store.clone(),
+            writer: Arc::new(ClickWriter::new(store, true)),
+        }
+    }
+}
+
+impl AsRef<dyn LinkStore> for Backend {
+    fn as_ref(&self) -> &dyn LinkStore {
+        self.links.as_ref()
+    }
+}
+
+impl std::ops::Deref for Backend {
+    type Target = dyn LinkStore;
+    fn deref(&self) -> &Self::Target {
+        self.links.as_ref()
+    }
+}
 
 fn new_link(code: &str, url: &str, owner: Option<i64>) -> NewLink {
     NewLink {
@@ -27,7 +65,7 @@ fn new_link(code: &str, url: &str, owner: Option<i64>) -> NewLink {
     }
 }
 
-async fn user(store: &dyn Store, email: &str) -> i64 {
+async fn user(store: &dyn LinkStore, email: &str) -> i64 {
     store
         .create_user(&NewUser {
             email: email.into(),
@@ -39,7 +77,7 @@ async fn user(store: &dyn Store, email: &str) -> i64 {
         .id
 }
 
-pub async fn insert_then_get_round_trips(store: Arc<dyn Store>) {
+pub async fn insert_then_get_round_trips(store: Backend) {
     let owner = user(store.as_ref(), "o@example.com").await;
     let mut l = new_link("abc1234", "https://example.com/x", Some(owner));
     l.expires_at = Some(Utc::now().trunc_subsecs(3) + Duration::days(1));
@@ -64,7 +102,7 @@ pub async fn insert_then_get_round_trips(store: Arc<dyn Store>) {
     assert!(store.get_link("nope123").await.unwrap().is_none());
 }
 
-pub async fn codes_are_case_sensitive_and_conflicts_are_per_item(store: Arc<dyn Store>) {
+pub async fn codes_are_case_sensitive_and_conflicts_are_per_item(store: Backend) {
     let out = store
         .insert_links(&[
             new_link("Code1", "https://a.example/", None),
@@ -90,7 +128,7 @@ pub async fn codes_are_case_sensitive_and_conflicts_are_per_item(store: Arc<dyn 
     assert!(out[1].as_ref().unwrap().id > out[0].as_ref().unwrap().id);
 }
 
-pub async fn delete_keeps_the_code_reserved(store: Arc<dyn Store>) {
+pub async fn delete_keeps_the_code_reserved(store: Backend) {
     store
         .insert_links(&[new_link("gone123", "https://a.example/", None)])
         .await
@@ -118,7 +156,7 @@ pub async fn delete_keeps_the_code_reserved(store: Arc<dyn Store>) {
     );
 }
 
-pub async fn patch_changes_only_given_fields(store: Arc<dyn Store>) {
+pub async fn patch_changes_only_given_fields(store: Backend) {
     let mut l = new_link("pat1234", "https://a.example/", None);
     l.expires_at = Some(Utc::now().trunc_subsecs(3) + Duration::days(3));
     store.insert_links(std::slice::from_ref(&l)).await.unwrap();
@@ -148,7 +186,7 @@ pub async fn patch_changes_only_given_fields(store: Arc<dyn Store>) {
     assert!(store.update_link("nothere", &patch).await.unwrap().is_none());
 }
 
-pub async fn list_is_per_owner_newest_first_with_cursor(store: Arc<dyn Store>) {
+pub async fn list_is_per_owner_newest_first_with_cursor(store: Backend) {
     let a = user(store.as_ref(), "a@example.com").await;
     let b = user(store.as_ref(), "b@example.com").await;
     for i in 0..5 {
@@ -170,7 +208,7 @@ pub async fn list_is_per_owner_newest_first_with_cursor(store: Arc<dyn Store>) {
     assert_eq!(codes, ["a1xxxx", "a0xxxx"], "deleted links are not listed");
 }
 
-pub async fn leases_are_disjoint_and_bounded(store: Arc<dyn Store>) {
+pub async fn leases_are_disjoint_and_bounded(store: Backend) {
     let mut starts = Vec::new();
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -191,12 +229,12 @@ pub async fn leases_are_disjoint_and_bounded(store: Arc<dyn Store>) {
     assert!(err.is_err());
 }
 
-pub async fn settings_keep_the_first_value(store: Arc<dyn Store>) {
+pub async fn settings_keep_the_first_value(store: Backend) {
     assert_eq!(store.setting_get_or_init("k", "first").await.unwrap(), "first");
     assert_eq!(store.setting_get_or_init("k", "second").await.unwrap(), "first");
 }
 
-pub async fn users_unique_email_and_key_lookup(store: Arc<dyn Store>) {
+pub async fn users_unique_email_and_key_lookup(store: Backend) {
     let u = store
         .create_user(&NewUser {
             email: "u@example.com".into(),
@@ -226,7 +264,7 @@ pub async fn users_unique_email_and_key_lookup(store: Arc<dyn Store>) {
     assert_eq!(store.user_by_key_hash("hb").await.unwrap().unwrap().id, admin.id);
 }
 
-pub async fn idempotency_claims(store: Arc<dyn Store>) {
+pub async fn idempotency_claims(store: Backend) {
     let now = Utc::now();
     let old = now - Duration::hours(24);
     assert_eq!(
@@ -284,7 +322,7 @@ pub async fn idempotency_claims(store: Arc<dyn Store>) {
     );
 }
 
-pub async fn concurrent_idempotency_claims_have_one_winner(store: Arc<dyn Store>) {
+pub async fn concurrent_idempotency_claims_have_one_winner(store: Backend) {
     let now = Utc::now();
     let mut tasks = Vec::new();
     for _ in 0..16 {
@@ -320,7 +358,7 @@ fn click(code: &str, at: chrono::DateTime<Utc>, visitor: u64, bot: bool) -> Clic
 }
 
 /// Batches add up: rollup rows, daily and hourly sketches, and the link's counters.
-pub async fn clicks_add_up_across_batches(store: Arc<dyn Store>) {
+pub async fn clicks_add_up_across_batches(store: Backend) {
     store
         .insert_links(&[
             new_link("clk1234", "https://example.com/c", None),
@@ -340,11 +378,12 @@ pub async fn clicks_add_up_across_batches(store: Arc<dyn Store>) {
         click("clk1234", h(10, 30), 2, false),
         click("clk1234", h(30, 0), 3, false),
     ];
-    store.record_clicks(&rollup::fold(&first), true).await.unwrap();
-    store.record_clicks(&rollup::fold(&second), true).await.unwrap();
+    store.writer.record(&batch::fold(&first)).await.unwrap();
+    store.writer.record(&batch::fold(&second)).await.unwrap();
 
     let rows = store
-        .click_rollups("clk1234", day, day + Duration::days(3))
+        .clicks
+        .rollups("clk1234", day, day + Duration::days(3))
         .await
         .unwrap();
     let per_hour: Vec<(i64, i64, i64)> = rows
@@ -352,14 +391,14 @@ pub async fn clicks_add_up_across_batches(store: Arc<dyn Store>) {
         .map(|r| ((r.hour - day).num_hours(), r.clicks, r.bots))
         .collect();
     assert_eq!(per_hour, vec![(10, 3, 0), (11, 0, 1), (30, 1, 0)]);
-    let dims = rollup::Dims::from_json(&rows[0].dims);
+    let dims = rows::Dims::from_json(&rows[0].dims);
     assert_eq!(dims.country.get("DE"), Some(3));
     assert_eq!(dims.referrer.get("t.co"), Some(3));
 
     // Whole day 0 from the daily table, the 6 hours of day 1 from hourly rows.
-    let plan = rollup::sketch_plan(day, day + Duration::hours(30) + Duration::minutes(1));
+    let plan = plan::sketch_plan(day, day + Duration::hours(30) + Duration::minutes(1));
     assert_eq!(plan.days, Some((day, day + Duration::days(1))));
-    let sketches = store.visitor_sketches("clk1234", &plan).await.unwrap();
+    let sketches = store.clicks.sketches("clk1234", &plan).await.unwrap();
     assert_eq!(sketches.len(), 2);
     let mut all = kurz::analytics::hll::Hll::new();
     for s in &sketches {
@@ -376,13 +415,14 @@ pub async fn clicks_add_up_across_batches(store: Arc<dyn Store>) {
     // something the first time, nothing left the second), never rollups.
     let cutoff = Utc::now() + Duration::days(1);
     assert!(
-        store.purge_click_events(cutoff).await.unwrap() > 0,
+        store.clicks.purge_events(cutoff).await.unwrap() > 0,
         "raw events purged"
     );
-    assert_eq!(store.purge_click_events(cutoff).await.unwrap(), 0, "none left");
+    assert_eq!(store.clicks.purge_events(cutoff).await.unwrap(), 0, "none left");
     assert_eq!(
         store
-            .click_rollups("clk1234", day, day + Duration::days(3))
+            .clicks
+            .rollups("clk1234", day, day + Duration::days(3))
             .await
             .unwrap(),
         rows
@@ -391,7 +431,7 @@ pub async fn clicks_add_up_across_batches(store: Arc<dyn Store>) {
 
 /// A chunk replayed from a spool is applied once, however often it is handed over:
 /// the store records (spool generation, end offset) in the chunk's own transaction.
-pub async fn a_replayed_chunk_is_counted_once(store: Arc<dyn Store>) {
+pub async fn a_replayed_chunk_is_counted_once(store: Backend) {
     store
         .insert_links(&[new_link("rpl1234", "https://example.com/r", None)])
         .await
@@ -399,104 +439,105 @@ pub async fn a_replayed_chunk_is_counted_once(store: Arc<dyn Store>) {
     let at = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
     let chunk = vec![click("rpl1234", at, 1, false), click("rpl1234", at, 2, false)];
     let replay = |spool: &str, through| {
-        let mut b = rollup::fold(&chunk);
-        b.replay = Some(rollup::Replay {
+        let mut b = batch::fold(&chunk);
+        b.replay = Some(batch::Replay {
             spool: spool.into(),
             through,
         });
         b
     };
-    store.record_clicks(&replay("gen-a", 100), true).await.unwrap();
+    store.writer.record(&replay("gen-a", 100)).await.unwrap();
     // The same chunk again, as after a crash before the spool saved its position.
-    store.record_clicks(&replay("gen-a", 100), true).await.unwrap();
+    store.writer.record(&replay("gen-a", 100)).await.unwrap();
     let count = || async { store.get_link("rpl1234").await.unwrap().unwrap().click_count };
     assert_eq!(count().await, 2, "a repeated chunk is skipped");
     let rows = store
-        .click_rollups("rpl1234", at, at + Duration::hours(1))
+        .clicks
+        .rollups("rpl1234", at, at + Duration::hours(1))
         .await
         .unwrap();
     assert_eq!(rows[0].clicks, 2, "the rollup is not counted twice either");
     // The next chunk of that spool, and a chunk of another spool, count.
-    store.record_clicks(&replay("gen-a", 200), true).await.unwrap();
-    store.record_clicks(&replay("gen-b", 100), true).await.unwrap();
+    store.writer.record(&replay("gen-a", 200)).await.unwrap();
+    store.writer.record(&replay("gen-b", 100)).await.unwrap();
     // A live batch (no replay) always counts.
-    store.record_clicks(&rollup::fold(&chunk), true).await.unwrap();
+    store.writer.record(&batch::fold(&chunk)).await.unwrap();
     assert_eq!(count().await, 8);
 }
 
 /// A writer's name is claimed at 0 and moves with each write recorded under it; the
 /// batcher asks how far it got before replaying a write whose answer it lost.
-pub async fn a_write_marker_says_how_far_its_writes_got(store: Arc<dyn Store>) {
+pub async fn a_write_marker_says_how_far_its_writes_got(store: Backend) {
     store
         .insert_links(&[new_link("wmk1234", "https://example.com/w", None)])
         .await
         .unwrap();
-    assert_eq!(store.marker_through("w-test").await.unwrap(), None);
-    store.claim_marker("w-test").await.unwrap();
-    assert_eq!(store.marker_through("w-test").await.unwrap(), Some(0));
+    assert_eq!(store.clicks.name_through("w-test").await.unwrap(), None);
+    store.clicks.claim_name("w-test").await.unwrap();
+    assert_eq!(store.clicks.name_through("w-test").await.unwrap(), Some(0));
     let at = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
     let chunk = vec![click("wmk1234", at, 1, false)];
     for n in 1..=2 {
-        let mut b = rollup::fold(&chunk);
-        b.replay = Some(rollup::Replay {
+        let mut b = batch::fold(&chunk);
+        b.replay = Some(batch::Replay {
             spool: "w-test".into(),
             through: n,
         });
-        store.record_clicks(&b, true).await.unwrap();
+        store.writer.record(&b).await.unwrap();
         // Claiming again (a restart cannot, names are random; but it must not reset).
-        store.claim_marker("w-test").await.unwrap();
-        assert_eq!(store.marker_through("w-test").await.unwrap(), Some(n));
+        store.clicks.claim_name("w-test").await.unwrap();
+        assert_eq!(store.clicks.name_through("w-test").await.unwrap(), Some(n));
     }
     assert_eq!(store.get_link("wmk1234").await.unwrap().unwrap().click_count, 2);
-    assert_eq!(store.marker_through("w-other").await.unwrap(), None);
+    assert_eq!(store.clicks.name_through("w-other").await.unwrap(), None);
 }
 
 /// Writer names and spool generations last written before the cutoff are deleted,
 /// later ones kept; a write under a deleted name records it again.
-pub async fn old_write_markers_are_pruned_and_come_back_with_a_write(store: Arc<dyn Store>) {
+pub async fn old_write_markers_are_pruned_and_come_back_with_a_write(store: Backend) {
     store
         .insert_links(&[new_link("wpr1234", "https://example.com/p", None)])
         .await
         .unwrap();
-    store.claim_marker("w-old").await.unwrap();
+    store.clicks.claim_name("w-old").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let cutoff = Utc::now();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    store.claim_marker("w-new").await.unwrap();
+    store.clicks.claim_name("w-new").await.unwrap();
     let at = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
     let chunk = vec![click("wpr1234", at, 1, false)];
-    let mut b = rollup::fold(&chunk);
-    b.replay = Some(rollup::Replay {
+    let mut b = batch::fold(&chunk);
+    b.replay = Some(batch::Replay {
         spool: "g-recent".into(),
         through: 3,
     });
-    store.record_clicks(&b, true).await.unwrap();
+    store.writer.record(&b).await.unwrap();
 
-    assert_eq!(store.purge_click_replays(cutoff).await.unwrap(), 1, "only w-old");
-    assert_eq!(store.marker_through("w-old").await.unwrap(), None);
-    assert_eq!(store.marker_through("w-new").await.unwrap(), Some(0));
-    assert_eq!(store.marker_through("g-recent").await.unwrap(), Some(3));
+    assert_eq!(store.clicks.purge_names(cutoff).await.unwrap(), 1, "only w-old");
+    assert_eq!(store.clicks.name_through("w-old").await.unwrap(), None);
+    assert_eq!(store.clicks.name_through("w-new").await.unwrap(), Some(0));
+    assert_eq!(store.clicks.name_through("g-recent").await.unwrap(), Some(3));
 
     // A write under a pruned name records it again.
-    b.replay = Some(rollup::Replay {
+    b.replay = Some(batch::Replay {
         spool: "w-old".into(),
         through: 7,
     });
-    store.record_clicks(&b, true).await.unwrap();
-    assert_eq!(store.marker_through("w-old").await.unwrap(), Some(7));
+    store.writer.record(&b).await.unwrap();
+    assert_eq!(store.clicks.name_through("w-old").await.unwrap(), Some(7));
     assert_eq!(store.get_link("wpr1234").await.unwrap().unwrap().click_count, 2);
 
     // A write refreshes its name: nothing is older than a cutoff taken before it.
     let before_writes = Utc::now() - Duration::seconds(1);
-    assert_eq!(store.purge_click_replays(before_writes).await.unwrap(), 0);
+    assert_eq!(store.clicks.purge_names(before_writes).await.unwrap(), 0);
     let after_all = Utc::now() + Duration::seconds(1);
-    assert_eq!(store.purge_click_replays(after_all).await.unwrap(), 3);
-    assert_eq!(store.marker_through("g-recent").await.unwrap(), None);
+    assert_eq!(store.clicks.purge_names(after_all).await.unwrap(), 3);
+    assert_eq!(store.clicks.name_through("g-recent").await.unwrap(), None);
 }
 
 /// A day's visitor sketch is built from its hours once the day is over; until then
 /// (and if it is never built) stats read the hours, with the same answer.
-pub async fn daily_sketches_are_built_once_the_day_is_over(store: Arc<dyn Store>) {
+pub async fn daily_sketches_are_built_once_the_day_is_over(store: Backend) {
     store
         .insert_links(&[new_link("day1234", "https://example.com/day", None)])
         .await
@@ -509,8 +550,8 @@ pub async fn daily_sketches_are_built_once_the_day_is_over(store: Arc<dyn Store>
         click("day1234", at(5), 3, false),
         click("day1234", at(5), 9, true),
     ];
-    store.record_clicks(&rollup::fold(&clicks), true).await.unwrap();
-    let whole_day = rollup::sketch_plan(today, today + Duration::days(1));
+    store.writer.record(&batch::fold(&clicks)).await.unwrap();
+    let whole_day = plan::sketch_plan(today, today + Duration::days(1));
     let visitors = |sketches: &[Vec<u8>]| {
         let mut all = kurz::analytics::hll::Hll::new();
         for s in sketches {
@@ -518,22 +559,22 @@ pub async fn daily_sketches_are_built_once_the_day_is_over(store: Arc<dyn Store>
         }
         all.estimate()
     };
-    let before = store.visitor_sketches("day1234", &whole_day).await.unwrap();
+    let before = store.clicks.sketches("day1234", &whole_day).await.unwrap();
     assert_eq!(before.len(), 2, "today's visitors come from its two hourly rows");
     assert_eq!(visitors(&before), 3);
 
     // The day is over: one daily sketch for the link, then nothing left to do.
     let tomorrow = today + Duration::days(1) + Duration::hours(1);
-    assert_eq!(store.compact_click_days(tomorrow).await.unwrap(), 1);
-    assert_eq!(store.compact_click_days(tomorrow).await.unwrap(), 0);
-    let after = store.visitor_sketches("day1234", &whole_day).await.unwrap();
+    assert_eq!(store.writer.compact_days(tomorrow).await.unwrap(), 1);
+    assert_eq!(store.writer.compact_days(tomorrow).await.unwrap(), 0);
+    let after = store.clicks.sketches("day1234", &whole_day).await.unwrap();
     assert_eq!(after.len(), 1, "the whole day is read from its daily sketch");
     assert_eq!(visitors(&after), 3);
 
     // A late click for that day (a replayed outage) goes into its daily sketch itself.
     let late = vec![click("day1234", at(2), 4, false)];
-    store.record_clicks(&rollup::fold(&late), true).await.unwrap();
-    let late_read = store.visitor_sketches("day1234", &whole_day).await.unwrap();
+    store.writer.record(&batch::fold(&late)).await.unwrap();
+    let late_read = store.clicks.sketches("day1234", &whole_day).await.unwrap();
     assert_eq!(late_read.len(), 1);
     assert_eq!(visitors(&late_read), 4);
     assert_eq!(store.get_link("day1234").await.unwrap().unwrap().click_count, 5);
@@ -544,7 +585,7 @@ pub async fn daily_sketches_are_built_once_the_day_is_over(store: Arc<dyn Store>
 /// is built from the hours, and one after it must merge into that sketch itself.
 /// The writers also race to create the day's raw-event partition on PostgreSQL, which
 /// failed a write ("relation already exists") before migration 0005.
-pub async fn click_writes_racing_a_compaction_lose_nothing(store: Arc<dyn Store>) {
+pub async fn click_writes_racing_a_compaction_lose_nothing(store: Backend) {
     const WRITERS: u64 = 4;
     const WRITES: u64 = 15;
     const PER_WRITE: u64 = 3;
@@ -567,7 +608,7 @@ pub async fn click_writes_racing_a_compaction_lose_nothing(store: Arc<dyn Store>
                     })
                     .collect();
                 started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                store.record_clicks(&rollup::fold(&clicks), true).await.unwrap();
+                store.writer.record(&batch::fold(&clicks)).await.unwrap();
             }
         }));
     }
@@ -576,7 +617,7 @@ pub async fn click_writes_racing_a_compaction_lose_nothing(store: Arc<dyn Store>
         tokio::task::yield_now().await;
     }
     let tomorrow = today + Duration::days(1) + Duration::hours(1);
-    let compacted = store.compact_click_days(tomorrow).await.unwrap();
+    let compacted = store.writer.compact_days(tomorrow).await.unwrap();
     assert_eq!(compacted, 1, "one link had clicks that day");
     for w in writers {
         w.await.unwrap();
@@ -591,8 +632,8 @@ pub async fn click_writes_racing_a_compaction_lose_nothing(store: Arc<dyn Store>
     for visitor in 1..=total {
         expected.insert(click("race123", today, visitor, false).visitor_hash);
     }
-    let whole_day = rollup::sketch_plan(today, today + Duration::days(1));
-    let sketches = store.visitor_sketches("race123", &whole_day).await.unwrap();
+    let whole_day = plan::sketch_plan(today, today + Duration::days(1));
+    let sketches = store.clicks.sketches("race123", &whole_day).await.unwrap();
     assert_eq!(sketches.len(), 1, "the day is read from its daily sketch");
     let mut stored = kurz::analytics::hll::Hll::new();
     stored.merge_encoded(&sketches[0]).unwrap();
@@ -606,7 +647,8 @@ pub async fn click_writes_racing_a_compaction_lose_nothing(store: Arc<dyn Store>
         total as i64
     );
     let rows = store
-        .click_rollups("race123", today, today + Duration::days(1))
+        .clicks
+        .rollups("race123", today, today + Duration::days(1))
         .await
         .unwrap();
     assert_eq!(rows.iter().map(|r| r.clicks).sum::<i64>(), total as i64);
@@ -649,12 +691,12 @@ macro_rules! conformance {
 }
 
 /// A migrated SQLite database in a temporary directory, removed with the guard.
-async fn fresh_sqlite() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
+async fn fresh_sqlite() -> Option<(Backend, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("conformance.db").display());
     let store = kurz::store::SqliteStore::connect(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
-    Some((Arc::new(store), dir))
+    Some((Backend::of(store), dir))
 }
 
 const PG_BOUNDS: PoolBounds = PoolBounds {
@@ -664,12 +706,12 @@ const PG_BOUNDS: PoolBounds = PoolBounds {
 };
 
 /// A fresh, migrated database on the test PostgreSQL (primary only).
-async fn fresh_postgres() -> Option<(Arc<dyn Store>, String)> {
+async fn fresh_postgres() -> Option<(Backend, String)> {
     let admin = support::server("KURZ_TEST_PG")?;
     let url = support::fresh_pg_database(&admin).await;
     let store = PgStore::connect(&url, &[], PG_BOUNDS).await.unwrap();
     store.migrate().await.unwrap();
-    Some((Arc::new(store), url))
+    Some((Backend::of(store), url))
 }
 
 conformance!(sqlite, fresh_sqlite());
@@ -702,7 +744,7 @@ async fn a_marker_is_read_only_after_the_write_holding_it_ends() {
     let Some((store, url)) = fresh_postgres().await else {
         return;
     };
-    store.claim_marker("w-held").await.unwrap();
+    store.clicks.claim_name("w-held").await.unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("SELECT through FROM click_replays WHERE spool = 'w-held' FOR UPDATE")
@@ -715,7 +757,7 @@ async fn a_marker_is_read_only_after_the_write_holding_it_ends() {
         .unwrap();
     let asked = tokio::spawn({
         let store = store.clone();
-        async move { store.marker_through("w-held").await.unwrap() }
+        async move { store.clicks.name_through("w-held").await.unwrap() }
     });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(!asked.is_finished(), "answered while the write was still open");
@@ -739,14 +781,14 @@ async fn a_pruned_marker_is_read_only_after_the_write_recreating_it_ends() {
         .unwrap();
     let asked = tokio::spawn({
         let store = store.clone();
-        async move { store.marker_through("w-pruned").await.unwrap() }
+        async move { store.clicks.name_through("w-pruned").await.unwrap() }
     });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(!asked.is_finished(), "answered while the write was still open");
     tx.commit().await.unwrap();
     assert_eq!(asked.await.unwrap(), Some(4), "the committed write's mark");
     // Asking about a name no write used leaves no row behind.
-    assert_eq!(store.marker_through("w-never").await.unwrap(), None);
+    assert_eq!(store.clicks.name_through("w-never").await.unwrap(), None);
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM click_replays WHERE spool = 'w-never'")
         .fetch_one(&pool)
         .await
@@ -831,16 +873,18 @@ async fn replica_reads_keep_read_your_writes() {
         state == "paused"
     })
     .await;
-    let other = PgStore::connect(&url, &[], PG_BOUNDS).await.unwrap();
+    let other = Backend::of(PgStore::connect(&url, &[], PG_BOUNDS).await.unwrap());
     let patch = LinkPatch {
         original_url: Some(TargetUrl::parse("https://example.com/new", None).unwrap()),
         ..Default::default()
     };
     // Written through another store (another instance): this one does not know.
     other.update_link("ryw0000", &patch).await.unwrap();
-    let fresh_reader = PgStore::connect(&url, std::slice::from_ref(&replica), PG_BOUNDS)
-        .await
-        .unwrap();
+    let fresh_reader = Backend::of(
+        PgStore::connect(&url, std::slice::from_ref(&replica), PG_BOUNDS)
+            .await
+            .unwrap(),
+    );
     let seen = fresh_reader.get_link("ryw0000").await.unwrap().unwrap();
     assert_eq!(
         seen.original_url.as_str(),
@@ -862,21 +906,23 @@ async fn replica_reads_keep_read_your_writes() {
     // are not in them until replay resumes.
     let at = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
     let (from, to) = (at - Duration::days(1), at + Duration::hours(1));
-    let b = rollup::fold(&[click("ryw0001", at, 1, false), click("ryw0001", at, 2, false)]);
-    other.record_clicks(&b, true).await.unwrap();
-    assert_eq!(other.click_rollups("ryw0001", from, to).await.unwrap().len(), 1);
+    let b = batch::fold(&[click("ryw0001", at, 1, false), click("ryw0001", at, 2, false)]);
+    other.writer.record(&b).await.unwrap();
+    assert_eq!(other.clicks.rollups("ryw0001", from, to).await.unwrap().len(), 1);
     assert!(
         fresh_reader
-            .click_rollups("ryw0001", from, to)
+            .clicks
+            .rollups("ryw0001", from, to)
             .await
             .unwrap()
             .is_empty(),
         "stats served by the (paused) replica"
     );
-    let plan = rollup::sketch_plan(from, to);
+    let plan = plan::sketch_plan(from, to);
     assert!(
         fresh_reader
-            .visitor_sketches("ryw0001", &plan)
+            .clicks
+            .sketches("ryw0001", &plan)
             .await
             .unwrap()
             .is_empty()
@@ -887,7 +933,8 @@ async fn replica_reads_keep_read_your_writes() {
         .unwrap();
     support::wait_for("the clicks on the replica", poll, async || {
         fresh_reader
-            .click_rollups("ryw0001", from, to)
+            .clicks
+            .rollups("ryw0001", from, to)
             .await
             .unwrap()
             .len()
@@ -896,7 +943,8 @@ async fn replica_reads_keep_read_your_writes() {
     .await;
     assert_eq!(
         fresh_reader
-            .visitor_sketches("ryw0001", &plan)
+            .clicks
+            .sketches("ryw0001", &plan)
             .await
             .unwrap()
             .len(),
@@ -956,7 +1004,7 @@ async fn click_retention_drops_old_day_partitions_only() {
         click("ret1234", old + Duration::hours(1), 1, false),
         click("ret1234", today + Duration::minutes(1), 2, false),
     ];
-    store.record_clicks(&rollup::fold(&events), true).await.unwrap();
+    store.writer.record(&batch::fold(&events)).await.unwrap();
     let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
         .await
         .unwrap();
@@ -970,7 +1018,11 @@ async fn click_retention_drops_old_day_partitions_only() {
         2
     );
 
-    let dropped = store.purge_click_events(today - Duration::days(5)).await.unwrap();
+    let dropped = store
+        .clicks
+        .purge_events(today - Duration::days(5))
+        .await
+        .unwrap();
     assert_eq!(dropped, 1);
     assert_eq!(
         sqlx::query_scalar::<_, i64>(partitions)
@@ -985,16 +1037,20 @@ async fn click_retention_drops_old_day_partitions_only() {
         .unwrap();
     assert_eq!(left, 1, "today's event stays");
     let rows = store
-        .click_rollups("ret1234", old, today + Duration::days(1))
+        .clicks
+        .rollups("ret1234", old, today + Duration::days(1))
         .await
         .unwrap();
     assert_eq!(rows.iter().map(|r| r.clicks).sum::<i64>(), 2, "rollups are kept");
     // A click for a dropped day can still be recorded: its partition comes back.
     store
-        .record_clicks(
-            &rollup::fold(&[click("ret1234", old + Duration::hours(2), 3, false)]),
-            true,
-        )
+        .writer
+        .record(&batch::fold(&[click(
+            "ret1234",
+            old + Duration::hours(2),
+            3,
+            false,
+        )]))
         .await
         .unwrap();
 }
@@ -1007,20 +1063,21 @@ async fn a_partition_dropped_by_another_instance_is_created_again() {
     let Some((a, url)) = fresh_postgres().await else {
         return;
     };
-    let b = PgStore::connect(&url, &[], PG_BOUNDS).await.unwrap();
+    let b = Backend::of(PgStore::connect(&url, &[], PG_BOUNDS).await.unwrap());
     a.insert_links(&[new_link("drp1234", "https://example.com/d", None)])
         .await
         .unwrap();
     let today = Utc::now().duration_trunc(Duration::days(1)).unwrap();
     let at = today - Duration::days(10) + Duration::hours(1);
-    a.record_clicks(&rollup::fold(&[click("drp1234", at, 1, false)]), true)
+    a.writer
+        .record(&batch::fold(&[click("drp1234", at, 1, false)]))
         .await
         .unwrap();
-    assert_eq!(b.purge_click_events(today - Duration::days(5)).await.unwrap(), 1);
+    assert_eq!(b.clicks.purge_events(today - Duration::days(5)).await.unwrap(), 1);
 
-    let late = rollup::fold(&[click("drp1234", at, 2, false)]);
-    if a.record_clicks(&late, true).await.is_err() {
-        a.record_clicks(&late, true).await.unwrap();
+    let late = batch::fold(&[click("drp1234", at, 2, false)]);
+    if a.writer.record(&late).await.is_err() {
+        a.writer.record(&late).await.unwrap();
     }
     assert_eq!(a.get_link("drp1234").await.unwrap().unwrap().click_count, 2);
     let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)

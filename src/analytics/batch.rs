@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 
 use super::event::{ClickEvent, Device};
 use super::hll::Hll;
-use super::rollup::Dims;
+use super::rows::Dims;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -422,7 +422,7 @@ impl ClickBatch {
             if delta.clicks == 0 {
                 continue;
             }
-            let day = super::rollup::day_of(delta.hour);
+            let day = super::rows::day_of(delta.hour);
             match days.last_mut() {
                 Some((last, d)) if last == code && d.day == day => d.visitors.merge(&delta.visitors),
                 _ => days.push((
@@ -478,9 +478,11 @@ impl ClickBatch {
         })
     }
 
-    /// The raw events as JSON blocks of at most 50,000: what SQLite stores. Each
-    /// string is escaped once per batch, not once per click.
-    pub fn raw(&self) -> Vec<RawBlock> {
+    /// The raw events as JSON blocks of at most 50,000: what SQLite stores. Built one
+    /// block at a time as the iterator is read, so a write holds one block's JSON
+    /// (~5 MB) at once, not its whole batch's. Each string is escaped once per batch,
+    /// not once per click.
+    pub fn raw_blocks(&self) -> impl Iterator<Item = RawBlock> + '_ {
         let quoted = |t: &Interner| -> Vec<String> {
             t.strings
                 .iter()
@@ -491,50 +493,13 @@ impl ClickBatch {
         let values = quoted(&self.values);
         self.clicks
             .chunks(BLOCK_EVENTS)
-            .map(|chunk| {
-                let mut json = String::with_capacity(chunk.len() * 128 + 2);
-                let mut num = itoa::Buffer::new();
-                let (mut first, mut last) = (i64::MAX, i64::MIN);
-                json.push('[');
-                for (n, c) in chunk.iter().enumerate() {
-                    if n > 0 {
-                        json.push(',');
-                    }
-                    first = first.min(c.at_ms);
-                    last = last.max(c.at_ms);
-                    json.push('[');
-                    json.push_str(text(&codes, c.code));
-                    json.push(',');
-                    json.push_str(num.format(c.at_ms));
-                    json.push(',');
-                    json.push_str(text(&values, c.referrer));
-                    json.push_str(",\"");
-                    json.push_str(c.device.as_str());
-                    json.push_str("\",");
-                    json.push_str(text(&values, c.browser));
-                    json.push(',');
-                    json.push_str(text(&values, c.os));
-                    json.push_str(if c.bot { ",1," } else { ",0," });
-                    json.push_str(text(&values, c.country));
-                    json.push(',');
-                    json.push_str(if c.city == NO_CITY {
-                        "null"
-                    } else {
-                        text(&values, c.city)
-                    });
-                    json.push(',');
-                    json.push_str(num.format(c.visitor as i64));
-                    json.push(']');
-                }
-                json.push(']');
-                RawBlock {
-                    first_at: from_ms(first),
-                    last_at: from_ms(last),
-                    events: chunk.len(),
-                    json,
-                }
-            })
-            .collect()
+            .map(move |chunk| raw_block(chunk, &codes, &values))
+    }
+
+    /// Every raw block at once ([`ClickBatch::raw_blocks`]).
+    #[cfg(test)]
+    pub fn raw(&self) -> Vec<RawBlock> {
+        self.raw_blocks().collect()
     }
 
     /// The events held, as owned events: what a failed write spools.
@@ -556,7 +521,53 @@ impl ClickBatch {
     }
 }
 
-/// Clicks for the unit tests of this module and of [`super::rollup`].
+/// One JSON block of raw events (see [`RawBlock`]); `codes` and `values` are the
+/// batch's strings, already quoted.
+fn raw_block(chunk: &[Click], codes: &[String], values: &[String]) -> RawBlock {
+    let mut json = String::with_capacity(chunk.len() * 128 + 2);
+    let mut num = itoa::Buffer::new();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    json.push('[');
+    for (n, c) in chunk.iter().enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        first = first.min(c.at_ms);
+        last = last.max(c.at_ms);
+        json.push('[');
+        json.push_str(text(codes, c.code));
+        json.push(',');
+        json.push_str(num.format(c.at_ms));
+        json.push(',');
+        json.push_str(text(values, c.referrer));
+        json.push_str(",\"");
+        json.push_str(c.device.as_str());
+        json.push_str("\",");
+        json.push_str(text(values, c.browser));
+        json.push(',');
+        json.push_str(text(values, c.os));
+        json.push_str(if c.bot { ",1," } else { ",0," });
+        json.push_str(text(values, c.country));
+        json.push(',');
+        json.push_str(if c.city == NO_CITY {
+            "null"
+        } else {
+            text(values, c.city)
+        });
+        json.push(',');
+        json.push_str(num.format(c.visitor as i64));
+        json.push(']');
+    }
+    json.push(']');
+    RawBlock {
+        first_at: from_ms(first),
+        last_at: from_ms(last),
+        events: chunk.len(),
+        json,
+    }
+}
+
+/// Clicks for the unit tests of this module, of [`super::rows`] and of [`crate::stats`].
 #[cfg(test)]
 pub(crate) mod test_clicks {
     use super::*;
@@ -709,7 +720,7 @@ mod tests {
             let mut want: std::collections::BTreeMap<(String, DateTime<Utc>), Want> = Default::default();
             let mut want_days: std::collections::BTreeMap<(String, DateTime<Utc>), std::collections::BTreeSet<u64>> = Default::default();
             for e in &events {
-                let w = want.entry((e.short_code.to_string(), super::super::rollup::hour_of(e.clicked_at))).or_default();
+                let w = want.entry((e.short_code.to_string(), super::super::rows::hour_of(e.clicked_at))).or_default();
                 if e.is_bot {
                     w.1 += 1;
                 } else {
@@ -717,7 +728,7 @@ mod tests {
                     *w.2.entry(e.country.to_string()).or_default() += 1;
                     w.3.insert(e.visitor_hash);
                     want_days
-                        .entry((e.short_code.to_string(), super::super::rollup::day_of(e.clicked_at)))
+                        .entry((e.short_code.to_string(), super::super::rows::day_of(e.clicked_at)))
                         .or_default()
                         .insert(e.visitor_hash);
                 }

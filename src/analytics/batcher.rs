@@ -456,7 +456,7 @@ mod tests {
     };
     use super::*;
     use crate::domain::{Metadata, RedirectType, ShortCode, TargetUrl};
-    use crate::store::{NewLink, SqliteStore, Store};
+    use crate::store::{LinkStore, NewLink, SqliteStore};
 
     /// The real store sink on a real SQLite file, counting the writes that reach it
     /// and the events that came back from the spool. `delay` makes each write that
@@ -648,7 +648,7 @@ mod tests {
     }
 
     /// A fresh SQLite store in `dir` holding link `hold123`.
-    async fn store_with_link(dir: &std::path::Path) -> Arc<dyn Store> {
+    async fn store_with_link(dir: &std::path::Path) -> Arc<SqliteStore> {
         let url = format!("sqlite://{}", dir.join("kurz.db").display());
         let store = SqliteStore::connect(&url, 1).await.unwrap();
         store.migrate().await.unwrap();

@@ -16,12 +16,15 @@
 
 pub mod batch;
 pub mod batcher;
+pub mod click_writer;
 pub mod enrich;
 pub mod event;
 pub mod hll;
 pub mod kafka;
+pub mod plan;
+pub mod port;
 pub mod queue;
-pub mod rollup;
+pub mod rows;
 pub mod sink;
 pub mod spool;
 
@@ -32,10 +35,10 @@ use metrics::Counter;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use batch::Replay;
 pub use enrich::{Enricher, GeoDb};
 pub use event::{Captured, ClickEvent};
 pub use kafka::KafkaSink;
-use rollup::Replay;
 pub use sink::{Batch, Sink, SinkError, Staged, StoreSink};
 pub use spool::{Spool, SpoolError};
 

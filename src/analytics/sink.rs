@@ -2,14 +2,13 @@
 //! configured. Each sink has its own spool, so one being down never holds up the other.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use async_trait::async_trait;
 
 use super::batch::{ClickBatch, Replay};
+use super::click_writer::ClickWriter;
 use super::event::ClickEvent;
-use super::rollup::day_of;
-use crate::store::Store;
+use super::port::ClickStore;
 
 /// A batch as the batcher cuts it; shared by every sink's writer.
 pub type Batch = Arc<Vec<ClickEvent>>;
@@ -139,49 +138,11 @@ pub trait Sink: Send + Sync + 'static {
     }
 }
 
-/// Raw events and rollups into the link store, one transaction per batch.
+/// Raw events and rollups into the store, one transaction per batch.
 pub struct StoreSink {
-    pub store: Arc<dyn Store>,
-    /// Keep raw events (`KURZ_ANALYTICS_RAW_EVENTS`); rollups are always kept.
-    pub raw: bool,
+    pub writer: ClickWriter,
     /// `KURZ_ANALYTICS_STORE_HOLD_MS`: see [`Sink::hold`].
     pub hold: std::time::Duration,
-    /// Daily sketches of the days that are over: see [`Compaction`].
-    pub compaction: Arc<Compaction>,
-}
-
-/// Runs [`Store::compact_click_days`] once per UTC day, beside the writes rather than
-/// inside one: a write is bounded by the sink timeout, and a long compaction cut off
-/// by it would start again with every write.
-#[derive(Debug, Default)]
-pub struct Compaction {
-    /// The UTC day (ms) compacted up to by this process; 0 at start.
-    through: AtomicI64,
-    running: AtomicBool,
-}
-
-impl Compaction {
-    fn start_if_due(self: &Arc<Self>, store: &Arc<dyn Store>) {
-        let now = chrono::Utc::now();
-        let today = day_of(now).timestamp_millis();
-        if self.through.load(Ordering::Acquire) >= today || self.running.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (me, store) = (self.clone(), store.clone());
-        tokio::spawn(async move {
-            match store.compact_click_days(now).await {
-                Ok(days) => {
-                    me.through.store(today, Ordering::Release);
-                    if days > 0 {
-                        tracing::info!(days, "daily visitor sketches built");
-                    }
-                }
-                // Only a delay: until then those days are read from their hours.
-                Err(e) => tracing::warn!(error = %e, "daily visitor sketches not built yet"),
-            }
-            me.running.store(false, Ordering::Release);
-        });
-    }
 }
 
 #[async_trait]
@@ -218,8 +179,8 @@ impl Sink for StoreSink {
     }
 
     async fn claim(&self, writer: &str) -> Result<bool, SinkError> {
-        self.store
-            .claim_marker(writer)
+        self.writer
+            .claim_name(writer)
             .await
             .map(|()| true)
             .map_err(|e| SinkError(e.to_string()))
@@ -227,8 +188,8 @@ impl Sink for StoreSink {
 
     async fn written(&self, written_as: &Replay) -> Result<bool, SinkError> {
         let through = self
-            .store
-            .marker_through(&written_as.spool)
+            .writer
+            .name_through(&written_as.spool)
             .await
             .map_err(|e| SinkError(e.to_string()))?;
         Ok(through.is_some_and(|t| t >= written_as.through))
@@ -242,19 +203,16 @@ impl Sink for StoreSink {
 }
 
 impl StoreSink {
-    pub fn new(store: Arc<dyn Store>, raw: bool, hold: std::time::Duration) -> Self {
+    pub fn new(store: Arc<dyn ClickStore>, raw: bool, hold: std::time::Duration) -> Self {
         Self {
-            store,
-            raw,
+            writer: ClickWriter::new(store, raw),
             hold,
-            compaction: Arc::default(),
         }
     }
 
     async fn record(&self, batch: &ClickBatch) -> Result<(), SinkError> {
-        self.compaction.start_if_due(&self.store);
-        self.store
-            .record_clicks(batch, self.raw)
+        self.writer
+            .record(batch)
             .await
             .map_err(|e| SinkError(e.to_string()))
     }

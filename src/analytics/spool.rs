@@ -10,7 +10,7 @@
 //! replayed chunk, together with the spool's generation: a random id, new whenever
 //! the file is truncated, so a (generation, offset) pair names one chunk for ever. A
 //! crash after a sink took a chunk but before the position was written replays that
-//! chunk again; a sink that records the pair with the chunk ([`super::rollup::Replay`],
+//! chunk again; a sink that records the pair with the chunk ([`super::batch::Replay`],
 //! the store does) skips it, the others get it twice (at-least-once).
 //!
 //! A write that failed may still have committed: a timeout can fire after the
@@ -24,8 +24,8 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::batch::Replay;
 use super::event::ClickEvent;
-use super::rollup::Replay;
 
 /// A record larger than this is corrupt: events are a few hundred bytes.
 const MAX_RECORD: u32 = 64 * 1024;
@@ -154,8 +154,8 @@ impl Spool {
     }
 
     /// The name of the chunk that ends at `through`, for [`super::Sink::write_replayed`].
-    pub fn replay_at(&self, through: u64) -> super::rollup::Replay {
-        super::rollup::Replay {
+    pub fn replay_at(&self, through: u64) -> super::batch::Replay {
+        super::batch::Replay {
             spool: self.lock().generation.clone(),
             through,
         }

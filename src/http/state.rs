@@ -14,13 +14,13 @@ use crate::keygen::KeyGenerator;
 use crate::limits::{Idempotency, RateLimiter};
 use crate::links::LinkService;
 use crate::redis::Redis;
-use crate::store::Store;
+use crate::store::LinkStore;
 
 pub struct AppState {
     /// The HTTP layer's own settings: base URL, trusted proxies, body and time limits.
     pub server: ServerConfig,
     /// Asked only by `/health` (the link service owns every other store access).
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn LinkStore>,
     pub links: LinkService,
     /// `/health` reports `kgs: degraded` while codes come from the fallback.
     pub keygen: Arc<KeyGenerator>,

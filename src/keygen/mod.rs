@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::domain::ShortCode;
-use crate::store::Store;
+use crate::store::LinkStore;
 pub use permutation::{CODE_SPACE, Permutation, random_code};
 
 /// After a failed lease, wait this long before asking the store again, so a store
@@ -29,7 +29,7 @@ struct Block {
 
 pub struct KeyGenerator {
     perm: Permutation,
-    store: Arc<dyn Store>,
+    store: Arc<dyn LinkStore>,
     /// Values per lease: larger blocks mean fewer store round trips, but a crash
     /// wastes at most one block of the (3.5·10¹²-value) space.
     block_size: u64,
@@ -40,7 +40,7 @@ pub struct KeyGenerator {
 }
 
 impl KeyGenerator {
-    pub fn new(key: [u8; 16], store: Arc<dyn Store>, block_size: u64) -> Self {
+    pub fn new(key: [u8; 16], store: Arc<dyn LinkStore>, block_size: u64) -> Self {
         Self {
             perm: Permutation::new(key),
             store,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use crate::store::{IdempotencyClaim, Store, StoreError};
+use crate::store::{IdempotencyClaim, LinkStore, StoreError};
 
 pub const KEY_MAX_LEN: usize = 255;
 const POLL_EVERY: Duration = Duration::from_millis(20);
@@ -29,7 +29,7 @@ pub enum Begin {
 }
 
 pub struct Idempotency {
-    store: Arc<dyn Store>,
+    store: Arc<dyn LinkStore>,
     ttl: Duration,
     /// How long a duplicate waits for the first request to finish.
     wait: Duration,
@@ -57,7 +57,7 @@ pub fn request_hash(method: &str, path: &str, body: &[u8]) -> String {
 }
 
 impl Idempotency {
-    pub fn new(store: Arc<dyn Store>, ttl: Duration, wait: Duration) -> Self {
+    pub fn new(store: Arc<dyn LinkStore>, ttl: Duration, wait: Duration) -> Self {
         Self { store, ttl, wait }
     }
 

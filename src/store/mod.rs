@@ -1,14 +1,20 @@
-//! The store contract: everything kurz keeps durably, behind one trait.
+//! The link store: links, users, settings, key leases and idempotency records,
+//! behind one trait ([`LinkStore`]).
 //!
 //! Each backend lives in its own module (`sqlite`, the embedded default; `postgres`,
 //! for production) and passes the same conformance suite
-//! (`tests/store_conformance.rs`).
+//! (`tests/store_conformance.rs`). Each also implements the click pipeline's own
+//! port ([`crate::analytics::port::ClickStore`]), so one database holds both, but the
+//! link store's trait never mentions clicks.
 //! Nothing outside this folder writes SQL, and nothing here knows about HTTP.
 
-use async_trait::async_trait;
+use std::sync::Arc;
 
-use crate::analytics::rollup::{ClickBatch, SketchPlan, StoredRollup};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
+use crate::analytics::port::ClickStore;
+use crate::config::DatabaseConfig;
 
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
@@ -32,6 +38,15 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A backend error as the click port reports it.
+pub(crate) fn to_click(e: StoreError) -> crate::analytics::port::ClickStoreError {
+    use crate::analytics::port::ClickStoreError;
+    match e {
+        StoreError::Unavailable(m) => ClickStoreError::Unavailable(m),
+        other => ClickStoreError::Other(other.to_string()),
+    }
+}
 
 /// A link about to be written. The code is already chosen (generated or alias).
 #[derive(Debug, Clone)]
@@ -85,7 +100,7 @@ pub enum IdempotencyClaim {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait LinkStore: Send + Sync + 'static {
     /// Creates or upgrades the schema.
     async fn migrate(&self) -> StoreResult<()>;
 
@@ -143,53 +158,23 @@ pub trait Store: Send + Sync + 'static {
     async fn idempotency_release(&self, key: &str) -> StoreResult<()>;
     /// Drops records created before `before`; returns how many.
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+}
 
-    /// Writes one batch of clicks atomically: raw events (if `raw`), the merge of each
-    /// link-hour rollup, and each link's `click_count`/`last_accessed_at`. All or
-    /// nothing, so a failed batch can be spooled and replayed without double counting.
-    async fn record_clicks(&self, batch: &ClickBatch, raw: bool) -> StoreResult<()>;
-    /// Creates `marker`'s row in `click_replays` at 0 if it is absent. A click writer
-    /// does it before its first write, so that the lock [`Store::marker_through`]
-    /// waits on exists while that write runs.
-    async fn claim_marker(&self, marker: &str) -> StoreResult<()>;
-    /// How far the batches recorded under `marker` (a [`crate::analytics::rollup::Replay`]'s
-    /// `spool`) go, once no write under it is still running (it waits for one). The
-    /// question a writer asks before it replays a write whose answer it never got:
-    /// that write may have committed.
-    async fn marker_through(&self, marker: &str) -> StoreResult<Option<u64>>;
-
-    /// A link's rollup rows with `from <= hour < to`, without their sketches.
-    async fn click_rollups(
-        &self,
-        code: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> StoreResult<Vec<StoredRollup>>;
-
-    /// The visitor sketches a plan names: daily ones for its days, hourly for its hours.
-    async fn visitor_sketches(&self, code: &str, plan: &SketchPlan) -> StoreResult<Vec<Vec<u8>>>;
-
-    /// Builds the daily visitor sketches of every day before `now`'s UTC day that
-    /// [`crate::analytics::rollup::DAYS_THROUGH`] does not cover yet, from their hourly
-    /// rows, and moves that mark to `now`'s day, in one transaction that excludes
-    /// concurrent click writes. Returns the number of daily rows written.
-    async fn compact_click_days(&self, now: DateTime<Utc>) -> StoreResult<u64>;
-
-    /// Deletes raw click events older than `before` (PostgreSQL drops whole days).
-    async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64>;
-
-    /// Deletes `click_replays` rows (writer names, spool generations) last written
-    /// before `before`; returns how many. A write under a deleted name creates it
-    /// again, so only a spooled write retried after that long can be counted twice.
-    async fn purge_click_replays(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+/// One database, seen through its two ports.
+pub struct Stores {
+    pub links: Arc<dyn LinkStore>,
+    pub clicks: Arc<dyn ClickStore>,
 }
 
 /// Opens the store named by `KURZ_DATABASE_URL` (and `KURZ_DATABASE_READ_URLS`).
-pub async fn connect(database: &crate::config::DatabaseConfig) -> StoreResult<std::sync::Arc<dyn Store>> {
+pub async fn connect(database: &DatabaseConfig) -> StoreResult<Stores> {
     let url = database.url.as_str();
     if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url, database.read_connections).await?;
-        return Ok(std::sync::Arc::new(store));
+        let store = Arc::new(SqliteStore::connect(url, database.read_connections).await?);
+        return Ok(Stores {
+            links: store.clone(),
+            clicks: store,
+        });
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let bounds = PoolBounds {
@@ -197,8 +182,11 @@ pub async fn connect(database: &crate::config::DatabaseConfig) -> StoreResult<st
             min_connections: database.min_connections,
             acquire_timeout: database.acquire_timeout(),
         };
-        let store = PgStore::connect(url, &database.read_urls, bounds).await?;
-        return Ok(std::sync::Arc::new(store));
+        let store = Arc::new(PgStore::connect(url, &database.read_urls, bounds).await?);
+        return Ok(Stores {
+            links: store.clone(),
+            clicks: store,
+        });
     }
     Err(StoreError::Other(format!(
         "unsupported KURZ_DATABASE_URL scheme {:?}; use sqlite://FILE or postgres://…",

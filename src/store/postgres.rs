@@ -21,97 +21,33 @@ use quick_cache::sync::Cache;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
-use crate::analytics::hll::Hll;
-use crate::analytics::off_workers;
-use crate::analytics::rollup::{
-    ClickBatch, DAYS_THROUGH, RawEvent, SketchPlan, StoredRollup, StoredRows, daily_from_hourly, day_of,
-    merge_row, merge_sketch,
+use crate::analytics::port::{
+    ClickBatch, ClickResult, ClickStore, ClickStoreError, ClickTx, DAYS_THROUGH, LinkTouch, MarkLock,
+    RawEvent, RowKey, SketchPlan, StoredRollup, StoredRows,
 };
 
-use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
+use super::{
+    IdempotencyClaim, LinkPatch, LinkStore, NewLink, NewUser, StoreError, StoreResult, User, to_click,
+};
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
-/// Links per step of compaction: bounds the sketches it holds at once.
-const COMPACT_CODES: usize = 500;
-
-/// Adds each `(code, day, visitors)` to that link-day's stored sketch, locking the
-/// rows in key order (`days` is sorted by code and day).
-async fn merge_daily(tx: &mut sqlx::PgConnection, days: &[(&str, DateTime<Utc>, &Hll)]) -> StoreResult<()> {
-    let d_codes: Vec<&str> = days.iter().map(|(code, _, _)| *code).collect();
-    let d_days: Vec<DateTime<Utc>> = days.iter().map(|(_, day, _)| *day).collect();
-    sqlx::query(
-        "INSERT INTO click_visitors_daily (code, day) \
-         SELECT c, d FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, d) ORDER BY c, d \
-         ON CONFLICT (code, day) DO NOTHING",
-    )
-    .bind(&d_codes)
-    .bind(&d_days)
-    .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    let rows = sqlx::query(
-        "SELECT code, day, visitors FROM click_visitors_daily \
-         WHERE (code, day) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[])) \
-         ORDER BY code, day FOR UPDATE",
-    )
-    .bind(&d_codes)
-    .bind(&d_days)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    let mut stored = StoredRows::with_capacity(rows.len());
-    for row in &rows {
-        let code: String = row.try_get("code").map_err(map_err)?;
-        let day: DateTime<Utc> = row.try_get("day").map_err(map_err)?;
-        let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
-        stored.insert(code, day, visitors);
-    }
-    let merged: Vec<Vec<u8>> = off_workers(|| {
-        days.iter()
-            .map(|(code, day, hll)| merge_sketch(stored.get(code, day).map(Vec::as_slice), hll))
-            .collect()
-    });
-    sqlx::query(
-        "UPDATE click_visitors_daily v SET visitors = u.visitors \
-         FROM UNNEST($1::text[], $2::timestamptz[], $3::bytea[]) AS u(code, day, visitors) \
-         WHERE v.code = u.code AND v.day = u.day",
-    )
-    .bind(&d_codes)
-    .bind(&d_days)
-    .bind(merged.iter().map(Vec::as_slice).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-/// How a transaction holds the [`DAYS_THROUGH`] row it reads.
-enum MarkLock {
-    /// A click write: the mark must not move until it commits.
-    Share,
-    /// Compaction: moves the mark.
-    Update,
-    /// A stats read.
-    None,
-}
-
-/// [`DAYS_THROUGH`]. `None` if the row is missing or unreadable: then every write
-/// keeps every day's sketch itself, as before the mark existed.
-async fn days_through(conn: &mut sqlx::PgConnection, lock: MarkLock) -> StoreResult<Option<DateTime<Utc>>> {
-    let sql = match lock {
-        MarkLock::Share => "SELECT value FROM settings WHERE name = $1 FOR SHARE",
-        MarkLock::Update => "SELECT value FROM settings WHERE name = $1 FOR UPDATE",
-        MarkLock::None => "SELECT value FROM settings WHERE name = $1",
-    };
-    let value: Option<String> = sqlx::query_scalar(sql)
+/// [`DAYS_THROUGH`], read with `sql` (which says how the row is locked). `None` if
+/// the row is missing or unreadable: then every write keeps every day's sketch
+/// itself, as before the mark existed.
+async fn days_through(
+    conn: &mut sqlx::PgConnection,
+    sql: &'static str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let value: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(DAYS_THROUGH)
         .fetch_optional(conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(value
         .and_then(|v| v.parse::<i64>().ok())
         .and_then(DateTime::from_timestamp_millis))
 }
+
+const DAYS_THROUGH_READ: &str = "SELECT value FROM settings WHERE name = $1";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -186,167 +122,6 @@ impl PgStore {
         }
         let i = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
         self.replicas.get(i)
-    }
-
-    /// Creates the daily partitions a batch needs, outside the batch's transaction
-    /// (creating a partition locks the parent table; it happens once a day).
-    async fn ensure_click_partitions(&self, batch: &ClickBatch) -> StoreResult<()> {
-        for day in batch.raw_days() {
-            let known = self.click_days.lock().map(|d| d.contains(&day)).unwrap_or(false);
-            if known {
-                continue;
-            }
-            sqlx::query("SELECT kurz_ensure_click_partition($1)")
-                .bind(day)
-                .execute(&self.primary)
-                .await
-                .map_err(map_err)?;
-            if let Ok(mut d) = self.click_days.lock() {
-                d.insert(day);
-            }
-        }
-        Ok(())
-    }
-
-    /// [`Store::record_clicks`] itself: one transaction per batch.
-    async fn write_clicks(&self, batch: &ClickBatch, raw: bool) -> StoreResult<()> {
-        if raw {
-            self.ensure_click_partitions(batch).await?;
-        }
-        let touches = batch.touches();
-        let codes: Vec<&str> = touches.iter().map(|t| t.short_code).collect();
-        let mut tx = self.primary.begin().await.map_err(map_err)?;
-        if let Some(replay) = &batch.replay {
-            // Locks the name's row from the start of the write, creating it if it is
-            // absent (pruned, or a spool generation's first chunk), so that
-            // `marker_through` waits for this write whichever it finds.
-            let through: i64 = sqlx::query_scalar(
-                "INSERT INTO click_replays (spool, through) VALUES ($1, 0) \
-                 ON CONFLICT (spool) DO UPDATE SET touched_at = now() RETURNING through",
-            )
-            .bind(&replay.spool)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            if through >= replay.through as i64 {
-                return Ok(());
-            }
-        }
-        // Held FOR SHARE until commit: compaction cannot build a day's sketches from
-        // hourly rows while this write may still add to them without the sketch.
-        let through = days_through(&mut tx, MarkLock::Share).await?;
-        // Lock order is the same in every batch (links by code, then rollups by code
-        // and hour), so concurrent instances queue behind each other, never deadlock.
-        sqlx::query("SELECT 1 FROM links WHERE code = ANY($1) ORDER BY code FOR UPDATE")
-            .bind(&codes)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let rollups = batch.rollups();
-        let r_codes: Vec<&str> = rollups.iter().map(|(code, _)| *code).collect();
-        let r_hours: Vec<DateTime<Utc>> = rollups.iter().map(|(_, r)| r.hour).collect();
-        sqlx::query(
-            "INSERT INTO click_rollups (code, hour) \
-             SELECT c, h FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, h) ORDER BY c, h \
-             ON CONFLICT (code, hour) DO NOTHING",
-        )
-        .bind(&r_codes)
-        .bind(&r_hours)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let rows = sqlx::query(
-            "SELECT code, hour, clicks, bots, dims, visitors FROM click_rollups \
-             WHERE (code, hour) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[])) \
-             ORDER BY code, hour FOR UPDATE",
-        )
-        .bind(&r_codes)
-        .bind(&r_hours)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let mut existing = StoredRows::with_capacity(rows.len());
-        for row in &rows {
-            let code: String = row.try_get("code").map_err(map_err)?;
-            let r = rollup_from_row(row)?;
-            existing.insert(code, r.hour, r);
-        }
-        let merged: Vec<StoredRollup> = off_workers(|| {
-            rollups
-                .iter()
-                .map(|(code, r)| merge_row(existing.get(code, &r.hour), r))
-                .collect()
-        });
-        sqlx::query(
-            "UPDATE click_rollups r SET clicks = u.clicks, bots = u.bots, dims = u.dims, visitors = u.visitors \
-             FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::text[], $6::bytea[]) \
-                  AS u(code, hour, clicks, bots, dims, visitors) \
-             WHERE r.code = u.code AND r.hour = u.hour",
-        )
-        .bind(&r_codes)
-        .bind(&r_hours)
-        .bind(merged.iter().map(|m| m.clicks).collect::<Vec<_>>())
-        .bind(merged.iter().map(|m| m.bots).collect::<Vec<_>>())
-        .bind(merged.iter().map(|m| m.dims.as_str()).collect::<Vec<_>>())
-        .bind(merged.iter().map(|m| m.visitors.as_slice()).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let days = batch.days_before(through);
-        let days: Vec<(&str, DateTime<Utc>, &Hll)> =
-            days.iter().map(|(code, d)| (*code, d.day, &d.visitors)).collect();
-        merge_daily(&mut tx, &days).await?;
-        if raw {
-            // At most 50,000 clicks a statement, as ten arrays: binding JSON and
-            // expanding it server-side with json_array_elements was about four times
-            // slower.
-            let events: Vec<RawEvent<'_>> = batch.raw_events().collect();
-            for e in events.chunks(RAW_EVENTS_PER_STATEMENT) {
-                sqlx::query(
-                    "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
-                     country, city, visitor_hash) \
-                     SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
-                            $6::text[], $7::bool[], $8::text[], $9::text[], $10::int8[])",
-                )
-                .bind(e.iter().map(|e| e.short_code).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.clicked_at).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.referrer).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.device.as_str()).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.browser).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.os).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.is_bot).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.country).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.city).collect::<Vec<_>>())
-                .bind(e.iter().map(|e| e.visitor_hash as i64).collect::<Vec<_>>())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            }
-        }
-        sqlx::query(
-            "UPDATE links SET click_count = links.click_count + u.n, \
-             last_accessed_at = GREATEST(links.last_accessed_at, u.t) \
-             FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[]) AS u(code, n, t) \
-             WHERE links.code = u.code",
-        )
-        .bind(&codes)
-        .bind(touches.iter().map(|t| t.clicks as i64).collect::<Vec<_>>())
-        .bind(touches.iter().map(|t| t.last_at).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if let Some(replay) = &batch.replay {
-            sqlx::query(
-                "INSERT INTO click_replays (spool, through) VALUES ($1, $2) \
-                 ON CONFLICT (spool) DO UPDATE SET through = excluded.through, touched_at = now()",
-            )
-            .bind(&replay.spool)
-            .bind(replay.through as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)
     }
 
     fn wrote(&self, code: &str) {
@@ -475,7 +250,7 @@ fn user_from_row(row: &PgRow) -> StoreResult<User> {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl LinkStore for PgStore {
     async fn migrate(&self) -> StoreResult<()> {
         // sqlx takes an advisory lock, so instances starting together migrate once.
         MIGRATOR
@@ -774,60 +549,88 @@ impl Store for PgStore {
             .map_err(map_err)?;
         Ok(done.rows_affected())
     }
+}
 
-    async fn record_clicks(&self, batch: &ClickBatch, raw: bool) -> StoreResult<()> {
-        let written = self.write_clicks(batch, raw).await;
-        if written.is_err()
-            && let Ok(mut days) = self.click_days.lock()
-        {
-            // A partition this instance knows of may have been dropped meanwhile by
-            // another instance's retention: the next write asks the database again.
-            days.clear();
-        }
-        written
+fn cerr(e: sqlx::Error) -> ClickStoreError {
+    to_click(map_err(e))
+}
+
+#[async_trait]
+impl ClickStore for PgStore {
+    async fn begin(&self) -> ClickResult<Box<dyn ClickTx>> {
+        let tx = self.primary.begin().await.map_err(cerr)?;
+        Ok(Box::new(PgClickTx { tx }))
     }
 
-    async fn claim_marker(&self, marker: &str) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO click_replays (spool, through) VALUES ($1, 0) ON CONFLICT (spool) DO NOTHING",
-        )
-        .bind(marker)
-        .execute(&self.primary)
-        .await
-        .map_err(map_err)?;
+    /// Creates each day's `click_events` partition outside the write's transaction
+    /// (creating a partition locks the parent table; it happens once a day).
+    async fn prepare_raw_days(&self, days: &[chrono::NaiveDate]) -> ClickResult<()> {
+        for day in days {
+            let known = self.click_days.lock().map(|d| d.contains(day)).unwrap_or(false);
+            if known {
+                continue;
+            }
+            sqlx::query("SELECT kurz_ensure_click_partition($1)")
+                .bind(day)
+                .execute(&self.primary)
+                .await
+                .map_err(cerr)?;
+            if let Ok(mut d) = self.click_days.lock() {
+                d.insert(*day);
+            }
+        }
         Ok(())
     }
 
-    async fn marker_through(&self, marker: &str) -> StoreResult<Option<u64>> {
-        // Every write under `marker` holds its row from its first statement, inserting
+    fn forget_prepared(&self) {
+        // A partition this instance knows of may have been dropped meanwhile by
+        // another instance's retention: the next write asks the database again.
+        if let Ok(mut days) = self.click_days.lock() {
+            days.clear();
+        }
+    }
+
+    async fn claim_name(&self, name: &str) -> ClickResult<()> {
+        sqlx::query(
+            "INSERT INTO click_replays (spool, through) VALUES ($1, 0) ON CONFLICT (spool) DO NOTHING",
+        )
+        .bind(name)
+        .execute(&self.primary)
+        .await
+        .map_err(cerr)?;
+        Ok(())
+    }
+
+    async fn name_through(&self, name: &str) -> ClickResult<Option<u64>> {
+        // Every write under `name` holds its row from its first statement, inserting
         // it if absent. An upsert waits for that write whether it found the row (the
         // row lock) or created it (the uncommitted key), where SELECT … FOR UPDATE
         // would not see an uncommitted row; so the answer cannot change after it. A
         // row this upsert created itself means no write: rolled back, answered `None`.
-        let mut tx = self.primary.begin().await.map_err(map_err)?;
+        let mut tx = self.primary.begin().await.map_err(cerr)?;
         let (through, created): (i64, bool) = sqlx::query_as(
             "INSERT INTO click_replays (spool, through) VALUES ($1, 0) \
              ON CONFLICT (spool) DO UPDATE SET through = click_replays.through \
              RETURNING through, xmax = 0",
         )
-        .bind(marker)
+        .bind(name)
         .fetch_one(&mut *tx)
         .await
-        .map_err(map_err)?;
+        .map_err(cerr)?;
         if created {
-            tx.rollback().await.map_err(map_err)?;
+            tx.rollback().await.map_err(cerr)?;
             return Ok(None);
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await.map_err(cerr)?;
         Ok(Some(through.max(0) as u64))
     }
 
-    async fn click_rollups(
+    async fn rollups(
         &self,
         code: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> StoreResult<Vec<StoredRollup>> {
+    ) -> ClickResult<Vec<StoredRollup>> {
         self.read_stats(|pool| async move {
             let rows = sqlx::query(
                 "SELECT hour, clicks, bots, dims, ''::bytea AS visitors FROM click_rollups \
@@ -842,16 +645,17 @@ impl Store for PgStore {
             rows.iter().map(rollup_from_row).collect()
         })
         .await
+        .map_err(to_click)
     }
 
-    async fn visitor_sketches(&self, code: &str, plan: &SketchPlan) -> StoreResult<Vec<Vec<u8>>> {
+    async fn sketches(&self, code: &str, plan: &SketchPlan) -> ClickResult<Vec<Vec<u8>>> {
         self.read_stats(|pool| async move {
             // The mark, then the sketches, from one server. A server only moves
             // forward and a compaction commits its daily rows with the moved mark, so
             // the sketches read after a mark are at least that complete; hourly rows
             // keep their sketches, so an older mark is answered right as well.
             let mut conn = pool.acquire().await.map_err(map_err)?;
-            let plan = match days_through(&mut conn, MarkLock::None).await? {
+            let plan = match days_through(&mut conn, DAYS_THROUGH_READ).await.map_err(map_err)? {
                 Some(through) => plan.clone().with_daily_before(through),
                 None => plan.clone(),
             };
@@ -876,78 +680,15 @@ impl Store for PgStore {
             .map_err(map_err)
         })
         .await
+        .map_err(to_click)
     }
 
-    async fn compact_click_days(&self, now: DateTime<Utc>) -> StoreResult<u64> {
-        let today = day_of(now);
-        let mut tx = self.primary.begin().await.map_err(map_err)?;
-        // FOR UPDATE waits for every click write holding the mark FOR SHARE, and
-        // holds off new ones until the mark has moved: then they write these days'
-        // sketches themselves.
-        let Some(from) = days_through(&mut tx, MarkLock::Update)
-            .await?
-            .filter(|t| *t < today)
-        else {
-            return Ok(0);
-        };
-        let codes: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT code FROM click_rollups WHERE hour >= $1 AND hour < $2 AND clicks > 0",
-        )
-        .bind(from)
-        .bind(today)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let mut written = 0;
-        for chunk in codes.chunks(COMPACT_CODES) {
-            let mut hours = Vec::new();
-            for row in sqlx::query(
-                "SELECT code, hour, visitors FROM click_rollups \
-                 WHERE code = ANY($1) AND hour >= $2 AND hour < $3 AND clicks > 0 ORDER BY code, hour",
-            )
-            .bind(chunk)
-            .bind(from)
-            .bind(today)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?
-            {
-                let code: String = row.try_get(0).map_err(map_err)?;
-                let hour: DateTime<Utc> = row.try_get(1).map_err(map_err)?;
-                let visitors: Vec<u8> = row.try_get(2).map_err(map_err)?;
-                hours.push((code, hour, visitors));
-            }
-            let daily = off_workers(|| daily_from_hourly(&hours));
-            let days: Vec<(&str, DateTime<Utc>, &Hll)> =
-                daily.iter().map(|(code, day, hll)| (*code, *day, hll)).collect();
-            merge_daily(&mut tx, &days).await?;
-            written += daily.len() as u64;
-        }
-        sqlx::query("UPDATE settings SET value = $1 WHERE name = $2")
-            .bind(today.timestamp_millis().to_string())
-            .bind(DAYS_THROUGH)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(written)
-    }
-
-    async fn purge_click_replays(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM click_replays WHERE touched_at < $1")
-            .bind(before)
-            .execute(&self.primary)
-            .await
-            .map_err(map_err)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge_events(&self, before: DateTime<Utc>) -> ClickResult<u64> {
         let dropped: i32 = sqlx::query_scalar("SELECT kurz_drop_click_partitions($1)")
             .bind(before.date_naive())
             .fetch_one(&self.primary)
             .await
-            .map_err(map_err)?;
+            .map_err(cerr)?;
         if dropped > 0
             && let Ok(mut d) = self.click_days.lock()
         {
@@ -955,4 +696,281 @@ impl Store for PgStore {
         }
         Ok(u64::try_from(dropped).unwrap_or(0))
     }
+
+    async fn purge_names(&self, before: DateTime<Utc>) -> ClickResult<u64> {
+        let done = sqlx::query("DELETE FROM click_replays WHERE touched_at < $1")
+            .bind(before)
+            .execute(&self.primary)
+            .await
+            .map_err(cerr)?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// A click write: one transaction on the primary. Rows are locked in key order
+/// (links by code, then rollups by code and hour, then daily rows), the same in
+/// every write, so concurrent instances queue behind each other, never deadlock.
+/// Rows a write reads are created first if absent, so that it can lock them.
+struct PgClickTx {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+#[async_trait]
+impl ClickTx for PgClickTx {
+    async fn name_mark(&mut self, name: &str) -> ClickResult<Option<u64>> {
+        // Locks the name's row from the start of the write, creating it if it is
+        // absent (pruned, or a spool generation's first chunk), so that
+        // `name_through` waits for this write whichever it finds.
+        let through: i64 = sqlx::query_scalar(
+            "INSERT INTO click_replays (spool, through) VALUES ($1, 0) \
+             ON CONFLICT (spool) DO UPDATE SET touched_at = now() RETURNING through",
+        )
+        .bind(name)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(cerr)?;
+        Ok(Some(through.max(0) as u64))
+    }
+
+    async fn set_name_mark(&mut self, name: &str, through: u64) -> ClickResult<()> {
+        sqlx::query(
+            "INSERT INTO click_replays (spool, through) VALUES ($1, $2) \
+             ON CONFLICT (spool) DO UPDATE SET through = excluded.through, touched_at = now()",
+        )
+        .bind(name)
+        .bind(through as i64)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(cerr)?;
+        Ok(())
+    }
+
+    async fn days_through(&mut self, lock: MarkLock) -> ClickResult<Option<DateTime<Utc>>> {
+        let sql = match lock {
+            // Held FOR SHARE until commit by a click write; FOR UPDATE by compaction,
+            // which waits for those writes and holds off new ones until it commits.
+            MarkLock::Share => "SELECT value FROM settings WHERE name = $1 FOR SHARE",
+            MarkLock::Update => "SELECT value FROM settings WHERE name = $1 FOR UPDATE",
+        };
+        days_through(&mut self.tx, sql).await.map_err(cerr)
+    }
+
+    async fn set_days_through(&mut self, day: DateTime<Utc>) -> ClickResult<()> {
+        sqlx::query("UPDATE settings SET value = $1 WHERE name = $2")
+            .bind(day.timestamp_millis().to_string())
+            .bind(DAYS_THROUGH)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(cerr)?;
+        Ok(())
+    }
+
+    async fn lock_links(&mut self, codes: &[&str]) -> ClickResult<()> {
+        sqlx::query("SELECT 1 FROM links WHERE code = ANY($1) ORDER BY code FOR UPDATE")
+            .bind(codes)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(cerr)?;
+        Ok(())
+    }
+
+    async fn read_hours(
+        &mut self,
+        keys: &[RowKey<'_>],
+    ) -> ClickResult<StoredRows<DateTime<Utc>, StoredRollup>> {
+        let (codes, hours) = columns(keys);
+        sqlx::query(
+            "INSERT INTO click_rollups (code, hour) \
+             SELECT c, h FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, h) ORDER BY c, h \
+             ON CONFLICT (code, hour) DO NOTHING",
+        )
+        .bind(&codes)
+        .bind(&hours)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(cerr)?;
+        let rows = sqlx::query(
+            "SELECT code, hour, clicks, bots, dims, visitors FROM click_rollups \
+             WHERE (code, hour) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[])) \
+             ORDER BY code, hour FOR UPDATE",
+        )
+        .bind(&codes)
+        .bind(&hours)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(cerr)?;
+        let mut existing = StoredRows::with_capacity(rows.len());
+        for row in &rows {
+            let code: String = row.try_get("code").map_err(cerr)?;
+            let r = rollup_from_row(row).map_err(to_click)?;
+            existing.insert(code, r.hour, r);
+        }
+        Ok(existing)
+    }
+
+    async fn write_hours(&mut self, keys: &[RowKey<'_>], rows: Vec<StoredRollup>) -> ClickResult<()> {
+        let (codes, hours) = columns(keys);
+        sqlx::query(
+            "UPDATE click_rollups r SET clicks = u.clicks, bots = u.bots, dims = u.dims, visitors = u.visitors \
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::text[], $6::bytea[]) \
+                  AS u(code, hour, clicks, bots, dims, visitors) \
+             WHERE r.code = u.code AND r.hour = u.hour",
+        )
+        .bind(&codes)
+        .bind(&hours)
+        .bind(rows.iter().map(|m| m.clicks).collect::<Vec<_>>())
+        .bind(rows.iter().map(|m| m.bots).collect::<Vec<_>>())
+        .bind(rows.iter().map(|m| m.dims.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|m| m.visitors.as_slice()).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(cerr)?;
+        Ok(())
+    }
+
+    async fn read_days(&mut self, keys: &[RowKey<'_>]) -> ClickResult<StoredRows<DateTime<Utc>, Vec<u8>>> {
+        let (codes, days) = columns(keys);
+        sqlx::query(
+            "INSERT INTO click_visitors_daily (code, day) \
+             SELECT c, d FROM UNNEST($1::text[], $2::timestamptz[]) AS u(c, d) ORDER BY c, d \
+             ON CONFLICT (code, day) DO NOTHING",
+        )
+        .bind(&codes)
+        .bind(&days)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(cerr)?;
+        let rows = sqlx::query(
+            "SELECT code, day, visitors FROM click_visitors_daily \
+             WHERE (code, day) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[])) \
+             ORDER BY code, day FOR UPDATE",
+        )
+        .bind(&codes)
+        .bind(&days)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(cerr)?;
+        let mut stored = StoredRows::with_capacity(rows.len());
+        for row in &rows {
+            let code: String = row.try_get("code").map_err(cerr)?;
+            let day: DateTime<Utc> = row.try_get("day").map_err(cerr)?;
+            let visitors: Vec<u8> = row.try_get("visitors").map_err(cerr)?;
+            stored.insert(code, day, visitors);
+        }
+        Ok(stored)
+    }
+
+    async fn write_days(&mut self, keys: &[RowKey<'_>], sketches: Vec<Vec<u8>>) -> ClickResult<()> {
+        let (codes, days) = columns(keys);
+        sqlx::query(
+            "UPDATE click_visitors_daily v SET visitors = u.visitors \
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::bytea[]) AS u(code, day, visitors) \
+             WHERE v.code = u.code AND v.day = u.day",
+        )
+        .bind(&codes)
+        .bind(&days)
+        .bind(sketches.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(cerr)?;
+        Ok(())
+    }
+
+    async fn insert_raw(&mut self, batch: &ClickBatch) -> ClickResult<()> {
+        // At most 50,000 clicks a statement, as ten arrays, built one statement at a
+        // time: binding JSON and expanding it server-side with json_array_elements
+        // was about four times slower.
+        let mut events = batch.raw_events();
+        loop {
+            let e: Vec<RawEvent<'_>> = events.by_ref().take(RAW_EVENTS_PER_STATEMENT).collect();
+            if e.is_empty() {
+                return Ok(());
+            }
+            sqlx::query(
+                "INSERT INTO click_events (code, clicked_at, referrer, device, browser, os, is_bot, \
+                 country, city, visitor_hash) \
+                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
+                        $6::text[], $7::bool[], $8::text[], $9::text[], $10::int8[])",
+            )
+            .bind(e.iter().map(|e| e.short_code).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.clicked_at).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.referrer).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.device.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.browser).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.os).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.is_bot).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.country).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.city).collect::<Vec<_>>())
+            .bind(e.iter().map(|e| e.visitor_hash as i64).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(cerr)?;
+        }
+    }
+
+    async fn add_clicks(&mut self, touches: &[LinkTouch<'_>]) -> ClickResult<()> {
+        sqlx::query(
+            "UPDATE links SET click_count = links.click_count + u.n, \
+             last_accessed_at = GREATEST(links.last_accessed_at, u.t) \
+             FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[]) AS u(code, n, t) \
+             WHERE links.code = u.code",
+        )
+        .bind(touches.iter().map(|t| t.short_code).collect::<Vec<_>>())
+        .bind(touches.iter().map(|t| t.clicks as i64).collect::<Vec<_>>())
+        .bind(touches.iter().map(|t| t.last_at).collect::<Vec<_>>())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(cerr)?;
+        Ok(())
+    }
+
+    async fn codes_with_clicks(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> ClickResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT code FROM click_rollups WHERE hour >= $1 AND hour < $2 AND clicks > 0",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(cerr)
+    }
+
+    async fn hour_sketches(
+        &mut self,
+        codes: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> ClickResult<Vec<(String, DateTime<Utc>, Vec<u8>)>> {
+        let mut hours = Vec::new();
+        for row in sqlx::query(
+            "SELECT code, hour, visitors FROM click_rollups \
+             WHERE code = ANY($1) AND hour >= $2 AND hour < $3 AND clicks > 0 ORDER BY code, hour",
+        )
+        .bind(codes)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(cerr)?
+        {
+            let code: String = row.try_get(0).map_err(cerr)?;
+            let hour: DateTime<Utc> = row.try_get(1).map_err(cerr)?;
+            let visitors: Vec<u8> = row.try_get(2).map_err(cerr)?;
+            hours.push((code, hour, visitors));
+        }
+        Ok(hours)
+    }
+
+    async fn commit(self: Box<Self>) -> ClickResult<()> {
+        self.tx.commit().await.map_err(cerr)
+    }
+}
+
+/// The codes and the times of row keys, as the two arrays UNNEST takes.
+fn columns<'a>(keys: &[RowKey<'a>]) -> (Vec<&'a str>, Vec<DateTime<Utc>>) {
+    keys.iter().map(|(code, at)| (*code, *at)).unzip()
 }

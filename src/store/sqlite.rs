@@ -13,14 +13,14 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use crate::analytics::hll::Hll;
-use crate::analytics::off_workers;
-use crate::analytics::rollup::{
-    ClickBatch, DAYS_THROUGH, SketchPlan, StoredRollup, StoredRows, daily_from_hourly, day_of, merge_row,
-    merge_sketch,
+use crate::analytics::port::{
+    ClickBatch, ClickResult, ClickStore, ClickStoreError, ClickTx, DAYS_THROUGH, LinkTouch, MarkLock, RowKey,
+    SketchPlan, StoredRollup, StoredRows,
 };
 
-use super::{IdempotencyClaim, LinkPatch, NewLink, NewUser, Store, StoreError, StoreResult, User};
+use super::{
+    IdempotencyClaim, LinkPatch, LinkStore, NewLink, NewUser, StoreError, StoreResult, User, to_click,
+};
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
 pub struct SqliteStore {
@@ -180,7 +180,7 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<User> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl LinkStore for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR
             .run(&self.write)
@@ -452,156 +452,54 @@ impl Store for SqliteStore {
             .map_err(map_err)?;
         Ok(done.rows_affected())
     }
+}
 
-    async fn record_clicks(&self, batch: &ClickBatch, raw: bool) -> StoreResult<()> {
-        // A batch can touch thousands of link-hours: rows are read and written with
-        // multi-row statements (bound parameters, chunked under SQLite's limit of
-        // 32,766 per statement), never one statement per row.
-        let mut tx = self.write.begin().await.map_err(map_err)?;
-        if let Some(replay) = &batch.replay {
-            let through: Option<i64> =
-                sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = ?1")
-                    .bind(&replay.spool)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            if through.is_some_and(|t| t >= replay.through as i64) {
-                return Ok(());
-            }
-        }
-        let through = days_through(&mut tx).await?;
-        let rollups = batch.rollups();
-        let mut existing = StoredRows::with_capacity(rollups.len());
-        for chunk in rollups.chunks(CHUNK_ROWS) {
-            let mut q = select_by_keys(
-                "click_rollups",
-                "hour",
-                ROLLUP_COLUMNS,
-                chunk.iter().map(|(code, r)| (*code, ms(r.hour))),
-            );
-            for row in chunk_statement(&mut q, chunk.len())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?
-            {
-                let code: String = row.try_get("code").map_err(map_err)?;
-                let r = rollup_from_row(&row)?;
-                existing.insert(code, ms(r.hour), r);
-            }
-        }
-        let mut merged: Vec<StoredRollup> = off_workers(|| {
-            rollups
-                .iter()
-                .map(|(code, r)| merge_row(existing.get(code, &ms(r.hour)), r))
-                .collect()
-        });
-        drop(existing);
-        for chunk in rollups.chunks(CHUNK_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO click_rollups (code, hour, clicks, bots, dims, visitors) ",
-            );
-            let rows = merged.drain(..chunk.len());
-            q.push_values(chunk.iter().zip(rows), |mut row, ((code, r), m)| {
-                row.push_bind(*code)
-                    .push_bind(ms(r.hour))
-                    .push_bind(m.clicks)
-                    .push_bind(m.bots)
-                    .push_bind(m.dims)
-                    .push_bind(m.visitors);
-            });
-            q.push(
-                " ON CONFLICT (code, hour) DO UPDATE SET clicks = excluded.clicks, bots = excluded.bots, \
-                 dims = excluded.dims, visitors = excluded.visitors",
-            );
-            chunk_statement(&mut q, chunk.len())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
+fn cerr(e: sqlx::Error) -> ClickStoreError {
+    to_click(map_err(e))
+}
 
-        let days = batch.days_before(through);
-        let days: Vec<(&str, DateTime<Utc>, &Hll)> =
-            days.iter().map(|(code, d)| (*code, d.day, &d.visitors)).collect();
-        merge_daily(&mut tx, &days).await?;
+fn rollup_key(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(String, StoredRollup)> {
+    let code: String = row.try_get("code").map_err(map_err)?;
+    Ok((code, rollup_from_row(row)?))
+}
 
-        if raw {
-            // Each block's JSON is moved into the query: binding a `&str` would copy
-            // megabytes into fresh pages once more.
-            for block in batch.raw() {
-                sqlx::query(
-                    "INSERT INTO click_event_blocks (first_at, last_at, events, rows) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .bind(ms(block.first_at))
-                .bind(ms(block.last_at))
-                .bind(block.events as i64)
-                .bind(block.json)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            }
-        }
-
-        let touches = batch.touches();
-        for chunk in touches.chunks(CHUNK_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "UPDATE links SET click_count = links.click_count + t.column2, \
-                 last_accessed_at = MAX(COALESCE(links.last_accessed_at, 0), t.column3) FROM (",
-            );
-            q.push_values(chunk, |mut row, t| {
-                row.push_bind(t.short_code)
-                    .push_bind(t.clicks as i64)
-                    .push_bind(ms(t.last_at));
-            });
-            q.push(") AS t WHERE links.code = t.column1");
-            chunk_statement(&mut q, chunk.len())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        }
-        if let Some(replay) = &batch.replay {
-            sqlx::query(
-                "INSERT INTO click_replays (spool, through, touched_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (spool) DO UPDATE SET through = excluded.through, touched_at = excluded.touched_at",
-            )
-            .bind(&replay.spool)
-            .bind(replay.through as i64)
-            .bind(ms(Utc::now()))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)
+#[async_trait]
+impl ClickStore for SqliteStore {
+    async fn begin(&self) -> ClickResult<Box<dyn ClickTx>> {
+        let tx = self.write.begin().await.map_err(cerr)?;
+        Ok(Box::new(SqliteClickTx { tx }))
     }
 
-    async fn claim_marker(&self, marker: &str) -> StoreResult<()> {
+    async fn claim_name(&self, name: &str) -> ClickResult<()> {
         sqlx::query(
             "INSERT INTO click_replays (spool, through, touched_at) VALUES (?1, 0, ?2) \
              ON CONFLICT (spool) DO NOTHING",
         )
-        .bind(marker)
+        .bind(name)
         .bind(ms(Utc::now()))
         .execute(&self.write)
         .await
-        .map_err(map_err)?;
+        .map_err(cerr)?;
         Ok(())
     }
 
-    async fn marker_through(&self, marker: &str) -> StoreResult<Option<u64>> {
-        // Through the one write connection: a write under `marker` still running ends
+    async fn name_through(&self, name: &str) -> ClickResult<Option<u64>> {
+        // Through the one write connection: a write under `name` still running ends
         // before this runs, so the answer cannot change after it.
         let through: Option<i64> = sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = ?1")
-            .bind(marker)
+            .bind(name)
             .fetch_optional(&self.write)
             .await
-            .map_err(map_err)?;
+            .map_err(cerr)?;
         Ok(through.map(|t| t.max(0) as u64))
     }
-    async fn click_rollups(
+
+    async fn rollups(
         &self,
         code: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> StoreResult<Vec<StoredRollup>> {
+    ) -> ClickResult<Vec<StoredRollup>> {
         let rows = sqlx::query(
             "SELECT hour, clicks, bots, dims, x'' AS visitors FROM click_rollups \
              WHERE code = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
@@ -611,13 +509,16 @@ impl Store for SqliteStore {
         .bind(ms(to))
         .fetch_all(&self.read)
         .await
-        .map_err(map_err)?;
-        rows.iter().map(rollup_from_row).collect()
+        .map_err(cerr)?;
+        rows.iter()
+            .map(rollup_from_row)
+            .collect::<StoreResult<_>>()
+            .map_err(to_click)
     }
 
-    async fn visitor_sketches(&self, code: &str, plan: &SketchPlan) -> StoreResult<Vec<Vec<u8>>> {
-        let mut read = self.read.acquire().await.map_err(map_err)?;
-        let plan = match days_through(&mut read).await? {
+    async fn sketches(&self, code: &str, plan: &SketchPlan) -> ClickResult<Vec<Vec<u8>>> {
+        let mut read = self.read.acquire().await.map_err(cerr)?;
+        let plan = match days_through(&mut read).await.map_err(cerr)? {
             Some(through) => plan.clone().with_daily_before(through),
             None => plan.clone(),
         };
@@ -632,7 +533,7 @@ impl Store for SqliteStore {
                 .bind(ms(to))
                 .fetch_all(&mut *read)
                 .await
-                .map_err(map_err)?,
+                .map_err(cerr)?,
             );
         }
         for (from, to) in &plan.hours {
@@ -645,84 +546,13 @@ impl Store for SqliteStore {
                 .bind(ms(*to))
                 .fetch_all(&mut *read)
                 .await
-                .map_err(map_err)?,
+                .map_err(cerr)?,
             );
         }
         Ok(out)
     }
 
-    async fn compact_click_days(&self, now: DateTime<Utc>) -> StoreResult<u64> {
-        let today = day_of(now);
-        let mut tx = self.write.begin().await.map_err(map_err)?;
-        // The first statement of the transaction takes the write lock, so no click
-        // write (of this or another process) runs between reading the mark and moving it.
-        sqlx::query("UPDATE settings SET value = value WHERE name = ?1")
-            .bind(DAYS_THROUGH)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let Some(from) = days_through(&mut tx).await?.filter(|t| *t < today) else {
-            return Ok(0);
-        };
-        let codes: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT code FROM click_rollups WHERE hour >= ?1 AND hour < ?2 AND clicks > 0",
-        )
-        .bind(ms(from))
-        .bind(ms(today))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let mut written = 0;
-        for chunk in codes.chunks(COMPACT_CODES) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT code, hour, visitors FROM click_rollups WHERE clicks > 0 AND hour >= ",
-            );
-            q.push_bind(ms(from)).push(" AND hour < ").push_bind(ms(today));
-            q.push(" AND code IN (");
-            let mut list = q.separated(", ");
-            for code in chunk {
-                list.push_bind(code.as_str());
-            }
-            q.push(") ORDER BY code, hour");
-            let mut hours = Vec::new();
-            for row in q
-                .build()
-                .persistent(false)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?
-            {
-                let code: String = row.try_get(0).map_err(map_err)?;
-                let hour: i64 = row.try_get(1).map_err(map_err)?;
-                let visitors: Vec<u8> = row.try_get(2).map_err(map_err)?;
-                hours.push((code, from_ms(hour), visitors));
-            }
-            let daily = off_workers(|| daily_from_hourly(&hours));
-            let days: Vec<(&str, DateTime<Utc>, &Hll)> =
-                daily.iter().map(|(code, day, hll)| (*code, *day, hll)).collect();
-            merge_daily(&mut tx, &days).await?;
-            written += daily.len() as u64;
-        }
-        sqlx::query("UPDATE settings SET value = ?1 WHERE name = ?2")
-            .bind(ms(today).to_string())
-            .bind(DAYS_THROUGH)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(written)
-    }
-
-    async fn purge_click_replays(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM click_replays WHERE touched_at < ?1")
-            .bind(ms(before))
-            .execute(&self.write)
-            .await
-            .map_err(map_err)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn purge_click_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge_events(&self, before: DateTime<Utc>) -> ClickResult<u64> {
         // Whole blocks go once their newest click is older than `before`: a block
         // holds one write's clicks, seconds apart (hours only for a replayed outage).
         let events: Vec<i64> =
@@ -730,78 +560,280 @@ impl Store for SqliteStore {
                 .bind(ms(before))
                 .fetch_all(&self.write)
                 .await
-                .map_err(map_err)?;
+                .map_err(cerr)?;
         Ok(events.iter().map(|n| *n as u64).sum())
+    }
+
+    async fn purge_names(&self, before: DateTime<Utc>) -> ClickResult<u64> {
+        let done = sqlx::query("DELETE FROM click_replays WHERE touched_at < ?1")
+            .bind(ms(before))
+            .execute(&self.write)
+            .await
+            .map_err(cerr)?;
+        Ok(done.rows_affected())
     }
 }
 
-/// Links per step of compaction: bounds the sketches it holds at once.
-const COMPACT_CODES: usize = 500;
+/// A click write: a transaction on the one write connection. SQLite has one writer
+/// at a time, so rows need no locks of their own. A batch can touch thousands of
+/// link-hours: rows are read and written with multi-row statements (bound
+/// parameters, chunked under SQLite's limit of 32,766 per statement), never one
+/// statement per row.
+struct SqliteClickTx {
+    tx: sqlx::Transaction<'static, Sqlite>,
+}
 
-/// Adds each `(code, day, visitors)` to that link-day's stored sketch.
-async fn merge_daily(
-    tx: &mut sqlx::SqliteConnection,
-    days: &[(&str, DateTime<Utc>, &Hll)],
-) -> StoreResult<()> {
-    let mut stored = StoredRows::with_capacity(days.len());
-    for chunk in days.chunks(CHUNK_ROWS) {
-        let mut q = select_by_keys(
-            "click_visitors_daily",
-            "day",
-            DAY_COLUMNS,
-            chunk.iter().map(|(code, day, _)| (*code, ms(*day))),
-        );
-        for row in chunk_statement(&mut q, chunk.len())
-            .fetch_all(&mut *tx)
+#[async_trait]
+impl ClickTx for SqliteClickTx {
+    async fn name_mark(&mut self, name: &str) -> ClickResult<Option<u64>> {
+        let through: Option<i64> = sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = ?1")
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
             .await
-            .map_err(map_err)?
-        {
-            let code: String = row.try_get("code").map_err(map_err)?;
-            let day: i64 = row.try_get("day").map_err(map_err)?;
-            let visitors: Vec<u8> = row.try_get("visitors").map_err(map_err)?;
-            stored.insert(code, day, visitors);
+            .map_err(cerr)?;
+        Ok(through.map(|t| t.max(0) as u64))
+    }
+
+    async fn set_name_mark(&mut self, name: &str, through: u64) -> ClickResult<()> {
+        sqlx::query(
+            "INSERT INTO click_replays (spool, through, touched_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (spool) DO UPDATE SET through = excluded.through, touched_at = excluded.touched_at",
+        )
+        .bind(name)
+        .bind(through as i64)
+        .bind(ms(Utc::now()))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(cerr)?;
+        Ok(())
+    }
+
+    async fn days_through(&mut self, lock: MarkLock) -> ClickResult<Option<DateTime<Utc>>> {
+        if lock == MarkLock::Update {
+            // As the transaction's first statement, this takes the write lock, so no
+            // click write (of this or another process) runs between reading the mark
+            // and moving it.
+            sqlx::query("UPDATE settings SET value = value WHERE name = ?1")
+                .bind(DAYS_THROUGH)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(cerr)?;
         }
+        days_through(&mut self.tx).await.map_err(cerr)
     }
-    let mut merged: Vec<Vec<u8>> = off_workers(|| {
-        days.iter()
-            .map(|(code, day, hll)| merge_sketch(stored.get(code, &ms(*day)).map(Vec::as_slice), hll))
-            .collect()
-    });
-    drop(stored);
-    for chunk in days.chunks(CHUNK_ROWS) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            // An upsert updates the row in place; REPLACE deleted it and its
-            // index entry and inserted both again.
-            "INSERT INTO click_visitors_daily (code, day, visitors) ",
-        );
-        let sketches = merged.drain(..chunk.len());
-        q.push_values(chunk.iter().zip(sketches), |mut row, ((code, day, _), sketch)| {
-            row.push_bind(*code).push_bind(ms(*day)).push_bind(sketch);
-        });
-        q.push(" ON CONFLICT (code, day) DO UPDATE SET visitors = excluded.visitors");
-        chunk_statement(&mut q, chunk.len())
-            .execute(&mut *tx)
+
+    async fn set_days_through(&mut self, day: DateTime<Utc>) -> ClickResult<()> {
+        sqlx::query("UPDATE settings SET value = ?1 WHERE name = ?2")
+            .bind(ms(day).to_string())
+            .bind(DAYS_THROUGH)
+            .execute(&mut *self.tx)
             .await
-            .map_err(map_err)?;
+            .map_err(cerr)?;
+        Ok(())
     }
-    Ok(())
+
+    async fn lock_links(&mut self, _codes: &[&str]) -> ClickResult<()> {
+        Ok(())
+    }
+
+    async fn read_hours(
+        &mut self,
+        keys: &[RowKey<'_>],
+    ) -> ClickResult<StoredRows<DateTime<Utc>, StoredRollup>> {
+        let mut existing = StoredRows::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK_ROWS) {
+            let mut q = select_by_keys(
+                "click_rollups",
+                "hour",
+                ROLLUP_COLUMNS,
+                chunk.iter().map(|(code, hour)| (*code, ms(*hour))),
+            );
+            for row in chunk_statement(&mut q, chunk.len())
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(cerr)?
+            {
+                let (code, r) = rollup_key(&row).map_err(to_click)?;
+                existing.insert(code, r.hour, r);
+            }
+        }
+        Ok(existing)
+    }
+
+    async fn write_hours(&mut self, keys: &[RowKey<'_>], mut rows: Vec<StoredRollup>) -> ClickResult<()> {
+        for chunk in keys.chunks(CHUNK_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO click_rollups (code, hour, clicks, bots, dims, visitors) ",
+            );
+            let merged = rows.drain(..chunk.len().min(rows.len()));
+            q.push_values(chunk.iter().zip(merged), |mut row, ((code, hour), m)| {
+                row.push_bind(*code)
+                    .push_bind(ms(*hour))
+                    .push_bind(m.clicks)
+                    .push_bind(m.bots)
+                    .push_bind(m.dims)
+                    .push_bind(m.visitors);
+            });
+            q.push(
+                " ON CONFLICT (code, hour) DO UPDATE SET clicks = excluded.clicks, bots = excluded.bots, \
+                 dims = excluded.dims, visitors = excluded.visitors",
+            );
+            chunk_statement(&mut q, chunk.len())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(cerr)?;
+        }
+        Ok(())
+    }
+
+    async fn read_days(&mut self, keys: &[RowKey<'_>]) -> ClickResult<StoredRows<DateTime<Utc>, Vec<u8>>> {
+        let mut stored = StoredRows::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK_ROWS) {
+            let mut q = select_by_keys(
+                "click_visitors_daily",
+                "day",
+                DAY_COLUMNS,
+                chunk.iter().map(|(code, day)| (*code, ms(*day))),
+            );
+            for row in chunk_statement(&mut q, chunk.len())
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(cerr)?
+            {
+                let code: String = row.try_get("code").map_err(cerr)?;
+                let day: i64 = row.try_get("day").map_err(cerr)?;
+                let visitors: Vec<u8> = row.try_get("visitors").map_err(cerr)?;
+                stored.insert(code, from_ms(day), visitors);
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn write_days(&mut self, keys: &[RowKey<'_>], mut sketches: Vec<Vec<u8>>) -> ClickResult<()> {
+        for chunk in keys.chunks(CHUNK_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                // An upsert updates the row in place; REPLACE deleted it and its
+                // index entry and inserted both again.
+                "INSERT INTO click_visitors_daily (code, day, visitors) ",
+            );
+            let merged = sketches.drain(..chunk.len().min(sketches.len()));
+            q.push_values(chunk.iter().zip(merged), |mut row, ((code, day), sketch)| {
+                row.push_bind(*code).push_bind(ms(*day)).push_bind(sketch);
+            });
+            q.push(" ON CONFLICT (code, day) DO UPDATE SET visitors = excluded.visitors");
+            chunk_statement(&mut q, chunk.len())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(cerr)?;
+        }
+        Ok(())
+    }
+
+    async fn insert_raw(&mut self, batch: &ClickBatch) -> ClickResult<()> {
+        // One JSON block at a time, each moved into its query: binding a `&str` would
+        // copy megabytes into fresh pages once more.
+        for block in batch.raw_blocks() {
+            sqlx::query(
+                "INSERT INTO click_event_blocks (first_at, last_at, events, rows) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(ms(block.first_at))
+            .bind(ms(block.last_at))
+            .bind(block.events as i64)
+            .bind(block.json)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(cerr)?;
+        }
+        Ok(())
+    }
+
+    async fn add_clicks(&mut self, touches: &[LinkTouch<'_>]) -> ClickResult<()> {
+        for chunk in touches.chunks(CHUNK_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "UPDATE links SET click_count = links.click_count + t.column2, \
+                 last_accessed_at = MAX(COALESCE(links.last_accessed_at, 0), t.column3) FROM (",
+            );
+            q.push_values(chunk, |mut row, t| {
+                row.push_bind(t.short_code)
+                    .push_bind(t.clicks as i64)
+                    .push_bind(ms(t.last_at));
+            });
+            q.push(") AS t WHERE links.code = t.column1");
+            chunk_statement(&mut q, chunk.len())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(cerr)?;
+        }
+        Ok(())
+    }
+
+    async fn codes_with_clicks(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> ClickResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT code FROM click_rollups WHERE hour >= ?1 AND hour < ?2 AND clicks > 0",
+        )
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(cerr)
+    }
+
+    async fn hour_sketches(
+        &mut self,
+        codes: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> ClickResult<Vec<(String, DateTime<Utc>, Vec<u8>)>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT code, hour, visitors FROM click_rollups WHERE clicks > 0 AND hour >= ",
+        );
+        q.push_bind(ms(from)).push(" AND hour < ").push_bind(ms(to));
+        q.push(" AND code IN (");
+        let mut list = q.separated(", ");
+        for code in codes {
+            list.push_bind(code.as_str());
+        }
+        q.push(") ORDER BY code, hour");
+        let mut hours = Vec::new();
+        for row in q
+            .build()
+            .persistent(false)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(cerr)?
+        {
+            let code: String = row.try_get(0).map_err(cerr)?;
+            let hour: i64 = row.try_get(1).map_err(cerr)?;
+            let visitors: Vec<u8> = row.try_get(2).map_err(cerr)?;
+            hours.push((code, from_ms(hour), visitors));
+        }
+        Ok(hours)
+    }
+
+    async fn commit(self: Box<Self>) -> ClickResult<()> {
+        self.tx.commit().await.map_err(cerr)
+    }
 }
 
 /// [`DAYS_THROUGH`]: `None` if the row is missing or unreadable, and then every write
 /// keeps every day's sketch itself (as before the mark existed).
-async fn days_through(conn: &mut sqlx::SqliteConnection) -> StoreResult<Option<DateTime<Utc>>> {
+async fn days_through(conn: &mut sqlx::SqliteConnection) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     let value: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE name = ?1")
         .bind(DAYS_THROUGH)
         .fetch_optional(conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(value.and_then(|v| v.parse::<i64>().ok()).map(from_ms))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::analytics::port::ClickStore;
+    use crate::store::LinkStore;
 
     /// Migration 0004 moves raw click rows into blocks; the `click_events` view shows
     /// them as before, next to blocks written afterwards by the store.
@@ -882,7 +914,7 @@ mod tests {
         );
         // Retention takes whole blocks, counting their events.
         let gone = store
-            .purge_click_events(DateTime::from_timestamp_millis(86_400_000 * 20_001).unwrap())
+            .purge_events(DateTime::from_timestamp_millis(86_400_000 * 20_001).unwrap())
             .await
             .unwrap();
         assert_eq!(gone, 1);
@@ -953,9 +985,9 @@ mod tests {
         .execute(&store.write)
         .await
         .unwrap();
-        assert_eq!(store.purge_click_replays(before).await.unwrap(), 0);
-        assert_eq!(store.marker_through("w-old-build").await.unwrap(), Some(9));
+        assert_eq!(store.purge_names(before).await.unwrap(), 0);
+        assert_eq!(store.name_through("w-old-build").await.unwrap(), Some(9));
         let after = Utc::now() + chrono::Duration::seconds(2);
-        assert_eq!(store.purge_click_replays(after).await.unwrap(), 1);
+        assert_eq!(store.purge_names(after).await.unwrap(), 1);
     }
 }
