@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::analytics::port::ClickStore;
-use crate::analytics::{self, Analytics, Enricher, GeoDb, KafkaSink, StoreSink};
+use crate::analytics::{self, Analytics, Enricher, EventSink, GeoDb, KafkaSink, StoreWriter};
 use crate::auth::Auth;
 use crate::cache::l2::INVALIDATION_CHANNEL;
 use crate::cache::{LinkCache, RedisCache};
@@ -121,13 +121,14 @@ async fn start_analytics(
         flush_interval: Duration::from_millis(config.flush_ms),
         sink_timeout: Duration::from_secs(config.sink_timeout_secs.max(1)),
         spool_dir: config.spool_dir.clone(),
-        light_rows: analytics::batcher::LIGHT_ROWS,
     };
-    let mut sinks: Vec<Arc<dyn analytics::Sink>> = vec![Arc::new(StoreSink::new(
+    let store = StoreWriter::new(
         clicks.clone(),
         config.raw_events,
         Duration::from_millis(config.store_hold_ms),
-    ))];
+        settings.sink_timeout,
+    );
+    let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
     if !kafka.brokers.is_empty() {
         sinks.push(Arc::new(KafkaSink::new(
             kafka.brokers.clone(),
@@ -136,7 +137,7 @@ async fn start_analytics(
             kafka.replication_factor,
         )));
     }
-    Analytics::start(settings, enricher, sinks)
+    Analytics::start(settings, enricher, store, sinks)
         .map(|a| Some(Arc::new(a)))
         .map_err(|e| StartupError::Config(e.to_string()))
 }

@@ -24,7 +24,7 @@ use rskafka::record::Record;
 use tokio::sync::Mutex;
 
 use super::event::ClickEvent;
-use super::sink::{Sink, SinkError};
+use super::sink::{EventSink, SinkError};
 
 pub struct KafkaSink {
     brokers: Vec<String>,
@@ -41,8 +41,19 @@ struct Connection {
     partitions: Vec<PartitionClient>,
 }
 
-fn err(e: impl std::fmt::Display) -> SinkError {
-    SinkError(format!("kafka: {e}"))
+/// Why a Kafka write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka: {0}")]
+    Client(#[from] rskafka::client::error::Error),
+    #[error("kafka: cannot encode an event: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl From<KafkaError> for SinkError {
+    fn from(e: KafkaError) -> Self {
+        SinkError::new(e)
+    }
 }
 
 /// The partition of a key: stable across restarts and instances.
@@ -63,7 +74,7 @@ impl KafkaSink {
         }
     }
 
-    async fn connect(&self) -> Result<Connection, SinkError> {
+    async fn connect(&self) -> Result<Connection, KafkaError> {
         // Give up quickly: the batcher spools and retries on its own schedule.
         let backoff = BackoffConfig {
             init_backoff: Duration::from_millis(50),
@@ -75,23 +86,20 @@ impl KafkaSink {
             .client_id("kurz")
             .backoff_config(backoff)
             .build()
-            .await
-            .map_err(err)?;
-        let topics = client.list_topics().await.map_err(err)?;
+            .await?;
+        let topics = client.list_topics().await?;
         let count = match topics.iter().find(|t| t.name == self.topic) {
             Some(t) => t.partitions.len() as i32,
             None => {
                 client
-                    .controller_client()
-                    .map_err(err)?
+                    .controller_client()?
                     .create_topic(
                         self.topic.clone(),
                         self.partitions,
                         self.replication_factor,
                         5_000,
                     )
-                    .await
-                    .map_err(err)?;
+                    .await?;
                 tracing::info!(
                     topic = %self.topic,
                     partitions = self.partitions,
@@ -106,8 +114,7 @@ impl KafkaSink {
             partitions.push(
                 client
                     .partition_client(self.topic.clone(), p, UnknownTopicHandling::Retry)
-                    .await
-                    .map_err(err)?,
+                    .await?,
             );
         }
         Ok(Connection {
@@ -118,22 +125,21 @@ impl KafkaSink {
 }
 
 #[async_trait]
-impl Sink for KafkaSink {
+impl EventSink for KafkaSink {
     fn name(&self) -> &'static str {
         "kafka"
     }
 
     async fn write(&self, events: &[&ClickEvent]) -> Result<(), SinkError> {
         let mut guard = self.conn.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.connect().await?);
-        }
-        let Some(conn) = guard.as_ref() else {
-            return Err(SinkError("kafka: not connected".into()));
+        // Taken out while in use; put back only after a write that succeeded.
+        let conn = match guard.take() {
+            Some(conn) => conn,
+            None => self.connect().await?,
         };
         let mut per_partition: Vec<Vec<Record>> = vec![Vec::new(); conn.partitions.len()];
         for e in events {
-            let value = serde_json::to_vec(e).map_err(err)?;
+            let value = serde_json::to_vec(e).map_err(KafkaError::from)?;
             per_partition[partition_of(&e.short_code, conn.partitions.len())].push(Record {
                 key: Some(e.short_code.as_bytes().to_vec()),
                 value: Some(value),
@@ -149,9 +155,9 @@ impl Sink for KafkaSink {
             .map(|(p, records)| p.produce(records, Compression::NoCompression));
         let results = futures_util::future::join_all(sends).await;
         if let Some(e) = results.into_iter().find_map(Result::err) {
-            *guard = None;
-            return Err(err(e));
+            return Err(KafkaError::from(e).into());
         }
+        *guard = Some(conn);
         Ok(())
     }
 }

@@ -21,12 +21,16 @@ pub mod enrich;
 pub mod event;
 pub mod hll;
 pub mod kafka;
+pub mod lane;
+pub mod names;
 pub mod plan;
 pub mod port;
 pub mod queue;
 pub mod rows;
+pub mod shared;
 pub mod sink;
 pub mod spool;
+pub mod store_writer;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,12 +39,16 @@ use metrics::Counter;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use batch::Replay;
 pub use enrich::{Enricher, GeoDb};
 pub use event::{Captured, ClickEvent};
 pub use kafka::KafkaSink;
-pub use sink::{Batch, Sink, SinkError, Staged, StoreSink};
+pub use sink::{EventSink, EventWriter, SinkError};
 pub use spool::{Spool, SpoolError};
+pub use store_writer::StoreWriter;
+
+use batcher::StartLane;
+use lane::LaneWriter;
+use shared::{LaneSpool, Shared};
 
 /// Runs pure CPU or blocking file work (folding a batch, merging rollup rows: tens
 /// to hundreds of milliseconds for a big batch; a spool fsync or read) without stalling the connections scheduled on this
@@ -66,54 +74,19 @@ pub struct Settings {
     /// A sink write taking longer than this counts as failed (the batch is spooled).
     pub sink_timeout: Duration,
     pub spool_dir: std::path::PathBuf,
-    /// A held write touching at most this many rows is written at once
-    /// ([`batcher::LIGHT_ROWS`] outside tests).
-    pub light_rows: usize,
 }
 
-/// A sink with its spool.
-pub struct Lane {
-    pub sink: Arc<dyn Sink>,
-    pub spool: Spool,
-}
-
-/// State shared by the redirect handlers (overflow path) and the batcher.
-pub struct Shared {
-    pub enricher: Enricher,
-    pub lanes: Vec<Lane>,
-    pub dropped: Counter,
-}
-
-impl Shared {
-    /// Appends events to every sink's spool. Used by the batcher (with fsync) and by
-    /// the overflow path. A spool that cannot be written is the only way to lose an
-    /// event; it is counted and logged loudly.
-    pub fn spool_all(&self, events: &[&ClickEvent], sync: bool) {
-        for lane in &self.lanes {
-            self.spool_one(lane, events, sync);
-        }
-    }
-
-    pub fn spool_one(&self, lane: &Lane, events: &[&ClickEvent], sync: bool) {
-        self.spool_marked(lane, events, sync, None);
-    }
-
-    /// [`Shared::spool_one`], each event marked as spooled from the failed write
-    /// `written_as` (see [`spool`]).
-    pub fn spool_marked(&self, lane: &Lane, events: &[&ClickEvent], sync: bool, written_as: Option<&Replay>) {
-        let appended = if sync {
-            off_workers(|| lane.spool.append_marked(events.iter().copied(), true, written_as))
-        } else {
-            lane.spool
-                .append_marked(events.iter().copied(), false, written_as)
-        };
-        match appended {
-            Ok(()) => metrics::counter!("kurz_click_events_spooled_total", "sink" => lane.sink.name())
-                .increment(events.len() as u64),
-            Err(e) => {
-                self.dropped.increment(events.len() as u64);
-                tracing::error!(error = %e, lost = events.len(), "click events could not be spooled and are lost");
-            }
+#[cfg(test)]
+impl Settings {
+    /// A pipeline cutting batches of at most 10 clicks (or every 20 ms), spooling
+    /// into `dir/spool`.
+    pub(crate) fn for_tests(dir: &std::path::Path) -> Self {
+        Self {
+            queue_capacity: 1024,
+            batch_max: 10,
+            flush_interval: Duration::from_millis(20),
+            sink_timeout: Duration::from_secs(10),
+            spool_dir: dir.join("spool"),
         }
     }
 }
@@ -127,31 +100,40 @@ pub struct Analytics {
 }
 
 impl Analytics {
-    /// Opens a spool per sink and starts the batcher.
+    /// Opens a spool per lane (the store's, then each event sink's) and starts the
+    /// batcher and the lanes.
     pub fn start(
         settings: Settings,
         enricher: Enricher,
-        sinks: Vec<Arc<dyn Sink>>,
+        store: StoreWriter,
+        sinks: Vec<Arc<dyn EventSink>>,
     ) -> Result<Self, SpoolError> {
-        let mut lanes = Vec::with_capacity(sinks.len());
-        for sink in sinks {
-            let spool = Spool::open(&settings.spool_dir, sink.name())?;
+        let mut spools = Vec::with_capacity(sinks.len() + 1);
+        for name in std::iter::once(store.name()).chain(sinks.iter().map(|s| s.name())) {
+            let spool = Spool::open(&settings.spool_dir, name)?;
             if spool.backlog() > 0 {
                 tracing::info!(
-                    sink = sink.name(),
+                    sink = name,
                     bytes = spool.backlog(),
                     "spooled click events will be replayed"
                 );
             }
-            lanes.push(Lane { sink, spool });
+            spools.push(LaneSpool { name, spool });
         }
         let shared = Arc::new(Shared {
             enricher,
-            lanes,
+            lanes: spools,
             dropped: metrics::counter!("kurz_click_events_dropped_total"),
         });
         // Registered at zero so dashboards and tests see the series from the start.
         shared.dropped.increment(0);
+        metrics::counter!("kurz_click_events_overflow_total").increment(0);
+        metrics::counter!("kurz_click_spool_corrupt_records_total").increment(0);
+        let mut lanes: Vec<StartLane> = vec![start_lane(&shared, 0, &settings, store)];
+        for (i, sink) in sinks.into_iter().enumerate() {
+            let writer = EventWriter::new(sink, settings.sink_timeout);
+            lanes.push(start_lane(&shared, i + 1, &settings, writer));
+        }
         let queue = Arc::new(queue::CaptureQueue::new(settings.queue_capacity.max(1)));
         let stop = Arc::new(Notify::new());
         let task = tokio::spawn(batcher::run(
@@ -159,6 +141,7 @@ impl Analytics {
             shared.clone(),
             settings,
             stop.clone(),
+            lanes,
         ));
         let enqueued = metrics::counter!("kurz_click_events_enqueued_total");
         enqueued.increment(0);
@@ -191,4 +174,15 @@ impl Analytics {
             let _ = task.await;
         }
     }
+}
+
+/// The start of lane `index`'s task, writing with `writer`.
+fn start_lane<W: LaneWriter>(
+    shared: &Arc<Shared>,
+    index: usize,
+    settings: &Settings,
+    writer: W,
+) -> StartLane {
+    let (shared, settings) = (shared.clone(), settings.clone());
+    Box::new(move |rx| tokio::spawn(lane::run(shared, index, rx, settings, writer)))
 }

@@ -16,7 +16,7 @@
 //! A write that failed may still have committed: a timeout can fire after the
 //! database took the COMMIT. Its events are spooled *marked* with the write's name
 //! (a record `{"w":[writer, n],"e":event}`), and the replay asks the sink whether
-//! that write is in before it hands them over ([`super::Sink::written`]).
+//! that write is in before it hands them over ([`super::store_writer`]).
 //! The file is locked while open, so two instances can never share one spool.
 
 use std::fs::{File, OpenOptions};
@@ -153,7 +153,7 @@ impl Spool {
         std::fs::rename(&tmp, &self.offset_path).map_err(io)
     }
 
-    /// The name of the chunk that ends at `through`, for [`super::Sink::write_replayed`].
+    /// The name of the chunk that ends at `through`: a replayed chunk is written under it.
     pub fn replay_at(&self, through: u64) -> super::batch::Replay {
         super::batch::Replay {
             spool: self.lock().generation.clone(),
@@ -164,10 +164,6 @@ impl Spool {
     #[cfg(test)]
     fn generation(&self) -> String {
         self.lock().generation.clone()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -331,7 +327,10 @@ mod tests {
         assert_eq!(c.corrupt, 0);
         s.commit(c.next_offset).unwrap();
         assert_eq!(s.backlog(), 0);
-        assert_eq!(std::fs::metadata(s.path()).unwrap().len(), 0);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("store.spool")).unwrap().len(),
+            0
+        );
     }
 
     #[test]
@@ -391,7 +390,7 @@ mod tests {
         let s = Spool::open(dir.path(), "store").unwrap();
         s.append(&[ev(1), ev(2)], true).unwrap();
         // Flip a byte inside the first record's JSON, then add a torn tail.
-        let mut bytes = std::fs::read(s.path()).unwrap();
+        let mut bytes = std::fs::read(dir.path().join("store.spool")).unwrap();
         bytes[12] ^= 0x20;
         bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2]);
         drop(s);

@@ -1,0 +1,562 @@
+//! The store's lane writer: holds clicks folded into one [`ClickBatch`], names each
+//! write, and replays spooled clicks exactly once.
+//!
+//! Why hold: a store write costs per link-hour row it touches (read, merge, write
+//! back), not per click, so ten seconds of uniform traffic over 20,000 links rewrite
+//! each row once instead of ten times (`KURZ_ANALYTICS_STORE_HOLD_MS`). A write that
+//! touches few rows ([`LIGHT_ROWS`]) is cheap and is not held, so under light traffic
+//! stats lag by the flush interval only. The held batch keeps every click as a
+//! compact row, so a failed write still spools exactly its events.
+//!
+//! Why names ([`super::names`]): a write can fail after it committed (its answer lost
+//! at the timeout). Its events are spooled under its name, and the replay asks the
+//! store how far that name's writes got before it writes them again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::batch::{ClickBatch, Replay, fold};
+use super::click_writer::ClickWriter;
+use super::event::ClickEvent;
+use super::lane::{Batch, Failed, Held, LaneWriter, Replayed, WriteError, within};
+use super::names::WriteNames;
+use super::off_workers;
+use super::port::ClickStore;
+use super::spool::Chunk;
+
+/// A write touching no more rows than this is cheap (~15 ms): it is not held, so
+/// stats lag by only the flush interval unless traffic is heavy.
+pub const LIGHT_ROWS: usize = 1_000;
+
+pub struct StoreWriter {
+    writer: ClickWriter,
+    /// How long batches may be held and folded before they are written.
+    hold: Duration,
+    /// A write slower than this counts as failed (`KURZ_ANALYTICS_SINK_TIMEOUT_SECS`).
+    timeout: Duration,
+    /// Writes touching at most this many rows are not held ([`LIGHT_ROWS`]).
+    light_rows: usize,
+    names: WriteNames,
+}
+
+impl StoreWriter {
+    pub fn new(store: Arc<dyn ClickStore>, raw: bool, hold: Duration, timeout: Duration) -> Self {
+        Self {
+            writer: ClickWriter::new(store, raw),
+            hold,
+            timeout,
+            light_rows: LIGHT_ROWS,
+            names: WriteNames::default(),
+        }
+    }
+
+    /// Counts every write as heavy or light, for tests of the hold.
+    #[cfg(test)]
+    pub(crate) fn with_light_rows(mut self, rows: usize) -> Self {
+        self.light_rows = rows;
+        self
+    }
+}
+
+impl Held for ClickBatch {
+    fn add(&mut self, batch: Batch) {
+        off_workers(|| ClickBatch::add(self, batch.iter()));
+    }
+
+    fn events(&self) -> usize {
+        ClickBatch::events(self)
+    }
+
+    /// Link-hours: what a store write costs.
+    fn rows(&self) -> usize {
+        ClickBatch::rows(self)
+    }
+
+    fn with_events(&self, f: &mut dyn FnMut(&[&ClickEvent])) {
+        let events = self.to_events();
+        f(&events.iter().collect::<Vec<_>>());
+    }
+}
+
+#[async_trait]
+impl LaneWriter for StoreWriter {
+    type Held = ClickBatch;
+
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    /// The store adds counts up: order does not matter.
+    fn ordered(&self) -> bool {
+        false
+    }
+
+    fn due(&self, held: &ClickBatch, held_for: Duration) -> bool {
+        held.rows() <= self.light_rows || held_for >= self.hold
+    }
+
+    async fn write(&mut self, held: &mut ClickBatch) -> Result<(), Failed> {
+        // Nothing was attempted if the store did not even take a new writer name.
+        let name = self.names.next(&self.writer, self.timeout).await?;
+        held.replay = Some(name.clone());
+        match within(self.timeout, self.writer.record(held)).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // It may have committed all the same: spooled under its name, and the
+                // name is not used again.
+                self.names.drop_writer();
+                Err(Failed {
+                    error,
+                    written_as: Some(name),
+                })
+            }
+        }
+    }
+
+    async fn replay(&mut self, chunk: &Chunk, at: Replay) -> Result<Replayed, WriteError> {
+        // Events of failed writes that committed after all are in the store already.
+        let mut in_already: Vec<&Replay> = Vec::new();
+        let mut asked: Vec<&Replay> = Vec::new();
+        for w in chunk.written_as.iter().flatten() {
+            if !asked.contains(&w) {
+                asked.push(w);
+                let through = within(self.timeout, self.writer.name_through(&w.spool)).await?;
+                if through.is_some_and(|t| t >= w.through) {
+                    in_already.push(w);
+                }
+            }
+        }
+        let events: Vec<&ClickEvent> = chunk
+            .events
+            .iter()
+            .zip(&chunk.written_as)
+            .filter(|(_, w)| w.as_ref().is_none_or(|w| !in_already.contains(&w)))
+            .map(|(e, _)| e)
+            .collect();
+        let skipped = chunk.events.len() - events.len();
+        if !events.is_empty() {
+            // Written under the chunk's own name, so a chunk replayed again after a
+            // crash (before the spool saved its position) is skipped by the store.
+            let mut batch = off_workers(|| fold(events.iter().copied()));
+            batch.replay = Some(at);
+            within(self.timeout, self.writer.record(&batch)).await?;
+        }
+        Ok(Replayed {
+            written: events.len(),
+            skipped,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use chrono::{DateTime, NaiveDate, Utc};
+
+    use super::super::event::bounded;
+    use super::super::port::{
+        ClickResult, ClickStoreError, ClickTx, LinkTouch, MarkLock, RowKey, SketchPlan, StoredRollup,
+        StoredRows,
+    };
+    use super::super::spool::Spool;
+    use super::super::{Analytics, Captured, Enricher, Settings};
+    use super::*;
+    use crate::domain::{Metadata, RedirectType, ShortCode, TargetUrl};
+    use crate::store::{LinkStore, NewLink, SqliteStore};
+
+    /// The real SQLite click store, counting the click writes that reach it and the
+    /// events written back from the spool. `delay` makes each click write that much
+    /// slower: a fake, since a loaded PostgreSQL's seconds-long writes cannot be
+    /// caused on demand in a unit test. `fail` makes the first click write fail:
+    /// before it reaches the store, or after the store committed it (its answer lost,
+    /// as when the sink timeout fires during a slow COMMIT) — a fake too, as that
+    /// moment cannot be hit on demand.
+    struct Counted {
+        inner: Arc<SqliteStore>,
+        state: Arc<Counts>,
+    }
+
+    #[derive(Default)]
+    struct Counts {
+        writes: AtomicUsize,
+        replayed: AtomicUsize,
+        delay: Mutex<Duration>,
+        fail: Mutex<Option<Fail>>,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Fail {
+        BeforeCommit,
+        AfterCommit,
+    }
+
+    impl Counted {
+        fn new(inner: Arc<SqliteStore>, delay: Duration) -> (Arc<Self>, Arc<Counts>) {
+            let state = Arc::new(Counts::default());
+            *state.delay.lock().unwrap() = delay;
+            (
+                Arc::new(Self {
+                    inner,
+                    state: state.clone(),
+                }),
+                state,
+            )
+        }
+    }
+
+    struct CountedTx {
+        inner: Box<dyn ClickTx>,
+        state: Arc<Counts>,
+        fail_commit: bool,
+    }
+
+    #[async_trait]
+    impl ClickStore for Counted {
+        async fn begin(&self) -> ClickResult<Box<dyn ClickTx>> {
+            Ok(Box::new(CountedTx {
+                inner: self.inner.begin().await?,
+                state: self.state.clone(),
+                fail_commit: false,
+            }))
+        }
+        async fn prepare_raw_days(&self, days: &[NaiveDate]) -> ClickResult<()> {
+            self.inner.prepare_raw_days(days).await
+        }
+        async fn claim_name(&self, name: &str) -> ClickResult<()> {
+            self.inner.claim_name(name).await
+        }
+        async fn name_through(&self, name: &str) -> ClickResult<Option<u64>> {
+            self.inner.name_through(name).await
+        }
+        async fn rollups(
+            &self,
+            code: &str,
+            from: DateTime<Utc>,
+            to: DateTime<Utc>,
+        ) -> ClickResult<Vec<StoredRollup>> {
+            self.inner.rollups(code, from, to).await
+        }
+        async fn sketches(&self, code: &str, plan: &SketchPlan) -> ClickResult<Vec<Vec<u8>>> {
+            self.inner.sketches(code, plan).await
+        }
+        async fn purge_events(&self, before: DateTime<Utc>) -> ClickResult<u64> {
+            self.inner.purge_events(before).await
+        }
+        async fn purge_names(&self, before: DateTime<Utc>) -> ClickResult<u64> {
+            self.inner.purge_names(before).await
+        }
+    }
+
+    #[async_trait]
+    impl ClickTx for CountedTx {
+        async fn name_mark(&mut self, name: &str) -> ClickResult<Option<u64>> {
+            self.inner.name_mark(name).await
+        }
+        async fn set_name_mark(&mut self, name: &str, through: u64) -> ClickResult<()> {
+            self.inner.set_name_mark(name, through).await
+        }
+        async fn days_through(&mut self, lock: MarkLock) -> ClickResult<Option<DateTime<Utc>>> {
+            self.inner.days_through(lock).await
+        }
+        async fn set_days_through(&mut self, day: DateTime<Utc>) -> ClickResult<()> {
+            self.inner.set_days_through(day).await
+        }
+        /// Only click writes lock links (compaction does not): the write counter.
+        async fn lock_links(&mut self, codes: &[&str]) -> ClickResult<()> {
+            self.state.writes.fetch_add(1, Ordering::SeqCst);
+            let delay = *self.state.delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
+            let fail = self.state.fail.lock().unwrap().take();
+            match fail {
+                None => {}
+                Some(Fail::BeforeCommit) => {
+                    return Err(ClickStoreError::Unavailable("connection refused".into()));
+                }
+                Some(Fail::AfterCommit) => self.fail_commit = true,
+            }
+            self.inner.lock_links(codes).await
+        }
+        async fn read_hours(
+            &mut self,
+            keys: &[RowKey<'_>],
+        ) -> ClickResult<StoredRows<DateTime<Utc>, StoredRollup>> {
+            self.inner.read_hours(keys).await
+        }
+        async fn write_hours(&mut self, keys: &[RowKey<'_>], rows: Vec<StoredRollup>) -> ClickResult<()> {
+            self.inner.write_hours(keys, rows).await
+        }
+        async fn read_days(
+            &mut self,
+            keys: &[RowKey<'_>],
+        ) -> ClickResult<StoredRows<DateTime<Utc>, Vec<u8>>> {
+            self.inner.read_days(keys).await
+        }
+        async fn write_days(&mut self, keys: &[RowKey<'_>], sketches: Vec<Vec<u8>>) -> ClickResult<()> {
+            self.inner.write_days(keys, sketches).await
+        }
+        /// A batch named after a spool generation (not a writer, `w…`) is a replay.
+        async fn insert_raw(&mut self, batch: &ClickBatch) -> ClickResult<()> {
+            if batch.replay.as_ref().is_some_and(|r| !r.spool.starts_with('w')) {
+                self.state.replayed.fetch_add(batch.events(), Ordering::SeqCst);
+            }
+            self.inner.insert_raw(batch).await
+        }
+        async fn add_clicks(&mut self, touches: &[LinkTouch<'_>]) -> ClickResult<()> {
+            self.inner.add_clicks(touches).await
+        }
+        async fn codes_with_clicks(
+            &mut self,
+            from: DateTime<Utc>,
+            to: DateTime<Utc>,
+        ) -> ClickResult<Vec<String>> {
+            self.inner.codes_with_clicks(from, to).await
+        }
+        async fn hour_sketches(
+            &mut self,
+            codes: &[String],
+            from: DateTime<Utc>,
+            to: DateTime<Utc>,
+        ) -> ClickResult<Vec<(String, DateTime<Utc>, Vec<u8>)>> {
+            self.inner.hour_sketches(codes, from, to).await
+        }
+        async fn commit(self: Box<Self>) -> ClickResult<()> {
+            self.inner.commit().await?;
+            if self.fail_commit {
+                return Err(ClickStoreError::Unavailable("no answer within 15s".into()));
+            }
+            Ok(())
+        }
+    }
+
+    /// Batches that arrive while a slow write runs wait in memory for the next write,
+    /// not in the spool: 150 clicks, one every 2 ms, make ~15 batches of 10 while the
+    /// first of them is written (300 ms), more than the [`super::super::lane::LANE_BACKLOG`]
+    /// of 4 the channel holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_arriving_during_a_slow_write_are_not_spooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_link(dir.path()).await;
+        let (clicks, counts) = Counted::new(store.clone(), Duration::from_millis(300));
+        let mut settings = Settings::for_tests(dir.path());
+        // The first write's speed sets how much the next may carry (`write_cap`): a
+        // few clicks in 300 ms is a slow sink, so a long timeout keeps that cap above
+        // the 150 clicks here whatever the first batch holds.
+        settings.sink_timeout = Duration::from_secs(120);
+        let writer = StoreWriter::new(clicks, true, Duration::ZERO, settings.sink_timeout).with_light_rows(0);
+        rules_compiled().await;
+        let analytics = Analytics::start(settings, Enricher::new([7; 16], None), writer, vec![]).unwrap();
+        for i in 0..150u8 {
+            analytics.capture(bare_click(i));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        analytics.shutdown().await;
+        let link = store.get_link("hold123").await.unwrap().unwrap();
+        assert_eq!(link.click_count, 150, "every click is counted");
+        assert_eq!(
+            counts.replayed.load(Ordering::SeqCst),
+            0,
+            "no click went through the spool"
+        );
+    }
+
+    /// A failed write is spooled under its name and replayed, unless the store shows
+    /// that it committed after all: either way each click counts once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_that_committed_anyway_is_not_counted_twice() {
+        for fail in [Fail::AfterCommit, Fail::BeforeCommit] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store_with_link(dir.path()).await;
+            let (clicks, counts) = Counted::new(store.clone(), Duration::ZERO);
+            *counts.fail.lock().unwrap() = Some(fail);
+            let settings = Settings::for_tests(dir.path());
+            let writer =
+                StoreWriter::new(clicks, true, Duration::ZERO, settings.sink_timeout).with_light_rows(0);
+            rules_compiled().await;
+            let analytics = Analytics::start(settings, Enricher::new([7; 16], None), writer, vec![]).unwrap();
+            for i in 0..30u8 {
+                analytics.capture(bare_click(i));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // The failed write's events wait a retry (1 s) in the spool.
+            let spool = dir.path().join("spool").join("store.spool");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let pending = || std::fs::metadata(&spool).map(|m| m.len() > 0).unwrap_or(false);
+            while (counts.fail.lock().unwrap().is_some() || pending())
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            analytics.shutdown().await;
+            assert!(!pending(), "{fail:?}: the spool was replayed");
+            let link = store.get_link("hold123").await.unwrap().unwrap();
+            assert_eq!(link.click_count, 30, "{fail:?}: each click counted once");
+            let replayed = counts.replayed.load(Ordering::SeqCst);
+            match fail {
+                Fail::AfterCommit => assert_eq!(replayed, 0, "the committed write is not replayed"),
+                Fail::BeforeCommit => assert!(replayed > 0, "the failed write is replayed"),
+            }
+        }
+    }
+
+    /// Compiles the user-agent rules before a pipeline starts. The batcher compiles
+    /// them before its first take (a debug build takes a while), and the clicks that
+    /// queue up meanwhile are cut in one burst that the lane's channel cannot all
+    /// take: those go through the spool, and a test counting writes or replays would
+    /// count them too.
+    async fn rules_compiled() {
+        tokio::task::spawn_blocking(super::super::enrich::warm_up)
+            .await
+            .unwrap();
+    }
+
+    /// A fresh SQLite store in `dir` holding link `hold123`.
+    async fn store_with_link(dir: &std::path::Path) -> Arc<SqliteStore> {
+        let url = format!("sqlite://{}", dir.join("kurz.db").display());
+        let store = SqliteStore::connect(&url, 1).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .insert_links(&[NewLink {
+                code: ShortCode::parse("hold123").unwrap(),
+                original_url: TargetUrl::parse("https://example.com/", None).unwrap(),
+                owner_id: None,
+                created_at: Utc::now(),
+                expires_at: None,
+                redirect_type: RedirectType::Temporary,
+                metadata: Metadata::default(),
+            }])
+            .await
+            .unwrap();
+        Arc::new(store)
+    }
+
+    /// A click on `hold123` from visitor `i`, with no headers.
+    fn bare_click(i: u8) -> Captured<'static> {
+        Captured {
+            code: "hold123",
+            at: Utc::now(),
+            referer: None,
+            user_agent: None,
+            ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, i)),
+            cf_country: None,
+        }
+    }
+
+    /// Sends 60 clicks, 10 ms apart, through a pipeline cutting batches of at most 10
+    /// clicks (or every 20 ms); shuts it down; returns (store writes, `click_count`).
+    async fn clicks_through(hold: Duration, light_rows: usize) -> (usize, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_link(dir.path()).await;
+        let (clicks, counts) = Counted::new(store.clone(), Duration::ZERO);
+        let settings = Settings::for_tests(dir.path());
+        let writer = StoreWriter::new(clicks, true, hold, settings.sink_timeout).with_light_rows(light_rows);
+        rules_compiled().await;
+        let analytics = Analytics::start(settings, Enricher::new([7; 16], None), writer, vec![]).unwrap();
+        for i in 0..60u8 {
+            analytics.capture(Captured {
+                code: "hold123",
+                at: Utc::now(),
+                referer: None,
+                user_agent: Some(bounded(b"Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0")),
+                ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, i)),
+                cf_country: None,
+            });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        analytics.shutdown().await;
+        let link = store.get_link("hold123").await.unwrap().unwrap();
+        (counts.writes.load(Ordering::SeqCst), link.click_count)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_holding_store_writer_writes_fewer_bigger_batches_and_loses_nothing() {
+        // Held for longer than the test, and no write counts as light: the 60 clicks
+        // stay under the cap of 16 full batches, so they go as one write at shutdown
+        // (two if timing splits them).
+        let (held_writes, held_clicks) = clicks_through(Duration::from_secs(60), 0).await;
+        assert_eq!(held_clicks, 60, "every click is counted");
+        assert!(held_writes <= 2, "{held_writes} writes while holding");
+
+        let (writes, clicks) = clicks_through(Duration::ZERO, 0).await;
+        assert_eq!(clicks, 60, "every click is counted");
+        assert!(
+            writes >= 5,
+            "without a hold every batch is its own write: {writes}"
+        );
+    }
+
+    /// A write that touches few rows is cheap, so it is not held, whatever the hold:
+    /// stats lag by the flush interval only under light traffic. The same clicks are
+    /// held when no write counts as light.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_light_write_is_not_held() {
+        for (light_rows, written_early) in [(LIGHT_ROWS, true), (0, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store_with_link(dir.path()).await;
+            let settings = Settings::for_tests(dir.path());
+            let writer = StoreWriter::new(
+                store.clone(),
+                true,
+                Duration::from_secs(60),
+                settings.sink_timeout,
+            )
+            .with_light_rows(light_rows);
+            let analytics = Analytics::start(settings, Enricher::new([7; 16], None), writer, vec![]).unwrap();
+            for i in 0..30u8 {
+                analytics.capture(bare_click(i));
+            }
+            let count = || async { store.get_link("hold123").await.unwrap().unwrap().click_count };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while count().await < 30 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(count().await == 30, written_early, "light_rows {light_rows}");
+            analytics.shutdown().await;
+            assert_eq!(count().await, 30, "shutdown writes what was held");
+        }
+    }
+
+    /// The crash the spool's position file cannot cover: the store took a replayed
+    /// chunk, the process died before the spool saved its position. After the restart
+    /// the chunk is replayed again, under the same name, and the store skips it.
+    #[tokio::test]
+    async fn a_chunk_replayed_again_after_a_crash_is_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_link(dir.path()).await;
+        let writer = tokio::sync::Mutex::new(StoreWriter::new(
+            store.clone(),
+            true,
+            Duration::ZERO,
+            Duration::from_secs(10),
+        ));
+        let enricher = Enricher::new([7; 16], None);
+        let click = |i: u8| enricher.enrich(bare_click(i));
+        let spool_dir = dir.path().join("spool");
+        let replay_once = |commit: bool| {
+            let spool = Spool::open(&spool_dir, "store").unwrap();
+            let writer = &writer;
+            async move {
+                let chunk = spool.read(2).unwrap();
+                let at = spool.replay_at(chunk.next_offset);
+                writer.lock().await.replay(&chunk, at).await.unwrap();
+                if commit {
+                    spool.commit(chunk.next_offset).unwrap();
+                }
+                chunk.events.len()
+            }
+        };
+        Spool::open(&spool_dir, "store")
+            .unwrap()
+            .append(&[click(1), click(2), click(3)], true)
+            .unwrap();
+        assert_eq!(replay_once(false).await, 2, "first two taken, then the crash");
+        assert_eq!(replay_once(true).await, 2, "the same two again after the restart");
+        assert_eq!(replay_once(true).await, 1, "then the rest");
+        let count = store.get_link("hold123").await.unwrap().unwrap().click_count;
+        assert_eq!(count, 3, "each click counted once");
+    }
+}
