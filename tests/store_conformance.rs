@@ -952,41 +952,6 @@ async fn replica_reads_keep_read_your_writes() {
     );
 }
 
-/// Old links move to the archive; their codes stay taken.
-#[tokio::test]
-async fn archive_moves_expired_links_and_keeps_codes() {
-    let Some((store, url)) = fresh_postgres().await else {
-        return;
-    };
-    let mut old = new_link("oldlink1", "https://example.com/old", None);
-    old.expires_at = Some(Utc::now().trunc_subsecs(3) - Duration::days(400));
-    store
-        .insert_links(&[old, new_link("keep1234", "https://example.com/keep", None)])
-        .await
-        .unwrap();
-    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    let moved: i64 = sqlx::query_scalar("SELECT kurz_archive_links(now() - interval '365 days')")
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(moved, 1);
-    let archived: String =
-        sqlx::query_scalar("SELECT original_url FROM links_archive WHERE code = 'oldlink1'")
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
-    assert_eq!(archived, "https://example.com/old");
-    assert!(store.get_link("oldlink1").await.unwrap().is_none());
-    assert!(store.get_link("keep1234").await.unwrap().is_some());
-    let again = store
-        .insert_links(&[new_link("oldlink1", "https://evil.example/", None)])
-        .await
-        .unwrap();
-    assert!(again[0].is_none(), "an archived code is never reissued");
-}
-
 /// Retention on PostgreSQL drops whole daily partitions of raw click events (never a
 /// row-by-row DELETE) and leaves newer days and every rollup alone.
 #[tokio::test]

@@ -26,7 +26,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
+use axum::response::IntoResponse;
 use error::ApiError;
+use observe::ObserveLayer;
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let cfg = &state.server;
@@ -54,5 +57,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{code}", get(redirect::redirect))
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        // A panic in a handler is a bug, but it must still answer 500 in the error
+        // shape rather than drop the connection.
+        .layer(CatchPanicLayer::custom(|_panic| {
+            ApiError::internal("handler panicked").into_response()
+        }))
+        .layer(ObserveLayer::new(cfg.request_timeout()))
         .with_state(state)
 }

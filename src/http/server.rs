@@ -5,10 +5,8 @@
 //! connections open, and graceful shutdown that stops accepting, lets in-flight
 //! requests finish within a grace period, then returns.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -19,12 +17,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use super::observe::Observer;
-
 pub struct ServerSettings {
     pub header_timeout: Duration,
     pub shutdown_grace: Duration,
-    pub request_timeout: Duration,
 }
 
 pub async fn serve(
@@ -34,7 +29,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
-    let observer = Arc::new(Observer::new(settings.request_timeout));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -51,21 +45,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let observer = observer.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            let slot = Observer::classify(req.method(), req.uri().path());
-            let router = router.clone();
-            let observer = observer.clone();
-            async move {
-                let handled = async move {
-                    match router.oneshot(req).await {
-                        Ok(res) => res,
-                        Err(never) => match never {},
-                    }
-                };
-                Ok::<_, Infallible>(observer.observe(slot, handled).await)
-            }
+            router.clone().oneshot(req)
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())

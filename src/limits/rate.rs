@@ -191,12 +191,6 @@ impl RateLimiter {
         Some(self.check_shared(bucket, &Subject::Ip(ip), "redirect").await)
     }
 
-    /// The per-instance check alone (what runs while Redis is down).
-    pub fn check_api_local(&self, caller: &Caller, ip: IpAddr) -> Option<Decision> {
-        let (bucket, subject, _) = self.select(caller, ip)?;
-        Some(self.check(bucket, &subject))
-    }
-
     async fn check_shared(&self, bucket: &Bucket, subject: &Subject, scope: &str) -> Decision {
         if let Some((redis, script)) = &self.redis {
             let id = match subject {
@@ -284,8 +278,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bucket_allows_limit_then_refuses_with_retry_after() {
+    #[tokio::test]
+    async fn bucket_allows_limit_then_refuses_with_retry_after() {
         let rl = RateLimiter::new(limits(5), None, [0; 16]);
         let alice = Caller::User {
             id: 1,
@@ -293,64 +287,67 @@ mod tests {
         };
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         for expected_remaining in (0..5).rev() {
-            let d = rl.check_api_local(&alice, ip).unwrap();
+            let d = rl.check_api(&alice, ip).await.unwrap();
             assert!(d.allowed);
             assert_eq!(d.limit, 5);
             assert_eq!(d.remaining, expected_remaining);
         }
-        let d = rl.check_api_local(&alice, ip).unwrap();
+        let d = rl.check_api(&alice, ip).await.unwrap();
         assert!(!d.allowed);
         assert_eq!(d.remaining, 0);
         // One token every 12 s at 5/min.
         assert!((1..=12).contains(&d.retry_after_secs), "{d:?}");
         // Another user has their own bucket.
         assert!(
-            rl.check_api_local(
+            rl.check_api(
                 &Caller::User {
                     id: 2,
                     tier: Tier::Free
                 },
                 ip
             )
+            .await
             .unwrap()
             .allowed
         );
     }
 
-    #[test]
-    fn anonymous_is_keyed_by_ip_and_admin_is_unlimited() {
+    #[tokio::test]
+    async fn anonymous_is_keyed_by_ip_and_admin_is_unlimited() {
         let rl = RateLimiter::new(limits(5), None, [0; 16]);
         let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
         for _ in 0..3 {
-            assert!(rl.check_api_local(&Caller::Anonymous, a).unwrap().allowed);
+            assert!(rl.check_api(&Caller::Anonymous, a).await.unwrap().allowed);
         }
-        assert!(!rl.check_api_local(&Caller::Anonymous, a).unwrap().allowed);
-        assert!(rl.check_api_local(&Caller::Anonymous, b).unwrap().allowed);
+        assert!(!rl.check_api(&Caller::Anonymous, a).await.unwrap().allowed);
+        assert!(rl.check_api(&Caller::Anonymous, b).await.unwrap().allowed);
         assert!(
-            rl.check_api_local(
+            rl.check_api(
                 &Caller::User {
                     id: 9,
                     tier: Tier::Admin
                 },
                 a
             )
+            .await
             .is_none()
         );
     }
 
-    #[test]
-    fn zero_means_unlimited() {
+    #[tokio::test]
+    async fn zero_means_unlimited() {
         let rl = RateLimiter::new(limits(0), None, [0; 16]);
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         assert!(
-            rl.check_api_local(
+            rl.check_api(
                 &Caller::User {
                     id: 1,
                     tier: Tier::Free
                 },
                 ip
             )
+            .await
             .is_none()
         );
         assert!(rl.redirect.is_none());

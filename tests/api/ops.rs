@@ -92,3 +92,49 @@ async fn unknown_routes_and_methods_use_the_error_shape() {
     assert_eq!(res.status(), 405);
     assert_eq!(error_code(res).await, "INVALID_REQUEST");
 }
+
+/// Every request is counted under its route's pattern (axum's matched path), never
+/// its own path, and anything no route matches under `unmatched`: the label set is
+/// the router's routes, whatever clients send.
+#[tokio::test]
+async fn requests_are_labelled_with_their_route_pattern() {
+    let app = spawn_app().await;
+    let routes = [
+        ("/abc1234", "/{code}"),
+        ("/health", "/health"),
+        ("/api/v1/openapi.json", "/api/v1/openapi.json"),
+        ("/api/v1/urls", "/api/v1/urls"),
+        ("/api/v1/urls/bulk", "/api/v1/urls/bulk"),
+        ("/api/v1/urls/abc", "/api/v1/urls/{code}"),
+        ("/api/v1/urls/abc/stats", "/api/v1/urls/{code}/stats"),
+        ("/api/v1/urls/abc/qr", "/api/v1/urls/{code}/qr"),
+        ("/api/v1/users", "/api/v1/users"),
+        ("/api/v1/auth/token", "/api/v1/auth/token"),
+    ];
+    for (path, _) in routes {
+        app.get(path, None).await;
+    }
+    for junk in ["/a/b", "/api/v1/nothing", "/api/v1/urls/a/b/c"] {
+        assert_eq!(app.get(junk, None).await.status(), 404, "{junk}");
+    }
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let labels: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("kurz_http_requests_total{"))
+        .filter_map(|l| l.split("route=\"").nth(1)?.split('"').next())
+        .collect();
+    for (path, label) in routes {
+        assert!(labels.contains(label), "{path}: no {label} in {labels:?}");
+    }
+    assert!(labels.contains("unmatched"), "{labels:?}");
+    for (path, label) in routes {
+        assert!(
+            path == label || !labels.contains(path),
+            "{path} became a label of its own: {labels:?}"
+        );
+    }
+    assert!(
+        !labels.iter().any(|l| l.contains("nothing") || l.contains("/a/b")),
+        "{labels:?}"
+    );
+}
