@@ -23,31 +23,12 @@ use chrono::{DateTime, Utc};
 
 use super::event::{ClickEvent, Device};
 use super::hll::Hll;
-use super::rows::Dims;
+use super::rows::{DayDelta, Dims, HourDelta};
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
-
-/// What a write adds to one link-hour row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HourDelta {
-    pub hour: DateTime<Utc>,
-    /// Human clicks; bots are counted apart.
-    pub clicks: u64,
-    pub bots: u64,
-    /// Breakdowns of the human clicks.
-    pub dims: Dims,
-    pub visitors: Hll,
-}
-
-/// What a write adds to one link's visitors of one UTC day.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DayDelta {
-    pub day: DateTime<Utc>,
-    pub visitors: Hll,
-}
 
 /// What a write adds to a link's own counters.
 #[derive(Debug, Clone, PartialEq)]

@@ -32,7 +32,6 @@ use super::batch::Replay;
 use super::event::ClickEvent;
 use super::port::ClickStoreError;
 use super::shared::{LaneSpool, Shared};
-use super::sink::SinkError;
 use super::spool::{Chunk, SpoolError};
 use super::{Settings, off_workers};
 
@@ -50,6 +49,17 @@ const HOLD_BATCHES: usize = 16;
 const HOLD_ROWS: usize = 100_000;
 /// Spool chunks replayed in a row before looking for live batches again.
 const REPLAY_BURST: usize = 8;
+
+/// A sink's failure, carrying the sink's own error.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct SinkError(Box<dyn std::error::Error + Send + Sync>);
+
+impl SinkError {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(e))
+    }
+}
 
 /// Why a write or a replay failed.
 #[derive(Debug, thiserror::Error)]

@@ -19,9 +19,27 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::batch::HourDelta;
 use super::event::Device;
 use super::hll::Hll;
+
+/// What a write adds to one link-hour row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourDelta {
+    pub hour: DateTime<Utc>,
+    /// Human clicks; bots are counted apart.
+    pub clicks: u64,
+    pub bots: u64,
+    /// Breakdowns of the human clicks.
+    pub dims: Dims,
+    pub visitors: Hll,
+}
+
+/// What a write adds to one link's visitors of one UTC day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayDelta {
+    pub day: DateTime<Utc>,
+    pub visitors: Hll,
+}
 
 /// A dimension keeps at most this many distinct values per link-hour; further values
 /// are counted under `other`, so no client can grow a row without bound.

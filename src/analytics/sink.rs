@@ -12,19 +12,9 @@ use async_trait::async_trait;
 
 use super::batch::Replay;
 use super::event::ClickEvent;
+pub use super::lane::SinkError;
 use super::lane::{Batch, Failed, Held, LaneWriter, Replayed, WriteError, within};
 use super::spool::Chunk;
-
-/// A sink's failure, carrying the sink's own error.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct SinkError(Box<dyn std::error::Error + Send + Sync>);
-
-impl SinkError {
-    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self(Box::new(e))
-    }
-}
 
 #[async_trait]
 pub trait EventSink: Send + Sync + 'static {

@@ -52,7 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
-        .route("/api/v1/openapi.json", get(ops::openapi))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .nest("/api/v1", api)
         .route("/{code}", get(redirect::redirect))
         .fallback(|| async { ApiError::no_route() })

@@ -45,6 +45,11 @@ impl utoipa::Modify for Security {
     }
 }
 
+/// `GET /api/v1/openapi.json`.
+pub async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(document())
+}
+
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();

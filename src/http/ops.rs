@@ -56,7 +56,3 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         state.metrics.render(),
     )
 }
-
-pub async fn openapi() -> impl IntoResponse {
-    axum::Json(super::openapi::document())
-}
