@@ -10,7 +10,8 @@
 #   1. unit, property and SQLite tests; the store conformance suite on SQLite and
 #      PostgreSQL; the multi-instance, replica, cluster and outage tests;
 #   2. the HTTP integration suite again, on PostgreSQL + Redis (KURZ_TEST_BACKEND);
-#   3. deploy/test.sh: HAProxy in front of two instances, each restarted under traffic.
+#   3. deploy/test.sh: HAProxy in front of two instances, each restarted under traffic;
+#   4. tests/browser: the web interface in headless Chromium (Playwright).
 #
 # Extra arguments go to the test runner (e.g. a test name filter) and skip step 3.
 set -euo pipefail
@@ -42,5 +43,7 @@ if [[ $# -eq 0 ]]; then
     printf '== %s\n' "the deployment test: HAProxy + 2 instances, each restarted under traffic" >&2
     cargo build --locked --bin kurz
     DEPLOY_KURZ="${CARGO_TARGET_DIR:-target}/debug/kurz" timeout --kill-after=10 300 bash deploy/test.sh || status=1
+    printf '== %s\n' "the web interface in a real browser (tests/browser)" >&2
+    KURZ_BIN="${CARGO_TARGET_DIR:-target}/debug/kurz" timeout --kill-after=10 900 bash tests/browser/run.sh || status=1
 fi
 exit $status

@@ -16,7 +16,7 @@ use crate::domain::stats::StatsRange;
 use crate::domain::{Alias, Caller, Invalid, Link, LinkState, Metadata, RedirectType, ShortCode, TargetUrl};
 use crate::keygen::KeyGenerator;
 use crate::stats::{Stats, StatsError};
-use crate::store::{LinkPatch, LinkStore, NewLink, StoreError};
+use crate::store::{LinkPatch, LinkStore, ListQuery, NewLink, StoreError};
 
 /// Most creates written in one group-commit transaction.
 const GROUP_COMMIT_MAX: usize = 256;
@@ -27,6 +27,8 @@ pub const BULK_MAX: usize = 1000;
 pub const LIST_MAX: u32 = 100;
 /// Links on a page when the caller does not say.
 pub const LIST_DEFAULT: u32 = 20;
+/// Longest search string of a list.
+pub const SEARCH_MAX: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -94,6 +96,15 @@ pub struct UpdateInput {
     pub is_active: Option<bool>,
     pub redirect_type: Option<u16>,
     pub metadata: Option<serde_json::Value>,
+}
+
+/// A list request as a client made it ([`LinkService::list`] checks it).
+#[derive(Debug, Clone, Default)]
+pub struct ListInput {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    pub q: Option<String>,
+    pub order: Option<String>,
 }
 
 /// One page of a caller's links and the cursor of the next page, if there is one.
@@ -427,20 +438,18 @@ impl LinkService {
         if deleted { Ok(()) } else { Err(LinkError::NotFound) }
     }
 
-    /// A page of the caller's links, newest first: at most `limit` (1 to [`LIST_MAX`],
-    /// default [`LIST_DEFAULT`]), after `cursor` (the `next_cursor` of the previous
-    /// page: the hex id of its last link).
-    pub async fn list(
-        &self,
-        caller: &Caller,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<Page, LinkError> {
-        let limit = limit.unwrap_or(LIST_DEFAULT);
+    /// A page of the caller's links, newest first (or oldest first with `order:
+    /// asc`): at most `limit` (1 to [`LIST_MAX`], default [`LIST_DEFAULT`]), after
+    /// `cursor` (the `next_cursor` of the previous page: the hex id of its last link),
+    /// only those whose code or target contains `q` if given.
+    pub async fn list(&self, caller: &Caller, input: ListInput) -> Result<Page, LinkError> {
+        let limit = input.limit.unwrap_or(LIST_DEFAULT);
         if !(1..=LIST_MAX).contains(&limit) {
             return Err(Invalid::request(format!("limit must be between 1 and {LIST_MAX}")).into());
         }
-        let before_id = cursor
+        let after_id = input
+            .cursor
+            .as_deref()
             .map(|c| {
                 i64::from_str_radix(c, 16)
                     .ok()
@@ -448,9 +457,24 @@ impl LinkService {
                     .ok_or_else(|| Invalid::request("invalid cursor"))
             })
             .transpose()?;
+        let oldest_first = match input.order.as_deref() {
+            None | Some("desc") => false,
+            Some("asc") => true,
+            Some(_) => return Err(Invalid::request("order must be asc or desc").into()),
+        };
+        let search = input.q.filter(|q| !q.is_empty());
+        if search.as_ref().is_some_and(|q| q.chars().count() > SEARCH_MAX) {
+            return Err(Invalid::request(format!("q may be at most {SEARCH_MAX} characters")).into());
+        }
         let owner = caller.user_id().ok_or(LinkError::Unauthenticated)?;
         // One extra row tells whether another page exists.
-        let mut links = self.store.list_links(owner, before_id, limit + 1).await?;
+        let query = ListQuery {
+            after_id,
+            limit: limit + 1,
+            search,
+            oldest_first,
+        };
+        let mut links = self.store.list_links(owner, &query).await?;
         let more = links.len() > limit as usize;
         links.truncate(limit as usize);
         let next_cursor = more

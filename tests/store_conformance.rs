@@ -13,7 +13,7 @@ use kurz::analytics::port::ClickStore;
 use kurz::analytics::{batch, plan, rows};
 use kurz::domain::{Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 use kurz::store::{
-    IdempotencyClaim, LinkPatch, LinkStore, NewLink, NewUser, PgStore, PoolBounds, StoreError,
+    IdempotencyClaim, LinkPatch, LinkStore, ListQuery, NewLink, NewUser, PgStore, PoolBounds, StoreError,
 };
 
 #[path = "support/mod.rs"]
@@ -200,12 +200,69 @@ pub async fn list_is_per_owner_newest_first_with_cursor(store: Backend) {
             .unwrap();
     }
     store.delete_link("a2xxxx").await.unwrap();
-    let page1 = store.list_links(a, None, 2).await.unwrap();
+    let page = |after_id, limit| ListQuery {
+        after_id,
+        limit,
+        ..Default::default()
+    };
+    let page1 = store.list_links(a, &page(None, 2)).await.unwrap();
     let codes: Vec<&str> = page1.iter().map(|l| l.code.as_str()).collect();
     assert_eq!(codes, ["a4xxxx", "a3xxxx"]);
-    let page2 = store.list_links(a, Some(page1[1].id), 10).await.unwrap();
+    let page2 = store.list_links(a, &page(Some(page1[1].id), 10)).await.unwrap();
     let codes: Vec<&str> = page2.iter().map(|l| l.code.as_str()).collect();
     assert_eq!(codes, ["a1xxxx", "a0xxxx"], "deleted links are not listed");
+}
+
+pub async fn list_searches_code_and_target_and_pages_both_ways(store: Backend) {
+    let a = user(store.as_ref(), "s@example.com").await;
+    for (code, url) in [
+        ("Promo01", "https://shop.example/spring"),
+        ("news002", "https://NEWS.example/a_b"),
+        ("other03", "https://x.example/100%25"),
+        ("promo04", "https://shop.example/winter"),
+    ] {
+        store.insert_links(&[new_link(code, url, Some(a))]).await.unwrap();
+    }
+    let codes = |links: Vec<kurz::domain::Link>| -> Vec<String> {
+        links.into_iter().map(|l| l.code.into_string()).collect()
+    };
+    let query = |search: &str, oldest_first, after_id, limit| ListQuery {
+        after_id,
+        limit,
+        search: Some(search.into()),
+        oldest_first,
+    };
+    // Code or target, ASCII case ignored; newest first by default.
+    let got = codes(
+        store
+            .list_links(a, &query("PROMO", false, None, 10))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got, ["promo04", "Promo01"]);
+    let got = codes(
+        store
+            .list_links(a, &query("news.EXAMPLE", false, None, 10))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got, ["news002"]);
+    // % and _ are literal characters, not wildcards.
+    let got = codes(store.list_links(a, &query("_", false, None, 10)).await.unwrap());
+    assert_eq!(got, ["news002"]);
+    let got = codes(store.list_links(a, &query("%", false, None, 10)).await.unwrap());
+    assert_eq!(got, ["other03"]);
+    // Oldest first, paged by the cursor.
+    let first = store.list_links(a, &query("", true, None, 2)).await.unwrap();
+    let last_id = first[1].id;
+    assert_eq!(codes(first), ["Promo01", "news002"]);
+    let rest = codes(
+        store
+            .list_links(a, &query("", true, Some(last_id), 2))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(rest, ["other03", "promo04"]);
 }
 
 pub async fn leases_are_disjoint_and_bounded(store: Backend) {
@@ -665,6 +722,7 @@ macro_rules! conformance {
                 delete_keeps_the_code_reserved,
                 patch_changes_only_given_fields,
                 list_is_per_owner_newest_first_with_cursor,
+                list_searches_code_and_target_and_pages_both_ways,
                 leases_are_disjoint_and_bounded,
                 settings_keep_the_first_value,
                 users_unique_email_and_key_lookup,

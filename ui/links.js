@@ -4,8 +4,8 @@ import { h, clear, when, fmtNum, copyButton, toast, field, setFieldError, openDi
 import { api, plain, ApiError } from '/app/api.js';
 import { expiryControl, showApiError, localDate } from '/app/create.js';
 
-// 100 (the API's maximum) is left out: the list API answers it without next_cursor.
-const PAGE_SIZES = [25, 50];
+// 100 is the list API's maximum page.
+const PAGE_SIZES = [25, 50, 100];
 
 export function status(link) {
   if (!link.is_active) return { key: 'disabled', label: 'Disabled' };

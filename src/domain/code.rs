@@ -22,6 +22,7 @@ const RESERVED: &[&str] = &[
     "metrics",
     "static",
     "admin",
+    "app",
     "docs",
     "openapi",
     "login",

@@ -14,6 +14,7 @@ pub mod ops;
 pub mod redirect;
 pub mod server;
 pub mod state;
+pub mod ui;
 pub mod urls;
 pub mod users;
 
@@ -50,6 +51,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::api_gate))
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
     Router::new()
+        .route("/", get(ui::home))
+        .route("/app", get(ui::slash))
+        .route("/app/", get(ui::index))
+        .route("/app/{*path}", get(ui::file))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/openapi.json", get(openapi::serve))

@@ -16,7 +16,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppQuery};
 use crate::domain::Caller;
 use crate::domain::stats::StatsRange;
-use crate::links::BULK_MAX;
+use crate::links::{BULK_MAX, ListInput};
 use crate::qr;
 
 #[utoipa::path(
@@ -193,8 +193,12 @@ pub async fn delete(
 pub struct ListParams {
     /// 1–100, default 20.
     pub limit: Option<u32>,
-    /// `next_cursor` from the previous page.
+    /// `next_cursor` from the previous page (with the same `order` and `q`).
     pub cursor: Option<String>,
+    /// Only links whose short code or target URL contains this (ASCII case ignored).
+    pub q: Option<String>,
+    /// `desc` (default): newest first; `asc`: oldest first.
+    pub order: Option<String>,
 }
 
 #[utoipa::path(
@@ -209,10 +213,13 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<axum::Json<LinkList>, ApiError> {
-    let page = state
-        .links
-        .list(&caller, params.limit, params.cursor.as_deref())
-        .await?;
+    let input = ListInput {
+        limit: params.limit,
+        cursor: params.cursor,
+        q: params.q,
+        order: params.order,
+    };
+    let page = state.links.list(&caller, input).await?;
     let base = state.server.public_base();
     let items = page
         .links

@@ -71,6 +71,38 @@ pub struct LinkPatch {
     pub metadata: Option<Metadata>,
 }
 
+/// Which of an owner's links a list reads.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// The cursor: links past this id in the list's order.
+    pub after_id: Option<i64>,
+    pub limit: u32,
+    /// Only links whose code or target URL contains this (ignoring ASCII case).
+    pub search: Option<String>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
+}
+
+impl ListQuery {
+    /// The id the cursor compares with: below it newest first, above it oldest first.
+    pub fn cursor_bound(&self) -> i64 {
+        match (self.after_id, self.oldest_first) {
+            (Some(id), _) => id,
+            (None, false) => i64::MAX,
+            (None, true) => 0,
+        }
+    }
+
+    /// The search as a LIKE pattern with `\` escaping, so `%` and `_` match
+    /// themselves.
+    pub fn like_pattern(&self) -> Option<String> {
+        self.search.as_ref().map(|s| {
+            let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("%{escaped}%")
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
     pub id: i64,
@@ -127,8 +159,9 @@ pub trait LinkStore: Send + Sync + 'static {
     /// reissued to another link. `false` when there was no live link.
     async fn delete_link(&self, code: &str) -> StoreResult<bool>;
 
-    /// The owner's live links, newest first, with ids below `before_id` (the cursor).
-    async fn list_links(&self, owner_id: i64, before_id: Option<i64>, limit: u32) -> StoreResult<Vec<Link>>;
+    /// The owner's live links in id order (newest first unless `oldest_first`), after
+    /// the cursor, matching the search if there is one.
+    async fn list_links(&self, owner_id: i64, query: &ListQuery) -> StoreResult<Vec<Link>>;
 
     /// Atomically reserves `size` consecutive counter values and returns the first.
     /// Fails once the counter would pass `max`.

@@ -27,7 +27,8 @@ use crate::analytics::port::{
 };
 
 use super::{
-    IdempotencyClaim, LinkPatch, LinkStore, NewLink, NewUser, StoreError, StoreResult, User, to_click,
+    IdempotencyClaim, LinkPatch, LinkStore, ListQuery, NewLink, NewUser, StoreError, StoreResult, User,
+    to_click,
 };
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
@@ -393,17 +394,29 @@ impl LinkStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn list_links(&self, owner_id: i64, before_id: Option<i64>, limit: u32) -> StoreResult<Vec<Link>> {
+    async fn list_links(&self, owner_id: i64, query: &ListQuery) -> StoreResult<Vec<Link>> {
+        let sql = if query.oldest_first {
+            link_select!(
+                "WHERE owner_id = $1 AND deleted_at IS NULL AND id > $2 \
+                 AND ($3::text IS NULL OR code ILIKE $3 OR original_url ILIKE $3) \
+                 ORDER BY id ASC LIMIT $4"
+            )
+        } else {
+            link_select!(
+                "WHERE owner_id = $1 AND deleted_at IS NULL AND id < $2 \
+                 AND ($3::text IS NULL OR code ILIKE $3 OR original_url ILIKE $3) \
+                 ORDER BY id DESC LIMIT $4"
+            )
+        };
         // The owner's own view: always current, so from the primary.
-        let rows = sqlx::query(link_select!(
-            "WHERE owner_id = $1 AND deleted_at IS NULL AND id < $2 ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(owner_id)
-        .bind(before_id.unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&self.primary)
-        .await
-        .map_err(map_err)?;
+        let rows = sqlx::query(sql)
+            .bind(owner_id)
+            .bind(query.cursor_bound())
+            .bind(query.like_pattern())
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.primary)
+            .await
+            .map_err(map_err)?;
         rows.iter().map(link_from_row).collect()
     }
 

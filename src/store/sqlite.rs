@@ -19,7 +19,8 @@ use crate::analytics::port::{
 };
 
 use super::{
-    IdempotencyClaim, LinkPatch, LinkStore, NewLink, NewUser, StoreError, StoreResult, User, to_click,
+    IdempotencyClaim, LinkPatch, LinkStore, ListQuery, NewLink, NewUser, StoreError, StoreResult, User,
+    to_click,
 };
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
@@ -298,16 +299,29 @@ impl LinkStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn list_links(&self, owner_id: i64, before_id: Option<i64>, limit: u32) -> StoreResult<Vec<Link>> {
-        let rows = sqlx::query(link_select!(
-            "WHERE owner_id = ?1 AND deleted_at IS NULL AND id < ?2 ORDER BY id DESC LIMIT ?3"
-        ))
-        .bind(owner_id)
-        .bind(before_id.unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(map_err)?;
+    async fn list_links(&self, owner_id: i64, query: &ListQuery) -> StoreResult<Vec<Link>> {
+        // LIKE ignores ASCII case in SQLite; codes and stored URLs are ASCII.
+        let sql = if query.oldest_first {
+            link_select!(
+                "WHERE owner_id = ?1 AND deleted_at IS NULL AND id > ?2 \
+                 AND (?3 IS NULL OR code LIKE ?3 ESCAPE '\\' OR original_url LIKE ?3 ESCAPE '\\') \
+                 ORDER BY id ASC LIMIT ?4"
+            )
+        } else {
+            link_select!(
+                "WHERE owner_id = ?1 AND deleted_at IS NULL AND id < ?2 \
+                 AND (?3 IS NULL OR code LIKE ?3 ESCAPE '\\' OR original_url LIKE ?3 ESCAPE '\\') \
+                 ORDER BY id DESC LIMIT ?4"
+            )
+        };
+        let rows = sqlx::query(sql)
+            .bind(owner_id)
+            .bind(query.cursor_bound())
+            .bind(query.like_pattern())
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_err)?;
         rows.iter().map(link_from_row).collect()
     }
 

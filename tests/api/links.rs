@@ -47,6 +47,93 @@ async fn list_pages_newest_first_with_a_cursor() {
     assert_eq!(app.get("/api/v1/urls", None).await.status(), 401);
 }
 
+/// A page of the largest size still says when more links follow: the extra row that
+/// tells is asked for beyond the page size, not clamped away (with 101 links and
+/// limit=100 the first page used to end the list).
+#[tokio::test]
+async fn a_full_page_of_the_largest_size_still_has_a_next_cursor() {
+    let app = spawn_app().await;
+    let key = app.user("many@example.com", "free").await;
+    let urls: Vec<Value> = (0..101)
+        .map(|i| json!({ "original_url": format!("https://example.com/many/{i}") }))
+        .collect();
+    assert_eq!(app.bulk(Some(&key), &json!({ "urls": urls })).await.status(), 201);
+    let body: Value = app
+        .get("/api/v1/urls?limit=100", Some(&key))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["items"].as_array().unwrap().len(), 100);
+    let cursor = body["next_cursor"].as_str().expect("a next page");
+    let body: Value = app
+        .get(&format!("/api/v1/urls?limit=100&cursor={cursor}"), Some(&key))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+    assert!(body["next_cursor"].is_null());
+}
+
+/// `q` finds links by code or target, `order=asc` lists oldest first, and the cursor
+/// pages through either.
+#[tokio::test]
+async fn list_searches_and_orders() {
+    let app = spawn_app().await;
+    let key = app.user("searcher@example.com", "free").await;
+    for (alias, url) in [
+        ("sale-one", "https://shop.example/a"),
+        ("news-one", "https://news.example/SALE"),
+        ("sale-two", "https://shop.example/b"),
+        ("misc-one", "https://other.example/"),
+    ] {
+        let res = app
+            .create(Some(&key), &json!({ "original_url": url, "custom_alias": alias }))
+            .await;
+        assert_eq!(res.status(), 201);
+    }
+    let codes = |body: &Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["short_code"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let body: Value = app
+        .get("/api/v1/urls?q=sale", Some(&key))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(codes(&body), ["sale-two", "news-one", "sale-one"]);
+    let body: Value = app
+        .get("/api/v1/urls?q=sale&order=asc&limit=2", Some(&key))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(codes(&body), ["sale-one", "news-one"]);
+    let cursor = body["next_cursor"].as_str().unwrap();
+    let body: Value = app
+        .get(
+            &format!("/api/v1/urls?q=sale&order=asc&limit=2&cursor={cursor}"),
+            Some(&key),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(codes(&body), ["sale-two"]);
+    assert!(body["next_cursor"].is_null());
+    for bad in ["order=up", &format!("q={}", "x".repeat(201))] {
+        let res = app.get(&format!("/api/v1/urls?{bad}"), Some(&key)).await;
+        assert_eq!(res.status(), 400, "{bad}");
+        assert_eq!(error_code(res).await, "INVALID_REQUEST");
+    }
+}
+
 #[tokio::test]
 async fn qr_code_as_png_and_svg() {
     let app = spawn_app().await;

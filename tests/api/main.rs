@@ -16,3 +16,4 @@ mod rate_limits;
 mod shutdown;
 #[path = "../support/mod.rs"]
 mod support;
+mod ui;
