@@ -2,6 +2,8 @@
 //! * Rebuilds when a migration is added: `sqlx::migrate!` embeds the migration files
 //!   at compile time, and without this cargo does not notice a new file in the
 //!   folder (the build script sqlx's documentation gives for `migrate!`).
+//! * Stamps the build with its git commit (`KURZ_GIT_COMMIT`, for the
+//!   `kurz_build_info` metric); `unknown` outside a git checkout.
 //! * Embeds the web interface (`ui/`): writes `$OUT_DIR/ui_assets.rs`, a table of
 //!   every file served under `/app/` with its bytes (`include_bytes!`), so the
 //!   binary serves the page with nothing else installed and no Node at build time.
@@ -12,6 +14,20 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=ui");
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=KURZ_GIT_COMMIT={commit}");
+    // Only a path that exists: cargo reruns the script every build for a missing one
+    // (in a git worktree `.git` is a file).
+    if root_has(".git/HEAD") {
+        println!("cargo:rerun-if-changed=.git/HEAD");
+    }
     let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let mut files = Vec::new();
     collect(&root.join("ui"), &root.join("ui"), &mut files);
@@ -31,6 +47,12 @@ fn main() {
     if let Err(e) = std::fs::write(&dest, out) {
         panic!("cannot write {}: {e}", dest.display());
     }
+}
+
+fn root_has(path: &str) -> bool {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
+        .join(path)
+        .is_file()
 }
 
 /// Every servable file under `dir`, as (path relative to `base` with `/`, full path).

@@ -16,6 +16,7 @@ use crate::cache::{LinkCache, RedisCache};
 use crate::config::{AnalyticsConfig, Config, KafkaConfig, LimitsConfig, Secret};
 use crate::domain::target_url::host_of;
 use crate::http::AppState;
+use crate::http::observe::RequestLog;
 use crate::http::server::{ServerSettings, serve, shutdown_signal};
 use crate::keygen::KeyGenerator;
 use crate::limits::{Idempotency, RateLimiter, TierLimits};
@@ -236,6 +237,11 @@ impl Application {
             ip_key,
             redis,
             idempotency: Idempotency::new(store.clone(), IDEMPOTENCY_TTL, IDEMPOTENCY_WAIT),
+            request_log: Arc::new(RequestLog::new(
+                config.server.trusted_proxies.clone(),
+                config.log.access_log,
+                ip_key,
+            )),
             server: config.server.clone(),
             store,
             links,
@@ -314,6 +320,25 @@ fn log_purge<E: std::fmt::Display>(what: &str, done: Result<u64, E>) {
     }
 }
 
+/// The store's pools and replicas in the saturation metrics. A replica that cannot
+/// be asked reads -1, so an alert tells "unreachable" from "behind".
+async fn report_store(store: &dyn LinkStore) {
+    for pool in store.pools() {
+        let name = pool.name;
+        for (state, value) in [
+            ("in_use", pool.size.saturating_sub(pool.idle)),
+            ("idle", pool.idle),
+            ("max", pool.max),
+        ] {
+            metrics::gauge!("kurz_store_pool_connections", "pool" => name.clone(), "state" => state)
+                .set(f64::from(value));
+        }
+    }
+    for (pool, lag) in store.replica_lags().await {
+        metrics::gauge!("kurz_store_replica_lag_seconds", "pool" => pool).set(lag.unwrap_or(-1.0));
+    }
+}
+
 /// Periodic chores: drain metric histograms, forget idle rate-limit buckets, and
 /// (every ten minutes) delete idempotency records past their 24 hours and, with
 /// analytics on, raw clicks past retention and old click writer names.
@@ -329,6 +354,16 @@ async fn housekeeping(
         state.metrics.run_upkeep();
         state.limiter.forget_idle();
         metrics::gauge!("kurz_kgs_keys_left").set(state.keygen.keys_left() as f64);
+        report_store(state.store.as_ref()).await;
+        if let Some(redis) = &state.redis {
+            redis.report_circuit();
+        }
+        if ticks.is_multiple_of(30) {
+            match state.store.count_active_links(chrono::Utc::now()).await {
+                Ok(n) => metrics::gauge!("kurz_links_active").set(n as f64),
+                Err(e) => tracing::debug!(error = %e, "could not count active links"),
+            }
+        }
         if ticks.is_multiple_of(60)
             && let Some(clicks) = &clicks
         {

@@ -625,6 +625,18 @@ pub struct LogConfig {
         default_value = "auto"
     )]
     pub format: String,
+
+    /// Access log: the share of requests that get a log line of their own (method,
+    /// route, status, duration, bytes, hashed client), from 0 (off, the default) to 1
+    /// (every request).
+    #[arg(
+        id = "access-log",
+        long = "access-log",
+        env = "KURZ_ACCESS_LOG",
+        default_value_t = 0.0,
+        value_parser = fraction
+    )]
+    pub access_log: f64,
 }
 
 impl Config {
@@ -640,6 +652,14 @@ impl Config {
             Ok(o) => o.config,
             Err(e) => panic!("built-in defaults do not parse: {e}"),
         }
+    }
+}
+
+/// A share from 0 to 1.
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err("expected a number from 0 to 1".into()),
     }
 }
 

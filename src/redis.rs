@@ -149,6 +149,8 @@ impl Redis {
                 .ok_or_else(|| RedisError::Config("no node".into()))?;
             Backend::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(bad)?)
         };
+        metrics::counter!("kurz_redis_errors_total").increment(0);
+        metrics::gauge!("kurz_redis_circuit_open").set(0.0);
         Ok(Self {
             backend,
             pubsub_clients,
@@ -186,6 +188,12 @@ impl Redis {
             tracing::warn!(error = why, "redis call failed; falling back for a moment");
         }
         metrics::counter!("kurz_redis_errors_total").increment(1);
+        metrics::gauge!("kurz_redis_circuit_open").set(1.0);
+    }
+
+    /// Refreshes `kurz_redis_circuit_open` (the breaker closes by time alone).
+    pub fn report_circuit(&self) {
+        metrics::gauge!("kurz_redis_circuit_open").set(if self.is_up() { 0.0 } else { 1.0 });
     }
 
     async fn conn(&self) -> RedisResult<Conn> {
@@ -200,8 +208,10 @@ impl Redis {
         }
     }
 
-    /// Runs `call` on a connection, under the timeout and the breaker.
-    async fn guarded<T, F, Fut>(&self, call: F) -> Result<T, RedisError>
+    /// Runs `call` on a connection, under the timeout and the breaker, and records
+    /// its latency as `op` (one of a fixed set: `cache_get`, `cache_set`,
+    /// `cache_del`, `publish`, `rate_limit`).
+    async fn guarded<T, F, Fut>(&self, op: &'static str, call: F) -> Result<T, RedisError>
     where
         F: FnOnce(Conn) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
@@ -209,8 +219,12 @@ impl Redis {
         if !self.is_up() {
             return Err(RedisError::Unavailable("recently failed; skipping".into()));
         }
+        let started = Instant::now();
         let run = async { call(self.conn().await?).await };
-        let why = match tokio::time::timeout(OP_TIMEOUT * 2, run).await {
+        let outcome = tokio::time::timeout(OP_TIMEOUT * 2, run).await;
+        metrics::histogram!("kurz_redis_command_duration_seconds", "op" => op)
+            .record(started.elapsed().as_secs_f64());
+        let why = match outcome {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timed out".to_owned(),
@@ -219,20 +233,25 @@ impl Redis {
         Err(RedisError::Unavailable(why))
     }
 
-    /// Runs one command.
-    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
-        self.guarded(|mut conn| async move { cmd.query_async::<T>(&mut conn).await })
-            .await
+    /// Runs one command; `op` names it in the latency metric.
+    pub async fn query<T: FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> Result<T, RedisError> {
+        self.guarded(
+            op,
+            |mut conn| async move { cmd.query_async::<T>(&mut conn).await },
+        )
+        .await
     }
 
-    /// Runs a Lua script (sent once, then called by its SHA).
+    /// Runs a Lua script (sent once, then called by its SHA); `op` names it in the
+    /// latency metric.
     pub async fn script<T: FromRedisValue>(
         &self,
+        op: &'static str,
         script: &redis::Script,
         keys: &[&str],
         args: &[String],
     ) -> Result<T, RedisError> {
-        self.guarded(|mut conn| async move {
+        self.guarded(op, |mut conn| async move {
             let mut inv = script.prepare_invoke();
             for k in keys {
                 inv.key(*k);

@@ -241,6 +241,8 @@ pub struct ClickBatch {
     folded_days: OnceLock<Vec<(u32, DayDelta)>>,
     /// Set when the batch is a chunk replayed from a spool: see [`Replay`].
     pub replay: Option<Replay>,
+    /// The earliest click taken in (ms), for the click lag metric.
+    oldest_ms: Option<i64>,
 }
 
 /// Folds events into a new batch.
@@ -261,6 +263,7 @@ impl ClickBatch {
                 self.links.push(LinkCounters::default());
             }
             let at_ms = e.clicked_at.timestamp_millis();
+            self.oldest_ms = Some(self.oldest_ms.map_or(at_ms, |o| o.min(at_ms)));
             if let Some(link) = self.links.get_mut(code as usize) {
                 link.clicks += 1;
                 link.last_at = Some(link.last_at.map_or(e.clicked_at, |t| t.max(e.clicked_at)));
@@ -291,6 +294,22 @@ impl ClickBatch {
                 bot: e.is_bot,
             });
         }
+    }
+
+    /// When the earliest click taken in happened.
+    pub fn oldest(&self) -> Option<DateTime<Utc>> {
+        self.oldest_ms.map(from_ms)
+    }
+
+    /// Human clicks per country value, summed over the batch's link-hours.
+    pub fn clicks_by_country(&self) -> HashMap<&str, u64> {
+        let mut out: HashMap<&str, u64> = HashMap::new();
+        for (_, delta) in self.rollups() {
+            for (country, n) in delta.dims.country.iter() {
+                *out.entry(country).or_default() += n;
+            }
+        }
+        out
     }
 
     /// Clicks taken in.

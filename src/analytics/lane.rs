@@ -109,6 +109,8 @@ pub trait Held: Default + Send + Sync {
     fn rows(&self) -> usize;
     /// Calls `f` with every event held, e.g. to spool them after a failed write.
     fn with_events(&self, f: &mut dyn FnMut(&[&ClickEvent]));
+    /// When the earliest click held happened (for `kurz_click_lag_seconds`).
+    fn oldest(&self) -> Option<chrono::DateTime<chrono::Utc>>;
 }
 
 /// What a lane writes to.
@@ -153,6 +155,7 @@ pub async fn run<W: LaneWriter>(
     };
     let name = writer.name();
     let flush_seconds = metrics::histogram!("kurz_click_flush_duration_seconds", "sink" => name);
+    let lag_seconds = metrics::histogram!("kurz_click_lag_seconds", "sink" => name);
     let spool_bytes = metrics::gauge!("kurz_click_spool_bytes", "sink" => name);
     let mut retry_at = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -183,6 +186,7 @@ pub async fn run<W: LaneWriter>(
                 held = W::Held::default();
             } else {
                 let mut next = W::Held::default();
+                let oldest = held.oldest();
                 let started = Instant::now();
                 let write = writer.write(&mut held);
                 let has_room = |h: &W::Held| !full(h, cap);
@@ -193,6 +197,11 @@ pub async fn run<W: LaneWriter>(
                     Ok(()) => {
                         metrics::counter!("kurz_click_events_written_total", "sink" => name)
                             .increment(n as u64);
+                        // From the oldest click's redirect to its write committing.
+                        if let Some(oldest) = oldest {
+                            let lag = chrono::Utc::now() - oldest;
+                            lag_seconds.record(lag.as_seconds_f64().max(0.0));
+                        }
                         cap = write_cap(cap, Some((n, took)), &settings, most_events);
                     }
                     Err(failed) => {

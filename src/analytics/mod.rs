@@ -17,6 +17,7 @@
 pub mod batch;
 pub mod batcher;
 pub mod click_writer;
+pub mod countries;
 pub mod enrich;
 pub mod event;
 pub mod hll;

@@ -59,6 +59,10 @@ impl Held for Vec<Batch> {
     fn with_events(&self, f: &mut dyn FnMut(&[&ClickEvent])) {
         f(&self.iter().flat_map(|b| b.iter()).collect::<Vec<_>>());
     }
+
+    fn oldest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.iter().flat_map(|b| b.iter()).map(|e| e.clicked_at).min()
+    }
 }
 
 #[async_trait]

@@ -39,6 +39,8 @@ pub struct StoreWriter {
     /// Writes touching at most this many rows are not held ([`LIGHT_ROWS`]).
     light_rows: usize,
     names: WriteNames,
+    /// `kurz_clicks_total{country}` handles, one per label (a bounded set).
+    by_country: std::collections::HashMap<&'static str, metrics::Counter>,
 }
 
 impl StoreWriter {
@@ -49,6 +51,18 @@ impl StoreWriter {
             timeout,
             light_rows: LIGHT_ROWS,
             names: WriteNames::default(),
+            by_country: Default::default(),
+        }
+    }
+
+    /// Counts a written batch's human clicks by country.
+    fn count_countries(&mut self, batch: &ClickBatch) {
+        for (country, n) in batch.clicks_by_country() {
+            let label = super::countries::label(country);
+            self.by_country
+                .entry(label)
+                .or_insert_with(|| metrics::counter!("kurz_clicks_total", "country" => label))
+                .increment(n);
         }
     }
 
@@ -78,6 +92,10 @@ impl Held for ClickBatch {
         let events = self.to_events();
         f(&events.iter().collect::<Vec<_>>());
     }
+
+    fn oldest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        ClickBatch::oldest(self)
+    }
 }
 
 #[async_trait]
@@ -102,7 +120,10 @@ impl LaneWriter for StoreWriter {
         let name = self.names.next(&self.writer, self.timeout).await?;
         held.replay = Some(name.clone());
         match within(self.timeout, self.writer.record(held)).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.count_countries(held);
+                Ok(())
+            }
             Err(error) => {
                 // It may have committed all the same: spooled under its name, and the
                 // name is not used again.
@@ -142,6 +163,7 @@ impl LaneWriter for StoreWriter {
             let mut batch = off_workers(|| fold(events.iter().copied()));
             batch.replay = Some(at);
             within(self.timeout, self.writer.record(&batch)).await?;
+            self.count_countries(&batch);
         }
         Ok(Replayed {
             written: events.len(),

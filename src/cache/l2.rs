@@ -32,6 +32,10 @@ const PENDING_MAX: usize = 100_000;
 pub struct RedisCache {
     redis: Arc<Redis>,
     ttl: Duration,
+    /// `kurz_cache_l2_requests_total` by result: hit, miss, error.
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+    errors: metrics::Counter,
     /// Codes changed while Redis could not be told: their L2 entry may be stale and
     /// other instances did not hear of the change. Retried until Redis answers.
     pending: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -39,9 +43,17 @@ pub struct RedisCache {
 
 impl RedisCache {
     pub fn new(redis: Arc<Redis>, ttl: Duration) -> Self {
+        let counter = |result: &'static str| {
+            let c = metrics::counter!("kurz_cache_l2_requests_total", "result" => result);
+            c.increment(0);
+            c
+        };
         Self {
             redis,
             ttl,
+            hits: counter("hit"),
+            misses: counter("miss"),
+            errors: counter("error"),
             pending: Default::default(),
         }
     }
@@ -52,12 +64,23 @@ impl RedisCache {
 
     /// `None` on a miss and when Redis is unavailable (the caller asks the store).
     pub async fn get(&self, code: &str) -> Option<CachedLink> {
-        let raw: Option<String> = self
+        let raw: Option<String> = match self
             .redis
-            .query(redis::cmd("GET").arg(self.key(code)))
+            .query("cache_get", redis::cmd("GET").arg(self.key(code)))
             .await
-            .ok()?;
+        {
+            Ok(Some(raw)) => Some(raw),
+            Ok(None) => {
+                self.misses.increment(1);
+                None
+            }
+            Err(_) => {
+                self.errors.increment(1);
+                None
+            }
+        };
         let s: Stored = serde_json::from_str(&raw?).ok()?;
+        self.hits.increment(1);
         if !s.u.bytes().all(|b| b.is_ascii_graphic()) {
             return None;
         }
@@ -87,7 +110,7 @@ impl RedisCache {
             .arg(json)
             .arg("EX")
             .arg(self.ttl.as_secs().max(1));
-        let _ = self.redis.query::<()>(&cmd).await;
+        let _ = self.redis.query::<()>("cache_set", &cmd).await;
     }
 
     /// Removes `code` from L2 and tells every instance to drop it from L1. A second
@@ -103,7 +126,10 @@ impl RedisCache {
         let key = self.key(code);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            let _ = this.redis.query::<()>(redis::cmd("DEL").arg(key)).await;
+            let _ = this
+                .redis
+                .query::<()>("cache_del", redis::cmd("DEL").arg(key))
+                .await;
         });
     }
 
@@ -111,14 +137,14 @@ impl RedisCache {
     async fn announce(&self, code: &str) -> bool {
         let deleted = self
             .redis
-            .query::<()>(redis::cmd("DEL").arg(self.key(code)))
+            .query::<()>("cache_del", redis::cmd("DEL").arg(self.key(code)))
             .await
             .is_ok();
         let channel = self.redis.key(&[INVALIDATION_CHANNEL]);
         deleted
             && self
                 .redis
-                .query::<()>(redis::cmd("PUBLISH").arg(channel).arg(code))
+                .query::<()>("publish", redis::cmd("PUBLISH").arg(channel).arg(code))
                 .await
                 .is_ok()
     }

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use metrics::Counter;
 use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 
 pub mod l2;
 
@@ -62,8 +63,21 @@ struct Slot {
     fresh_until: Instant,
 }
 
+/// Counts entries evicted to make room (`kurz_cache_evictions_total`): a cache too
+/// small for the working set shows as evictions with a falling hit ratio.
+#[derive(Clone)]
+struct CountEvictions(Counter);
+
+impl Lifecycle<String, Slot> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), _key: String, _val: Slot) {
+        self.0.increment(1);
+    }
+}
+
 pub struct LinkCache {
-    map: Cache<String, Slot>,
+    map: Cache<String, Slot, UnitWeighter, DefaultHashBuilder, CountEvictions>,
     ttl: Duration,
     negative_ttl: Duration,
     /// Bumped by every invalidation. A loader that started before a bump does not
@@ -75,13 +89,29 @@ pub struct LinkCache {
 
 impl LinkCache {
     pub fn new(capacity: usize, ttl: Duration, negative_ttl: Duration) -> Self {
+        let capacity = capacity.max(16);
+        let evictions = metrics::counter!("kurz_cache_evictions_total");
+        let hits = metrics::counter!("kurz_cache_requests_total", "result" => "hit");
+        let misses = metrics::counter!("kurz_cache_requests_total", "result" => "miss");
+        // Registered at zero so dashboards and rules see them from the start.
+        for c in [&evictions, &hits, &misses] {
+            c.increment(0);
+        }
+        metrics::gauge!("kurz_cache_capacity").set(capacity as f64);
+        metrics::gauge!("kurz_cache_entries").set(0.0);
         Self {
-            map: Cache::new(capacity.max(16)),
+            map: Cache::with(
+                capacity,
+                capacity as u64,
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                CountEvictions(evictions),
+            ),
             ttl,
             negative_ttl,
             epoch: AtomicU64::new(0),
-            hits: metrics::counter!("kurz_cache_requests_total", "result" => "hit"),
-            misses: metrics::counter!("kurz_cache_requests_total", "result" => "miss"),
+            hits,
+            misses,
         }
     }
 

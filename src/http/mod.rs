@@ -67,6 +67,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal("handler panicked").into_response()
         }))
-        .layer(ObserveLayer::new(cfg.request_timeout()))
+        .layer(ObserveLayer::new(
+            cfg.request_timeout(),
+            state.request_log.clone(),
+        ))
         .with_state(state)
 }

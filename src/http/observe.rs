@@ -1,6 +1,9 @@
 //! Request observation, as a layer on every route: latency and count by route,
-//! method and status, the one log line for internal errors, and the request timeout
-//! for API routes. (Panics become 500s in tower-http's `CatchPanicLayer`, inside.)
+//! method and status; the request id (a trusted proxy's `X-Request-Id`, else a new
+//! one, sent back in the response) with the W3C `traceparent`'s trace id on every log
+//! line of an API request; the optional, sampled access log; the one log line for
+//! internal errors; and the request timeout for API routes. (Panics become 500s in
+//! tower-http's `CatchPanicLayer`, inside.)
 //!
 //! The route label is axum's [`MatchedPath`], so it can never disagree with the
 //! router. `Router::layer` gives every route's handler its own [`Observe`] service,
@@ -10,17 +13,92 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
 use metrics::{Counter, Histogram};
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use super::error::{ApiError, InternalDetail};
+use super::extract::{client_ip, peer_ip};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// A request id taken from a proxy is at most this long (and visible ASCII).
+const REQUEST_ID_MAX: usize = 128;
+
+/// What the request logs need: who may name a request, the access log's sampling,
+/// and the key that hashes client IPs (raw IPs are never logged).
+pub struct RequestLog {
+    trusted: Vec<IpNet>,
+    /// Every n-th request gets an access-log line; 0 = none.
+    access_every: u64,
+    ip_key: [u8; 16],
+    /// New ids are this process's random prefix and a counter: unique across
+    /// instances, and cheap on the redirect path (no random draw per request).
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestLog {
+    pub fn new(trusted: Vec<IpNet>, access_share: f64, ip_key: [u8; 16]) -> Self {
+        let access_every = if access_share > 0.0 {
+            (1.0 / access_share).round().max(1.0) as u64
+        } else {
+            0
+        };
+        Self {
+            trusted,
+            access_every,
+            ip_key,
+            prefix: format!("{:08x}", rand::random::<u32>()),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// The request's id: the proxy's, if a trusted proxy sent a sane one, else new.
+    fn request_id(&self, req: &Request, n: u64) -> HeaderValue {
+        let peer = peer_ip(req.extensions());
+        if self.trusted.iter().any(|net| net.contains(&peer))
+            && let Some(id) = req.headers().get(&REQUEST_ID)
+            && !id.is_empty()
+            && id.len() <= REQUEST_ID_MAX
+            && id.as_bytes().iter().all(u8::is_ascii_graphic)
+        {
+            return id.clone();
+        }
+        let mut id = String::with_capacity(24);
+        id.push_str(&self.prefix);
+        id.push('-');
+        id.push_str(&format!("{n:x}"));
+        HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"))
+    }
+
+    fn sampled(&self, n: u64) -> bool {
+        self.access_every > 0 && n.is_multiple_of(self.access_every)
+    }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if valid.
+fn trace_id(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.trim().split('-');
+    let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && hex(flags, 2);
+    valid.then_some(trace)
+}
 
 /// The label of a request no route matched.
 const UNMATCHED: &str = "unmatched";
@@ -87,11 +165,12 @@ fn status_index(s: StatusCode) -> usize {
 #[derive(Clone)]
 pub struct ObserveLayer {
     request_timeout: Duration,
+    log: Arc<RequestLog>,
 }
 
 impl ObserveLayer {
-    pub fn new(request_timeout: Duration) -> Self {
-        Self { request_timeout }
+    pub fn new(request_timeout: Duration, log: Arc<RequestLog>) -> Self {
+        Self { request_timeout, log }
     }
 }
 
@@ -101,6 +180,7 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             request_timeout: self.request_timeout,
+            log: self.log.clone(),
             slots: Arc::new(Slots::default()),
         }
     }
@@ -148,6 +228,7 @@ impl Slots {
 pub struct Observe<S> {
     inner: S,
     request_timeout: Duration,
+    log: Arc<RequestLog>,
     slots: Arc<Slots>,
 }
 
@@ -167,24 +248,84 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let start = Instant::now();
         let slots = self.slots.clone();
+        let log = self.log.clone();
         let route = slots.route(&req);
         let method = method_index(req.method());
         let timeout = self.request_timeout;
-        let handled = self.inner.call(req);
+        let n = log.next.fetch_add(1, Ordering::Relaxed);
+        let request_id = log.request_id(&req, n);
+        // Only sampled requests pay for the access log's fields.
+        let access = log.sampled(n).then(|| {
+            let client = client_ip(peer_ip(req.extensions()), req.headers(), &log.trusted);
+            (
+                req.method().clone(),
+                crate::domain::visitor::ip_subject(&log.ip_key, client),
+            )
+        });
+        let id = request_id.to_str().unwrap_or("-").to_owned();
+        // A span per API request, so every line logged while it runs carries its ids;
+        // none on the hot path: a redirect logs nothing unless it fails, and that line
+        // and its access line carry the id themselves.
+        let span = (route != REDIRECT).then(|| {
+            let span = tracing::info_span!(
+                "request",
+                request_id = %id,
+                trace_id = tracing::field::Empty
+            );
+            if let Some(trace) = trace_id(req.headers()) {
+                span.record("trace_id", trace);
+            }
+            span
+        });
+        let call = self.inner.call(req);
+        let handled: Pin<Box<dyn Future<Output = _> + Send>> = match &span {
+            None => Box::pin(call),
+            Some(span) => Box::pin(
+                async move {
+                    match tokio::time::timeout(timeout, call).await {
+                        Ok(res) => res,
+                        Err(_) => Ok(ApiError::unavailable("the request took too long").into_response()),
+                    }
+                }
+                .instrument(span.clone()),
+            ),
+        };
         Box::pin(async move {
-            let res = if route == REDIRECT {
-                handled.await
-            } else {
-                match tokio::time::timeout(timeout, handled).await {
-                    Ok(res) => res,
-                    Err(_) => Ok(ApiError::unavailable("the request took too long").into_response()),
+            let Ok(mut res) = handled.await;
+            let elapsed = start.elapsed();
+            slots.record(route, method, status_index(res.status()), elapsed);
+            let log_lines = || {
+                if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
+                    tracing::error!(request_id = %id, route, status = res.status().as_u16(), error = %detail, "request failed");
+                }
+                if let Some((method, client)) = &access {
+                    // The body's exact size where it is known (every body kurz sends
+                    // but a streamed one).
+                    let bytes = res
+                        .headers()
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .or_else(|| axum::body::HttpBody::size_hint(res.body()).exact())
+                        .unwrap_or(0);
+                    tracing::info!(
+                        target: "kurz::access",
+                        request_id = %id,
+                        method = %method,
+                        route,
+                        status = res.status().as_u16(),
+                        duration_ms = elapsed.as_secs_f64() * 1000.0,
+                        bytes,
+                        client = %client,
+                        "access"
+                    );
                 }
             };
-            let Ok(res) = res;
-            if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
-                tracing::error!(route, status = res.status().as_u16(), error = %detail, "request failed");
+            match &span {
+                Some(span) => span.in_scope(log_lines),
+                None => log_lines(),
             }
-            slots.record(route, method, status_index(res.status()), start.elapsed());
+            res.headers_mut().insert(REQUEST_ID, request_id);
             Ok(res)
         })
     }
@@ -193,6 +334,37 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_ids_come_only_from_valid_traceparents() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("traceparent", HeaderValue::from_str(v).unwrap());
+            trace_id(&h).map(str::to_owned)
+        };
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            with(&format!("00-{trace}-00f067aa0ba902b7-01")).as_deref(),
+            Some(trace)
+        );
+        for bad in [
+            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            assert_eq!(with(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_nth_request_is_sampled() {
+        let log = RequestLog::new(Vec::new(), 0.25, [0; 16]);
+        let sampled = (0..100).filter(|n| log.sampled(*n)).count();
+        assert_eq!(sampled, 25);
+        assert!(!RequestLog::new(Vec::new(), 0.0, [0; 16]).sampled(0));
+    }
 
     #[test]
     fn status_indices() {

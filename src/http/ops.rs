@@ -51,6 +51,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, axum::Js
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     metrics::gauge!("kurz_cache_entries").set(state.links.cache().len() as f64);
+    crate::telemetry::process().collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -35,4 +35,6 @@ pub struct AppState {
     /// Key of the client IPs' hash ([`crate::domain::visitor`]): the anonymous
     /// caller's name in rate-limit and idempotency keys.
     pub ip_key: [u8; 16],
+    /// Request ids, trace ids and the sampled access log.
+    pub request_log: std::sync::Arc<super::observe::RequestLog>,
 }

@@ -37,6 +37,34 @@ pub struct KeyGenerator {
     degraded: AtomicBool,
     /// Mirrors `end - next` for the metrics gauge without taking the lock.
     keys_left: AtomicU64,
+    metrics: KgsMetrics,
+}
+
+/// The key generator's metrics (the seed's "KGS pool", for leased blocks: see
+/// deploy/monitoring/README.md).
+struct KgsMetrics {
+    issued: metrics::Counter,
+    fallback: metrics::Counter,
+    leases: metrics::Counter,
+    lease_failures: metrics::Counter,
+}
+
+impl KgsMetrics {
+    fn new(block_size: u64) -> Self {
+        let m = Self {
+            issued: metrics::counter!("kurz_kgs_codes_issued_total"),
+            fallback: metrics::counter!("kurz_kgs_fallback_codes_total"),
+            leases: metrics::counter!("kurz_kgs_leases_total"),
+            lease_failures: metrics::counter!("kurz_kgs_lease_failures_total"),
+        };
+        for c in [&m.issued, &m.fallback, &m.leases, &m.lease_failures] {
+            c.increment(0);
+        }
+        metrics::gauge!("kurz_kgs_block_size").set(block_size as f64);
+        metrics::gauge!("kurz_kgs_keys_left").set(0.0);
+        metrics::gauge!("kurz_kgs_degraded").set(0.0);
+        m
+    }
 }
 
 impl KeyGenerator {
@@ -52,6 +80,7 @@ impl KeyGenerator {
             }),
             degraded: AtomicBool::new(false),
             keys_left: AtomicU64::new(0),
+            metrics: KgsMetrics::new(block_size.max(1)),
         }
     }
 
@@ -80,9 +109,12 @@ impl KeyGenerator {
         }
         self.keys_left.store(block.end - block.next, Ordering::Relaxed);
         drop(block);
+        self.metrics.issued.increment(out.len() as u64);
+        let leased = out.len();
         while out.len() < n {
             out.push(ShortCode::from_generated(random_code()));
         }
+        self.metrics.fallback.increment((n - leased) as u64);
         metrics::gauge!("kurz_kgs_keys_left").set(self.keys_left() as f64);
         out
     }
@@ -107,6 +139,9 @@ impl KeyGenerator {
                 block.next = start;
                 block.end = start + self.block_size;
                 block.last_failure = None;
+                self.metrics.leases.increment(1);
+                metrics::gauge!("kurz_kgs_space_left").set(CODE_SPACE.saturating_sub(block.end) as f64);
+                metrics::gauge!("kurz_kgs_degraded").set(0.0);
                 if self.degraded.swap(false, Ordering::Relaxed) {
                     tracing::info!("key generator leased a block again; leaving fallback mode");
                 }
@@ -114,6 +149,8 @@ impl KeyGenerator {
             }
             Err(e) => {
                 block.last_failure = Some(Instant::now());
+                self.metrics.lease_failures.increment(1);
+                metrics::gauge!("kurz_kgs_degraded").set(1.0);
                 if !self.degraded.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "cannot lease a code block; using random codes");
                 }

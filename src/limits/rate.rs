@@ -142,6 +142,47 @@ pub struct RateLimiter {
     /// Key of the IPs' hash: a Redis key names an anonymous caller by it, never by
     /// the IP itself.
     ip_key: [u8; 16],
+    decisions: Decisions,
+}
+
+/// `kurz_rate_limit_decisions_total{tier, result}`, resolved once.
+struct Decisions([[metrics::Counter; 2]; TIERS.len()]);
+
+/// The tiers a decision is counted under (see [`Decisions`]).
+const TIERS: [&str; 6] = ["anonymous", "free", "pro", "enterprise", "admin", "redirect"];
+
+impl Decisions {
+    fn new() -> Self {
+        Self(TIERS.map(|tier| {
+            ["allowed", "limited"].map(|result| {
+                let c =
+                    metrics::counter!("kurz_rate_limit_decisions_total", "tier" => tier, "result" => result);
+                c.increment(0);
+                c
+            })
+        }))
+    }
+
+    fn count(&self, tier: usize, allowed: bool) {
+        if let Some(pair) = self.0.get(tier) {
+            pair[usize::from(!allowed)].increment(1);
+        }
+    }
+}
+
+fn tier_index(caller: &Caller) -> usize {
+    match caller {
+        Caller::Anonymous => 0,
+        Caller::User { tier: Tier::Free, .. } => 1,
+        Caller::User { tier: Tier::Pro, .. } => 2,
+        Caller::User {
+            tier: Tier::Enterprise,
+            ..
+        } => 3,
+        Caller::User {
+            tier: Tier::Admin, ..
+        } => 4,
+    }
 }
 
 impl RateLimiter {
@@ -157,6 +198,7 @@ impl RateLimiter {
             clock,
             limits,
             ip_key,
+            decisions: Decisions::new(),
         }
     }
 
@@ -181,14 +223,23 @@ impl RateLimiter {
 
     /// Takes one token for an API request. `None` when the caller is unlimited.
     pub async fn check_api(&self, caller: &Caller, ip: IpAddr) -> Option<Decision> {
-        let (bucket, subject, scope) = self.select(caller, ip)?;
-        Some(self.check_shared(bucket, &subject, scope).await)
+        let tier = tier_index(caller);
+        let Some((bucket, subject, scope)) = self.select(caller, ip) else {
+            self.decisions.count(tier, true);
+            return None;
+        };
+        let d = self.check_shared(bucket, &subject, scope).await;
+        self.decisions.count(tier, d.allowed);
+        Some(d)
     }
 
-    /// Takes one token for a redirect from `ip`. `None` when redirects are unlimited.
+    /// Takes one token for a redirect from `ip`. `None` when redirects are unlimited
+    /// (not counted then: that would be a counter update per redirect for nothing).
     pub async fn check_redirect(&self, ip: IpAddr) -> Option<Decision> {
         let bucket = self.redirect.as_ref()?;
-        Some(self.check_shared(bucket, &Subject::Ip(ip), "redirect").await)
+        let d = self.check_shared(bucket, &Subject::Ip(ip), "redirect").await;
+        self.decisions.count(5, d.allowed);
+        Some(d)
     }
 
     async fn check_shared(&self, bucket: &Bucket, subject: &Subject, scope: &str) -> Decision {
@@ -199,7 +250,10 @@ impl RateLimiter {
             };
             let key = redis.key(&["rl", scope, &id]);
             let args = [bucket.limit.to_string(), "1".to_owned()];
-            match redis.script::<(i64, i64, i64, i64)>(script, &[&key], &args).await {
+            match redis
+                .script::<(i64, i64, i64, i64)>("rate_limit", script, &[&key], &args)
+                .await
+            {
                 Ok((allowed, remaining, retry_ms, reset_ms)) => {
                     return Decision {
                         allowed: allowed == 1,

@@ -18,6 +18,7 @@ use crate::config::DatabaseConfig;
 
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
+pub mod instrumented;
 pub mod postgres;
 pub mod sqlite;
 
@@ -119,6 +120,27 @@ pub struct NewUser {
     pub api_key_hash: String,
 }
 
+/// One connection pool: its name (`primary`, `replica0`…; SQLite: `primary` is the
+/// writer, `read` the readers), connections open and idle, and its bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolState {
+    pub name: String,
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl PoolState {
+    pub fn of(name: impl Into<String>, pool: &sqlx::Pool<impl sqlx::Database>) -> Self {
+        Self {
+            name: name.into(),
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        }
+    }
+}
+
 /// What a store found for an idempotency key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdempotencyClaim {
@@ -144,6 +166,20 @@ pub trait LinkStore: Send + Sync + 'static {
 
     /// Checks the database answers; used by `/health`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The connection pools as they are now, for the saturation metrics.
+    fn pools(&self) -> Vec<PoolState> {
+        Vec::new()
+    }
+
+    /// How far each read replica's replay is behind, in seconds (`None`: it could not
+    /// be asked), named as in [`LinkStore::pools`]. Empty without replicas.
+    async fn replica_lags(&self) -> Vec<(String, Option<f64>)> {
+        Vec::new()
+    }
+
+    /// Live links (not deleted, active, not expired at `now`): the business gauge.
+    async fn count_active_links(&self, now: DateTime<Utc>) -> StoreResult<u64>;
 
     /// Inserts links in one transaction. Per item, `None` means the code was already
     /// taken (by a live link, a deleted one, or an alias) and nothing was written for
@@ -204,6 +240,7 @@ pub async fn connect(database: &DatabaseConfig) -> StoreResult<Stores> {
     let url = database.url.as_str();
     if url.starts_with("sqlite:") {
         let store = Arc::new(SqliteStore::connect(url, database.read_connections).await?);
+        let store = Arc::new(instrumented::Instrumented::new(store));
         return Ok(Stores {
             links: store.clone(),
             clicks: store,
@@ -216,6 +253,7 @@ pub async fn connect(database: &DatabaseConfig) -> StoreResult<Stores> {
             acquire_timeout: database.acquire_timeout(),
         };
         let store = Arc::new(PgStore::connect(url, &database.read_urls, bounds).await?);
+        let store = Arc::new(instrumented::Instrumented::new(store));
         return Ok(Stores {
             links: store.clone(),
             clicks: store,

@@ -27,8 +27,8 @@ use crate::analytics::port::{
 };
 
 use super::{
-    IdempotencyClaim, LinkPatch, LinkStore, ListQuery, NewLink, NewUser, StoreError, StoreResult, User,
-    to_click,
+    IdempotencyClaim, LinkPatch, LinkStore, ListQuery, NewLink, NewUser, PoolState, StoreError, StoreResult,
+    User, to_click,
 };
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
@@ -282,6 +282,46 @@ impl LinkStore for PgStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    fn pools(&self) -> Vec<PoolState> {
+        let mut pools = vec![PoolState::of("primary", &self.primary)];
+        for (i, r) in self.replicas.iter().enumerate() {
+            pools.push(PoolState::of(format!("replica{i}"), r));
+        }
+        pools
+    }
+
+    async fn replica_lags(&self) -> Vec<(String, Option<f64>)> {
+        let mut lags = Vec::with_capacity(self.replicas.len());
+        for (i, r) in self.replicas.iter().enumerate() {
+            // 0 once it has replayed all it received; otherwise the age of the last
+            // transaction it replayed (what a reader of it misses at most).
+            let lag: Result<Option<f64>, sqlx::Error> = sqlx::query_scalar(
+                "SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+                 ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END",
+            )
+            .fetch_one(r)
+            .await;
+            lags.push((format!("replica{i}"), lag.ok().map(|l| l.unwrap_or(0.0).max(0.0))));
+        }
+        lags
+    }
+
+    async fn count_active_links(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let n: i64 = self
+            .read_stats(|pool| async move {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM links WHERE deleted_at IS NULL AND is_active \
+                     AND (expires_at IS NULL OR expires_at > $1)",
+                )
+                .bind(now)
+                .fetch_one(&pool)
+                .await
+                .map_err(map_err)
+            })
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     fn note_changed(&self, code: &str) {

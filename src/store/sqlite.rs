@@ -19,8 +19,8 @@ use crate::analytics::port::{
 };
 
 use super::{
-    IdempotencyClaim, LinkPatch, LinkStore, ListQuery, NewLink, NewUser, StoreError, StoreResult, User,
-    to_click,
+    IdempotencyClaim, LinkPatch, LinkStore, ListQuery, NewLink, NewUser, PoolState, StoreError, StoreResult,
+    User, to_click,
 };
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
@@ -213,6 +213,25 @@ impl LinkStore for SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    fn pools(&self) -> Vec<PoolState> {
+        vec![
+            PoolState::of("primary", &self.write),
+            PoolState::of("read", &self.read),
+        ]
+    }
+
+    async fn count_active_links(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM links WHERE deleted_at IS NULL AND is_active \
+             AND (expires_at IS NULL OR expires_at > ?1)",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.read)
+        .await
+        .map_err(map_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn insert_links(&self, links: &[NewLink]) -> StoreResult<Vec<Option<Link>>> {

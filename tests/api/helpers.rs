@@ -45,6 +45,7 @@ fn init_logs() {
         kurz::telemetry::init_logging(&kurz::config::LogConfig {
             filter: "info".into(),
             format: "pretty".into(),
+            access_log: 0.0,
         });
     }
 }

@@ -11,6 +11,7 @@ mod functional;
 mod helpers;
 mod idempotency;
 mod links;
+mod logs;
 mod ops;
 mod rate_limits;
 mod shutdown;

@@ -138,3 +138,114 @@ async fn requests_are_labelled_with_their_route_pattern() {
         "{labels:?}"
     );
 }
+
+/// The metric catalog (deploy/monitoring/README.md) is on `/metrics` from the start,
+/// so rules and dashboards see every series before its first event.
+#[tokio::test]
+async fn every_catalog_metric_is_exposed_from_the_start() {
+    let app = spawn_app().await;
+    // Something of each kind happens once: a create (a lease), a redirect (a click),
+    // a miss.
+    let code = app.create_code("https://example.com/catalog").await;
+    app.get(&format!("/{code}"), None).await;
+    app.get("/nosuch9", None).await;
+    let mut names = vec![
+        "kurz_http_requests_total{",
+        "kurz_http_request_duration_seconds_bucket{",
+        "kurz_cache_requests_total{result=\"hit\"}",
+        "kurz_cache_requests_total{result=\"miss\"}",
+        "kurz_cache_evictions_total",
+        "kurz_cache_entries",
+        "kurz_cache_capacity",
+        "kurz_store_operation_duration_seconds_bucket{op=\"get_link\"",
+        "kurz_store_errors_total{op=\"get_link\",kind=\"unavailable\"}",
+        "kurz_store_operations_in_flight",
+        "kurz_store_pool_connections{pool=\"primary\",state=\"max\"}",
+        "kurz_kgs_codes_issued_total",
+        "kurz_kgs_fallback_codes_total",
+        "kurz_kgs_leases_total",
+        "kurz_kgs_lease_failures_total",
+        "kurz_kgs_keys_left",
+        "kurz_kgs_block_size",
+        "kurz_kgs_space_left",
+        "kurz_kgs_degraded",
+        "kurz_rate_limit_decisions_total{tier=\"anonymous\",result=\"limited\"}",
+        "kurz_rate_limit_decisions_total{tier=\"admin\",result=\"allowed\"}",
+        "kurz_click_events_enqueued_total",
+        "kurz_click_events_overflow_total",
+        "kurz_click_events_dropped_total",
+        "kurz_click_spool_corrupt_records_total",
+        "kurz_click_events_written_total{sink=\"store\"}",
+        "kurz_click_events_already_written_total{sink=\"store\"}",
+        "kurz_click_queue_depth",
+        "kurz_links_created_total",
+        "kurz_links_active",
+        "kurz_build_info{version=\"",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_threads",
+        "process_start_time_seconds",
+    ];
+    if on_postgres() {
+        names.extend([
+            "kurz_redis_command_duration_seconds_bucket{op=\"cache_get\"",
+            "kurz_redis_errors_total",
+            "kurz_redis_circuit_open",
+            "kurz_cache_l2_requests_total{result=\"miss\"}",
+        ]);
+    }
+    // The active-link count and the click lag come from background work: poll.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = app.get("/metrics", None).await.text().await.unwrap();
+        let missing: Vec<&&str> = names.iter().filter(|n| !text.contains(**n)).collect();
+        let lagged = text.contains("kurz_click_lag_seconds_bucket{sink=\"store\"");
+        if missing.is_empty() && lagged {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing {missing:?} (click lag: {lagged})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// No short code, URL, IP or email ever becomes a label value: labels come from fixed
+/// sets, whatever clients send.
+#[tokio::test]
+async fn metric_labels_never_carry_codes_urls_ips_or_emails() {
+    let app = spawn_with(|c| c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let key = app.user("labels@example.com", "free").await;
+    let mut secrets = vec!["labels@example.com".to_owned(), "198.51.100.77".to_owned()];
+    for i in 0..5 {
+        let url = format!("https://label-probe-{i}.example/path");
+        let res = app
+            .create(Some(&key), &serde_json::json!({ "original_url": url }))
+            .await;
+        let code = short_code(res).await;
+        app.client
+            .get(app.url(&format!("/{code}")))
+            .header("x-forwarded-for", "198.51.100.77")
+            .header("cf-ipcountry", "ZZ")
+            .send()
+            .await
+            .unwrap();
+        secrets.push(code);
+        secrets.push(url);
+    }
+    app.get("/api/v1/urls/label-probe-missing", Some(&key)).await;
+    secrets.push("label-probe-missing".into());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(labels) = line.split('{').nth(1).and_then(|l| l.split('}').next()) else {
+            continue;
+        };
+        for secret in &secrets {
+            assert!(!labels.contains(secret.as_str()), "{secret} in a label: {line}");
+        }
+        assert!(!labels.contains("ZZ"), "a forged country became a label: {line}");
+    }
+}
