@@ -16,6 +16,7 @@ use crate::cache::{LinkCache, RedisCache};
 use crate::config::{AnalyticsConfig, Config, KafkaConfig, LimitsConfig, Secret};
 use crate::domain::target_url::host_of;
 use crate::http::AppState;
+use crate::http::redirect::RedirectCaching;
 use crate::http::server::{ServerSettings, serve, shutdown_signal};
 use crate::keygen::KeyGenerator;
 use crate::limits::{Idempotency, RateLimiter, TierLimits};
@@ -243,6 +244,10 @@ impl Application {
             auth,
             metrics,
             analytics,
+            redirect_caching: RedirectCaching::new(
+                config.server.cache_control_permanent_secs,
+                config.server.cache_control_temporary_secs,
+            ),
         });
         Ok(Self {
             listener,

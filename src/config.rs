@@ -197,6 +197,26 @@ pub struct ServerConfig {
         default_value_t = 8 * 1024 * 1024
     )]
     pub max_bulk_body_bytes: usize,
+
+    /// `Cache-Control: public, max-age=N` on 301 redirects (0: `no-store`). An
+    /// expiring link is never cached past its expiry.
+    #[arg(
+        id = "cache-control-permanent-secs",
+        long = "cache-control-permanent-secs",
+        env = "KURZ_CACHE_CONTROL_PERMANENT_SECS",
+        default_value_t = 86_400
+    )]
+    pub cache_control_permanent_secs: u32,
+
+    /// `Cache-Control: public, max-age=N` on 302 redirects; 0 (the default) sends
+    /// `no-store`, so every click reaches kurz and is counted.
+    #[arg(
+        id = "cache-control-temporary-secs",
+        long = "cache-control-temporary-secs",
+        env = "KURZ_CACHE_CONTROL_TEMPORARY_SECS",
+        default_value_t = 0
+    )]
+    pub cache_control_temporary_secs: u32,
 }
 
 impl ServerConfig {

@@ -35,4 +35,6 @@ pub struct AppState {
     /// Key of the client IPs' hash ([`crate::domain::visitor`]): the anonymous
     /// caller's name in rate-limit and idempotency keys.
     pub ip_key: [u8; 16],
+    /// The redirects' `Cache-Control` values, made once from `server`'s settings.
+    pub redirect_caching: super::redirect::RedirectCaching,
 }

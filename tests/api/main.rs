@@ -6,6 +6,7 @@
 mod analytics;
 mod auth;
 mod bad_input;
+mod caching;
 mod functional;
 #[allow(dead_code)]
 mod helpers;
