@@ -11,9 +11,11 @@ pub mod middleware;
 pub mod observe;
 pub mod openapi;
 pub mod ops;
+pub mod probe;
 pub mod redirect;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod urls;
 pub mod users;
 
