@@ -62,7 +62,19 @@ fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
     let first = args.get(1).and_then(|a| a.to_str()).map(str::to_owned);
     let explicit = matches!(
         first.as_deref(),
-        Some("serve" | "migrate" | "users" | "healthcheck" | "help" | "-h" | "--help" | "-V" | "--version")
+        Some(
+            "serve"
+                | "migrate"
+                | "users"
+                | "healthcheck"
+                | "backup"
+                | "restore"
+                | "help"
+                | "-h"
+                | "--help"
+                | "-V"
+                | "--version"
+        )
     );
     if !explicit {
         args.insert(1.min(args.len()), "serve".into());
@@ -87,6 +99,35 @@ pub enum Command {
     /// GET /health on this machine's kurz: exit 0 on 200, 1 otherwise (for a
     /// container's HEALTHCHECK, which has no curl).
     Healthcheck(HealthcheckArgs),
+    /// Write a consistent copy of the SQLite store to FILE while kurz keeps serving.
+    /// (PostgreSQL: deploy/backup/pg_backup.sh.)
+    Backup {
+        /// Where the copy goes; must not exist yet.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        log: LogConfig,
+    },
+    /// Put a `kurz backup` copy back as KURZ_DATABASE_URL's SQLite file, and move the
+    /// code counter past every code handed out since the backup.
+    Restore {
+        /// The backup to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Replace an existing database file (refused while a kurz has it open).
+        #[arg(long)]
+        force: bool,
+        /// Counter values skipped, so codes issued after the backup are never issued
+        /// again (the default is days of the seeds' creates; the code space is 62^7).
+        #[arg(long, default_value_t = 100_000_000)]
+        skip_codes: u64,
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        log: LogConfig,
+    },
 }
 
 /// What `kurz healthcheck` reads: where kurz listens and whether it speaks TLS, no more.
@@ -822,6 +863,28 @@ mod tests {
         }
         assert!(check(&["--tls-key", "k.pem"]).is_err());
         assert!(check(&["--database-url", "sqlite://x.db"]).is_err());
+        assert!(
+            parse(&[
+                "kurz",
+                "backup",
+                "--to",
+                "b.db",
+                "--database-url",
+                "sqlite://x.db"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["kurz", "backup"]).is_err(), "--to is required");
+        assert!(parse(&["kurz", "backup", "--to", "b.db", "--listen", "x"]).is_err());
+        match parse(&["kurz", "restore", "--from", "b.db", "--force"])
+            .unwrap()
+            .command
+        {
+            Command::Restore {
+                force, skip_codes, ..
+            } => assert!(force && skip_codes == 100_000_000),
+            other => panic!("not restore: {other:?}"),
+        }
     }
 
     #[test]

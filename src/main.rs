@@ -1,5 +1,5 @@
-//! The `kurz` binary: parse the command line, then serve, migrate, manage users or
-//! check health.
+//! The `kurz` binary: parse the command line, then serve, migrate, manage users,
+//! check health, or back up and restore a SQLite store.
 
 use std::process::ExitCode;
 
@@ -29,6 +29,41 @@ async fn main() -> ExitCode {
             create_user(&database, &email, &tier).await
         }
         Command::Healthcheck(args) => healthcheck(&args).await,
+        Command::Backup { to, database, log } => {
+            kurz::telemetry::init_logging(&log);
+            store::backup::backup(&database.url, &to)
+                .await
+                .map(|c| {
+                    println!(
+                        "backup written to {}: {} links, {} bytes",
+                        c.path.display(),
+                        c.links,
+                        c.bytes
+                    )
+                })
+                .map_err(|e| e.to_string())
+        }
+        Command::Restore {
+            from,
+            force,
+            skip_codes,
+            database,
+            log,
+        } => {
+            kurz::telemetry::init_logging(&log);
+            store::backup::restore(&database.url, &from, force, skip_codes)
+                .await
+                .map(|c| {
+                    println!(
+                        "restored {} to {}: {} links; code counter moved on by {skip_codes} to {}",
+                        from.display(),
+                        c.path.display(),
+                        c.links,
+                        c.next_counter
+                    )
+                })
+                .map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 
 mod analytics;
 mod auth;
+mod backup;
 mod bad_input;
 mod caching;
 mod functional;
