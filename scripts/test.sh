@@ -11,9 +11,15 @@
 #      PostgreSQL; the multi-instance, replica, cluster and outage tests;
 #   2. the HTTP integration suite again, on PostgreSQL + Redis (KURZ_TEST_BACKEND);
 #   3. deploy/test.sh: HAProxy in front of two instances, each restarted under traffic;
-#   4. tests/browser: the web interface in headless Chromium (Playwright).
+#   4. tests/browser: the web interface in headless Chromium (Playwright);
+#   5. deploy/check.sh: the Containerfile, the Kubernetes overlays and the compose file
+#      checked by the tools that read them, and the image built offline and run;
+#   6. deploy/backup/test.sh: PostgreSQL (dump, base backup + WAL) and SQLite
+#      (`kurz backup`/`kurz restore`) backups taken under write load, restored, checked;
+#   7. scripts/deny.sh: cargo deny check licenses bans sources (deny.toml).
+# The TLS tests get a PostgreSQL and a Redis that speak TLS only, with a test CA.
 #
-# Extra arguments go to the test runner (e.g. a test name filter) and skip step 3.
+# Extra arguments go to the test runner (e.g. a test name filter) and skip steps 3-7.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -31,6 +37,8 @@ run_tests() {
 services_install
 services_start_postgres replica
 services_start_redis
+services_start_postgres_tls
+services_start_redis_tls
 services_install_pytools
 services_start_s3
 
@@ -42,8 +50,15 @@ KURZ_TEST_BACKEND=postgres run_tests --test api "$@" || status=1
 if [[ $# -eq 0 ]]; then
     printf '== %s\n' "the deployment test: HAProxy + 2 instances, each restarted under traffic" >&2
     cargo build --locked --bin kurz
-    DEPLOY_KURZ="${CARGO_TARGET_DIR:-target}/debug/kurz" timeout --kill-after=10 300 bash deploy/test.sh || status=1
+    kurz_bin=$(realpath "${CARGO_TARGET_DIR:-target}/debug/kurz")
+    DEPLOY_KURZ="$kurz_bin" timeout --kill-after=10 300 bash deploy/test.sh || status=1
     printf '== %s\n' "the web interface in a real browser (tests/browser)" >&2
-    KURZ_BIN="${CARGO_TARGET_DIR:-target}/debug/kurz" timeout --kill-after=10 900 bash tests/browser/run.sh || status=1
+    KURZ_BIN="$kurz_bin" timeout --kill-after=10 900 bash tests/browser/run.sh || status=1
+    printf '== %s\n' "the deployment files and the container image (deploy/check.sh)" >&2
+    KURZ_BIN="$kurz_bin" timeout --kill-after=10 1200 bash deploy/check.sh || status=1
+    printf '== %s\n' "backups under write load, restored and checked (deploy/backup/test.sh)" >&2
+    KURZ_BIN="$kurz_bin" timeout --kill-after=10 600 bash deploy/backup/test.sh || status=1
+    printf '== %s\n' "supply chain: cargo deny check licenses bans sources (scripts/deny.sh)" >&2
+    timeout --kill-after=10 1800 bash scripts/deny.sh || status=1
 fi
 exit $status

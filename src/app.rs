@@ -17,6 +17,7 @@ use crate::config::{AnalyticsConfig, Config, KafkaConfig, LimitsConfig, Secret};
 use crate::domain::target_url::host_of;
 use crate::http::AppState;
 use crate::http::observe::RequestLog;
+use crate::http::redirect::RedirectCaching;
 use crate::http::server::{ServerSettings, serve, shutdown_signal};
 use crate::keygen::KeyGenerator;
 use crate::limits::{Idempotency, RateLimiter, TierLimits};
@@ -46,6 +47,8 @@ pub enum StartupError {
     Config(String),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::http::tls::TlsError),
 }
 
 pub struct Application {
@@ -59,6 +62,8 @@ pub struct Application {
     pub generated_admin_key: Option<String>,
     /// Tasks that live as long as the server (invalidation subscriber, retries).
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// With `KURZ_TLS_CERT`: every connection is TLS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// A random secret as hex, from the OS CSPRNG.
@@ -146,6 +151,8 @@ async fn start_analytics(
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let metrics = crate::telemetry::metrics_handle();
+        // Before any TLS is set up, kurz's own or the drivers' (PostgreSQL, Redis).
+        crate::http::tls::provider();
         let stores = store::connect(&config.database).await?;
         let (store, clicks) = (stores.links, stores.clicks);
         if config.database.auto_migrate() {
@@ -180,9 +187,16 @@ impl Application {
         let generated_admin_key = auth
             .bootstrap_admin(config.auth.admin_api_key.as_ref().map(|s| s.expose()))
             .await?;
+        let redis_ca =
+            match &config.redis.ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    StartupError::Config(format!("KURZ_REDIS_CA_FILE {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
         let redis = match &config.redis.url {
             Some(url) => Some(Arc::new(
-                Redis::new(url.expose(), &config.redis.prefix)
+                Redis::new(url.expose(), &config.redis.prefix, redis_ca)
                     .map_err(|e| StartupError::Config(e.to_string()))?,
             )),
             None => None,
@@ -229,6 +243,10 @@ impl Application {
         );
         let ip_key = visitor_key(config.analytics.visitor_hash_secret.as_ref(), store.as_ref()).await?;
         let analytics = start_analytics(&config.analytics, &config.kafka, &clicks, ip_key).await?;
+        let tls = crate::http::tls::start(&config.tls).await?.map(|tls| {
+            background.push(tls.reloader);
+            tls.acceptor
+        });
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| StartupError::Bind(config.server.listen, e))?;
@@ -249,6 +267,10 @@ impl Application {
             auth,
             metrics,
             analytics,
+            redirect_caching: RedirectCaching::new(
+                config.server.cache_control_permanent_secs,
+                config.server.cache_control_temporary_secs,
+            ),
         });
         Ok(Self {
             listener,
@@ -257,6 +279,7 @@ impl Application {
             config,
             generated_admin_key,
             background,
+            tls,
         })
     }
 
@@ -281,11 +304,12 @@ impl Application {
         let settings = ServerSettings {
             header_timeout: Duration::from_secs(server.header_timeout_secs),
             shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
+            tls: self.tls,
         };
         let retention = chrono::Duration::days(i64::from(self.config.analytics.retention_days));
         let clicks = state.analytics.is_some().then(|| self.clicks.clone());
         let upkeep = tokio::spawn(housekeeping(state.clone(), clicks, retention));
-        tracing::info!(addr = %server.listen, base = server.public_base(), "kurz is serving");
+        tracing::info!(addr = %server.listen, base = server.public_base(), tls = settings.tls.is_some(), "kurz is serving");
         serve(self.listener, router, settings, stop).await;
         // Every request has been answered; now every click they made is written (or
         // spooled) before the process may exit.

@@ -62,7 +62,19 @@ fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
     let first = args.get(1).and_then(|a| a.to_str()).map(str::to_owned);
     let explicit = matches!(
         first.as_deref(),
-        Some("serve" | "migrate" | "users" | "help" | "-h" | "--help" | "-V" | "--version")
+        Some(
+            "serve"
+                | "migrate"
+                | "users"
+                | "healthcheck"
+                | "backup"
+                | "restore"
+                | "help"
+                | "-h"
+                | "--help"
+                | "-V"
+                | "--version"
+        )
     );
     if !explicit {
         args.insert(1.min(args.len()), "serve".into());
@@ -84,6 +96,60 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// GET /health on this machine's kurz: exit 0 on 200, 1 otherwise (for a
+    /// container's HEALTHCHECK, which has no curl).
+    Healthcheck(HealthcheckArgs),
+    /// Write a consistent copy of the SQLite store to FILE while kurz keeps serving.
+    /// (PostgreSQL: deploy/backup/pg_backup.sh.)
+    Backup {
+        /// Where the copy goes; must not exist yet.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        log: LogConfig,
+    },
+    /// Put a `kurz backup` copy back as KURZ_DATABASE_URL's SQLite file, and move the
+    /// code counter past every code handed out since the backup.
+    Restore {
+        /// The backup to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Replace an existing database file (refused while a kurz has it open).
+        #[arg(long)]
+        force: bool,
+        /// Counter values skipped, so codes issued after the backup are never issued
+        /// again (the default is days of the seeds' creates; the code space is 62^7).
+        #[arg(long, default_value_t = 100_000_000)]
+        skip_codes: u64,
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        log: LogConfig,
+    },
+}
+
+/// What `kurz healthcheck` reads: where kurz listens and whether it speaks TLS, no more.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The address kurz listens on; 0.0.0.0 and :: are asked on loopback.
+    #[arg(
+        id = "listen",
+        long = "listen",
+        env = "KURZ_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// kurz's TLS certificate (PEM): set, the check speaks HTTPS and accepts exactly
+    /// the certificates in this file.
+    #[arg(id = "tls-cert", long = "tls-cert", env = "KURZ_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Milliseconds the whole check may take.
+    #[arg(long = "timeout-ms", default_value_t = 2000)]
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +174,8 @@ pub enum UsersCommand {
 pub struct Config {
     #[command(flatten)]
     pub server: ServerConfig,
+    #[command(flatten)]
+    pub tls: TlsConfig,
     #[command(flatten)]
     pub auth: AuthConfig,
     #[command(flatten)]
@@ -197,6 +265,26 @@ pub struct ServerConfig {
         default_value_t = 8 * 1024 * 1024
     )]
     pub max_bulk_body_bytes: usize,
+
+    /// `Cache-Control: public, max-age=N` on 301 redirects (0: `no-store`). An
+    /// expiring link is never cached past its expiry.
+    #[arg(
+        id = "cache-control-permanent-secs",
+        long = "cache-control-permanent-secs",
+        env = "KURZ_CACHE_CONTROL_PERMANENT_SECS",
+        default_value_t = 86_400
+    )]
+    pub cache_control_permanent_secs: u32,
+
+    /// `Cache-Control: public, max-age=N` on 302 redirects; 0 (the default) sends
+    /// `no-store`, so every click reaches kurz and is counted.
+    #[arg(
+        id = "cache-control-temporary-secs",
+        long = "cache-control-temporary-secs",
+        env = "KURZ_CACHE_CONTROL_TEMPORARY_SECS",
+        default_value_t = 0
+    )]
+    pub cache_control_temporary_secs: u32,
 }
 
 impl ServerConfig {
@@ -207,6 +295,54 @@ impl ServerConfig {
     /// The public base without a trailing slash, ready for `format!("{base}/{code}")`.
     pub fn public_base(&self) -> &str {
         self.public_base_url.trim_end_matches('/')
+    }
+}
+
+/// TLS termination in kurz itself (otherwise plain HTTP, for a proxy in front).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first). With KURZ_TLS_KEY, kurz speaks HTTPS only
+    /// on KURZ_LISTEN, and reloads both files when they change.
+    #[arg(id = "tls-cert", long = "tls-cert", env = "KURZ_TLS_CERT")]
+    pub cert: Option<PathBuf>,
+
+    /// PEM private key of the certificate (PKCS#8, PKCS#1 or SEC1).
+    #[arg(id = "tls-key", long = "tls-key", env = "KURZ_TLS_KEY")]
+    pub key: Option<PathBuf>,
+
+    /// Oldest TLS version accepted: 1.2 or 1.3.
+    #[arg(
+        id = "tls-min-version",
+        long = "tls-min-version",
+        env = "KURZ_TLS_MIN_VERSION",
+        default_value = "1.2",
+        value_parser = tls_version
+    )]
+    pub min_version: TlsVersion,
+
+    /// Seconds between checks of the certificate and key files for a change (a
+    /// rotation by cert-manager or certbot); new connections get the new certificate.
+    #[arg(
+        id = "tls-reload-secs",
+        long = "tls-reload-secs",
+        env = "KURZ_TLS_RELOAD_SECS",
+        default_value_t = 5
+    )]
+    pub reload_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+fn tls_version(s: &str) -> Result<TlsVersion, String> {
+    match s {
+        "1.2" => Ok(TlsVersion::V1_2),
+        "1.3" => Ok(TlsVersion::V1_3),
+        _ => Err("expected 1.2 or 1.3".into()),
     }
 }
 
@@ -333,7 +469,8 @@ impl DatabaseConfig {
 pub struct RedisConfig {
     /// Redis for the shared L2 cache, distributed rate limits and cross-instance
     /// invalidation: `redis://host:port`, or a cluster as `redis+cluster://h1:p1,h2:p2`
-    /// (or a comma list of `redis://` URLs). Unset: L1 only, per-instance limits.
+    /// (or a comma list of `redis://` URLs); `rediss://` and `rediss+cluster://` speak
+    /// TLS. Unset: L1 only, per-instance limits.
     #[arg(
         id = "redis-url",
         long = "redis-url",
@@ -359,6 +496,11 @@ pub struct RedisConfig {
         default_value_t = 3600
     )]
     pub cache_ttl_secs: u64,
+
+    /// PEM CA certificates that a `rediss://` server's certificate must chain to
+    /// (default: the system's CA store).
+    #[arg(id = "redis-ca-file", long = "redis-ca-file", env = "KURZ_REDIS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The in-process (L1) link cache.
@@ -726,6 +868,63 @@ mod tests {
         assert!(parse(&["kurz", "users", "create", "--email", "a@b.co", "--listen", "x"]).is_err());
         assert!(parse(&["kurz", "migrate", "--database-url", "sqlite://x.db"]).is_ok());
         assert!(parse(&["kurz", "migrate", "--cache-capacity", "5"]).is_err());
+        // The health check reads where kurz listens and its certificate, nothing else:
+        // not the key, not the database.
+        let check = |extra: &[&str]| parse(&[&["kurz", "healthcheck"], extra].concat());
+        match check(&["--listen", "0.0.0.0:9", "--tls-cert", "c.pem"])
+            .unwrap()
+            .command
+        {
+            Command::Healthcheck(h) => {
+                assert_eq!(h.listen, "0.0.0.0:9".parse().unwrap());
+                assert_eq!(h.tls_cert.as_deref(), Some(std::path::Path::new("c.pem")));
+            }
+            other => panic!("not healthcheck: {other:?}"),
+        }
+        assert!(check(&["--tls-key", "k.pem"]).is_err());
+        assert!(check(&["--database-url", "sqlite://x.db"]).is_err());
+        assert!(
+            parse(&[
+                "kurz",
+                "backup",
+                "--to",
+                "b.db",
+                "--database-url",
+                "sqlite://x.db"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["kurz", "backup"]).is_err(), "--to is required");
+        assert!(parse(&["kurz", "backup", "--to", "b.db", "--listen", "x"]).is_err());
+        match parse(&["kurz", "restore", "--from", "b.db", "--force"])
+            .unwrap()
+            .command
+        {
+            Command::Restore {
+                force, skip_codes, ..
+            } => assert!(force && skip_codes == 100_000_000),
+            other => panic!("not restore: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_and_cache_control_settings() {
+        let config = serve(&["kurz"]);
+        assert_eq!(config.tls.cert, None);
+        assert_eq!(config.tls.min_version, TlsVersion::V1_2);
+        assert_eq!(config.server.cache_control_permanent_secs, 86_400);
+        assert_eq!(config.server.cache_control_temporary_secs, 0);
+        let config = serve(&[
+            "kurz",
+            "--tls-min-version",
+            "1.3",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+        ]);
+        assert_eq!(config.tls.min_version, TlsVersion::V1_3);
+        assert!(parse(&["kurz", "--tls-min-version", "1.1"]).is_err());
     }
 
     #[test]

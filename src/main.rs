@@ -1,9 +1,10 @@
-//! The `kurz` binary: parse the command line, then serve, migrate or manage users.
+//! The `kurz` binary: parse the command line, then serve, migrate, manage users,
+//! check health, or back up and restore a SQLite store.
 
 use std::process::ExitCode;
 
 use kurz::auth::Auth;
-use kurz::config::{Cli, Command, DatabaseConfig, UsersCommand};
+use kurz::config::{Cli, Command, DatabaseConfig, HealthcheckArgs, UsersCommand};
 use kurz::{Application, Config, store};
 
 #[tokio::main]
@@ -27,6 +28,42 @@ async fn main() -> ExitCode {
             kurz::telemetry::init_logging(&log);
             create_user(&database, &email, &tier).await
         }
+        Command::Healthcheck(args) => healthcheck(&args).await,
+        Command::Backup { to, database, log } => {
+            kurz::telemetry::init_logging(&log);
+            store::backup::backup(&database.url, &to)
+                .await
+                .map(|c| {
+                    println!(
+                        "backup written to {}: {} links, {} bytes",
+                        c.path.display(),
+                        c.links,
+                        c.bytes
+                    )
+                })
+                .map_err(|e| e.to_string())
+        }
+        Command::Restore {
+            from,
+            force,
+            skip_codes,
+            database,
+            log,
+        } => {
+            kurz::telemetry::init_logging(&log);
+            store::backup::restore(&database.url, &from, force, skip_codes)
+                .await
+                .map(|c| {
+                    println!(
+                        "restored {} to {}: {} links; code counter moved on by {skip_codes} to {}",
+                        from.display(),
+                        c.path.display(),
+                        c.links,
+                        c.next_counter
+                    )
+                })
+                .map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,6 +82,14 @@ async fn serve(config: Config) -> Result<(), String> {
     }
     app.run_until_stopped().await;
     Ok(())
+}
+
+/// Exit 0 on a 200 from /health; otherwise the reason, on one line of stderr.
+async fn healthcheck(args: &HealthcheckArgs) -> Result<(), String> {
+    let timeout = std::time::Duration::from_millis(args.timeout_ms);
+    kurz::http::probe::check(args.listen, args.tls_cert.as_deref(), timeout)
+        .await
+        .map_err(|e| format!("healthcheck: {e}"))
 }
 
 async fn migrate(database: &DatabaseConfig) -> Result<(), String> {

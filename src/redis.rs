@@ -7,6 +7,10 @@
 //! small circuit breaker), so a Redis outage costs one fast failure per second
 //! instead of a timeout per request; callers then fall back to L1 + store and to
 //! per-instance rate limits. The connection recovers by itself when Redis returns.
+//!
+//! `rediss://` URLs (or `rediss+cluster://h1:p1,…`) speak TLS, through rustls: the
+//! server's certificate must chain to the CA given (`KURZ_REDIS_CA_FILE`) or, without
+//! one, to the system's CA store, and name the URL's host.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -90,16 +94,22 @@ pub struct Redis {
 
 /// The node URLs of a `KURZ_REDIS_URL`, and whether it names a cluster.
 pub fn parse_url(url: &str) -> Result<(Vec<String>, bool), RedisError> {
-    if let Some(rest) = url.strip_prefix("redis+cluster://") {
+    for scheme in ["redis", "rediss"] {
+        let Some(rest) = url
+            .strip_prefix(scheme)
+            .and_then(|r| r.strip_prefix("+cluster://"))
+        else {
+            continue;
+        };
         let nodes: Vec<String> = rest
             .split(',')
             .filter(|s| !s.is_empty())
-            .map(|n| format!("redis://{n}"))
+            .map(|n| format!("{scheme}://{n}"))
             .collect();
         if nodes.is_empty() {
-            return Err(RedisError::Config(
-                "redis+cluster:// needs at least one host:port".into(),
-            ));
+            return Err(RedisError::Config(format!(
+                "{scheme}+cluster:// needs at least one host:port"
+            )));
         }
         return Ok((nodes, true));
     }
@@ -118,16 +128,28 @@ pub fn parse_url(url: &str) -> Result<(Vec<String>, bool), RedisError> {
 
 impl Redis {
     /// Builds the client without connecting: kurz starts even while Redis is down.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, RedisError> {
+    /// `ca`: PEM CA certificates for `rediss://` (`None`: the system's).
+    pub fn new(url: &str, prefix: &str, ca: Option<Vec<u8>>) -> Result<Self, RedisError> {
         let (nodes, cluster) = parse_url(url)?;
         let bad = |e: redis::RedisError| RedisError::Config(e.to_string());
+        let certs = || redis::TlsCertificates {
+            client_tls: None,
+            root_cert: ca.clone(),
+        };
         let pubsub_clients = nodes
             .iter()
-            .map(|n| redis::Client::open(n.as_str()))
+            .map(|n| match &ca {
+                Some(_) => redis::Client::build_with_tls(n.as_str(), certs()),
+                None => redis::Client::open(n.as_str()),
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(bad)?;
         let backend = if cluster {
-            let client = ClusterClient::builder(nodes)
+            let mut builder = ClusterClient::builder(nodes);
+            if ca.is_some() {
+                builder = builder.certs(certs());
+            }
+            let client = builder
                 .connection_timeout(OP_TIMEOUT)
                 .response_timeout(OP_TIMEOUT)
                 .retries(2)
@@ -342,10 +364,14 @@ mod tests {
         let (nodes, cluster) = parse_url("redis+cluster://a:1,b:2").unwrap();
         assert!(cluster);
         assert_eq!(nodes, ["redis://a:1", "redis://b:2"]);
+        let (nodes, cluster) = parse_url("rediss+cluster://a:1,b:2").unwrap();
+        assert!(cluster);
+        assert_eq!(nodes, ["rediss://a:1", "rediss://b:2"]);
         let (nodes, cluster) = parse_url("redis://a:1, redis://b:2").unwrap();
         assert!(cluster);
         assert_eq!(nodes.len(), 2);
         assert!(parse_url("").is_err());
         assert!(parse_url("redis+cluster://").is_err());
+        assert!(parse_url("rediss+cluster://").is_err());
     }
 }

@@ -13,8 +13,9 @@
 #      recovery target time; the backup is restored into a new data directory and
 #      recovered from the archive up to that time; a kurz on it must redirect every
 #      link acknowledged before the target.
-#   3. SQLite (`kurz backup --to FILE` / `kurz restore`): skipped, with a message,
-#      while `kurz backup --help` fails (see the marked section below).
+#   3. SQLite (`kurz backup --to FILE` / `kurz restore --from FILE`): kurz on a SQLite
+#      file under the same kind of load, the backup taken while it goes on, restored
+#      into a new file, a second kurz on it (see the marked section below).
 #
 # Prints counts per part; exits 1 if a part failed. A skipped part prints SKIP.
 # Uses KURZ_BIN (default target/debug/kurz, built with cargo if missing). As root

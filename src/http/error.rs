@@ -127,6 +127,10 @@ impl IntoResponse for ApiError {
             retry_after: self.retry_after,
         };
         let mut res = (self.status, Json(body)).into_response();
+        // An error is about this moment (a link disabled, a limit hit): a CDN or
+        // browser must never answer it again on kurz's behalf.
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, super::redirect::NO_STORE);
         if let Some(secs) = self.retry_after {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -11,9 +11,11 @@ pub mod middleware;
 pub mod observe;
 pub mod openapi;
 pub mod ops;
+pub mod probe;
 pub mod redirect;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod ui;
 pub mod urls;
 pub mod users;
@@ -24,7 +26,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::http::header;
+use axum::middleware::{from_fn_with_state, map_response};
+use axum::response::Response;
 use axum::routing::{get, post};
 
 use axum::response::IntoResponse;
@@ -49,7 +53,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/users", post(users::create_user))
         .route("/auth/token", post(users::token))
         .layer(from_fn_with_state(state.clone(), middleware::api_gate))
-        .layer(DefaultBodyLimit::max(cfg.max_body_bytes));
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(map_response(no_store_unless_set));
     Router::new()
         .route("/", get(ui::home))
         .route("/app", get(ui::slash))
@@ -57,7 +62,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/app/{*path}", get(ui::file))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
-        .route("/api/v1/openapi.json", get(openapi::serve))
+        .route(
+            "/api/v1/openapi.json",
+            get(openapi::serve).layer(map_response(no_store_unless_set)),
+        )
         .nest("/api/v1", api)
         .route("/{code}", get(redirect::redirect))
         .fallback(|| async { ApiError::no_route() })
@@ -72,4 +80,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.request_log.clone(),
         ))
         .with_state(state)
+}
+
+/// API answers are per caller and per moment: `no-store`, unless the handler chose
+/// otherwise (the QR image of a short URL, which never changes, is cached a day).
+async fn no_store_unless_set(mut res: Response) -> Response {
+    res.headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(redirect::NO_STORE);
+    res
 }

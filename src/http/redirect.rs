@@ -3,6 +3,12 @@
 //! On a cache hit this is: read the path → L1 lookup → expiry/active check → copy the
 //! click's few header bytes into the capture queue (never awaited) → 302. No extractor that allocates, no
 //! store or Redis round trip, no per-request log.
+//!
+//! `Cache-Control` tells a CDN or browser how long it may answer the redirect itself
+//! (deploy/README.md, "CDN and WAF"): [`RedirectCaching`] makes the two header values
+//! once at startup, and only a link that expires costs a value of its own (its
+//! max-age capped at the seconds it has left). Errors (404, 410, 429) are `no-store`,
+//! as every error answer is (`error.rs`).
 
 use std::sync::Arc;
 
@@ -11,6 +17,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
 
 use super::AppState;
 use super::error::ApiError;
@@ -54,7 +62,12 @@ pub async fn redirect(State(state): State<Arc<AppState>>, req: Request) -> Respo
                 RedirectType::Temporary => StatusCode::FOUND,
                 RedirectType::Permanent => StatusCode::MOVED_PERMANENTLY,
             };
-            res.headers_mut().insert(header::LOCATION, location);
+            let headers = res.headers_mut();
+            headers.insert(header::LOCATION, location);
+            headers.insert(
+                header::CACHE_CONTROL,
+                state.redirect_caching.header(link.redirect_type, link.expires_at),
+            );
             // HEAD only checks a link (previews, monitors): it is not a click.
             if let Some(analytics) = &state.analytics
                 && req.method() == Method::GET
@@ -64,6 +77,58 @@ pub async fn redirect(State(state): State<Arc<AppState>>, req: Request) -> Respo
             res
         }
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The `Cache-Control` values of redirects, made once from
+/// `KURZ_CACHE_CONTROL_{PERMANENT,TEMPORARY}_SECS`.
+#[derive(Debug)]
+pub struct RedirectCaching {
+    permanent: (u32, HeaderValue),
+    temporary: (u32, HeaderValue),
+}
+
+/// What a CDN or browser may not keep at all.
+pub const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+impl RedirectCaching {
+    /// 0 seconds is `no-store`. The values are leaked into `'static` strings (a few
+    /// dozen bytes per server built) so that copying one onto a response is a copy of
+    /// a pointer, not a reference count shared by every worker.
+    pub fn new(permanent_secs: u32, temporary_secs: u32) -> Self {
+        let value = |secs: u32| {
+            if secs == 0 {
+                NO_STORE
+            } else {
+                HeaderValue::from_static(String::leak(format!("public, max-age={secs}")))
+            }
+        };
+        Self {
+            permanent: (permanent_secs, value(permanent_secs)),
+            temporary: (temporary_secs, value(temporary_secs)),
+        }
+    }
+
+    /// The header of an active link's redirect: the configured value, or for a link
+    /// expiring sooner than that, `max-age` of the whole seconds it has left.
+    pub fn header(&self, redirect: RedirectType, expires_at: Option<DateTime<Utc>>) -> HeaderValue {
+        let (secs, value) = match redirect {
+            RedirectType::Permanent => &self.permanent,
+            RedirectType::Temporary => &self.temporary,
+        };
+        match expires_at {
+            Some(at) if *secs > 0 => {
+                let left = (at - Utc::now()).num_seconds();
+                if left >= i64::from(*secs) {
+                    value.clone()
+                } else if left <= 0 {
+                    NO_STORE
+                } else {
+                    HeaderValue::from_str(&format!("public, max-age={left}")).unwrap_or(NO_STORE)
+                }
+            }
+            _ => value.clone(),
+        }
     }
 }
 
@@ -86,5 +151,35 @@ fn capture<'a>(state: &AppState, code: &'a str, peer: IpAddr, headers: &'a Heade
             .then(|| headers.get("cf-ipcountry"))
             .flatten()
             .and_then(|v| <[u8; 2]>::try_from(v.as_bytes()).ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(c: &RedirectCaching, r: RedirectType, expires_in: Option<i64>) -> String {
+        let at = expires_in.map(|s| Utc::now() + chrono::Duration::seconds(s));
+        c.header(r, at).to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn redirects_are_cached_as_configured_and_never_past_expiry() {
+        use RedirectType::{Permanent, Temporary};
+        let c = RedirectCaching::new(86_400, 0);
+        assert_eq!(header(&c, Permanent, None), "public, max-age=86400");
+        assert_eq!(header(&c, Temporary, None), "no-store");
+        assert_eq!(header(&c, Temporary, Some(60)), "no-store", "0 stays no-store");
+        assert_eq!(header(&c, Permanent, Some(10 * 86_400)), "public, max-age=86400");
+        // A second may pass between the link's expiry and the header.
+        let capped = header(&c, Permanent, Some(120));
+        assert!(
+            capped == "public, max-age=119" || capped == "public, max-age=120",
+            "{capped}"
+        );
+        let c = RedirectCaching::new(0, 300);
+        assert_eq!(header(&c, Permanent, None), "no-store");
+        assert_eq!(header(&c, Temporary, None), "public, max-age=300");
+        assert_eq!(header(&c, Temporary, Some(0)), "no-store");
     }
 }

@@ -37,4 +37,6 @@ pub struct AppState {
     pub ip_key: [u8; 16],
     /// Request ids, trace ids and the sampled access log.
     pub request_log: std::sync::Arc<super::observe::RequestLog>,
+    /// The redirects' `Cache-Control` values, made once from `server`'s settings.
+    pub redirect_caching: super::redirect::RedirectCaching,
 }

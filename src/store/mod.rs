@@ -18,6 +18,7 @@ use crate::config::DatabaseConfig;
 
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
+pub mod backup;
 pub mod instrumented;
 pub mod postgres;
 pub mod sqlite;

@@ -5,7 +5,9 @@
 
 mod analytics;
 mod auth;
+mod backup;
 mod bad_input;
+mod caching;
 mod functional;
 #[allow(dead_code)]
 mod helpers;

@@ -15,6 +15,7 @@ mod cluster;
 mod instances;
 mod kafka;
 mod proxy;
+mod tls_backends;
 
 use helpers::{TestApp, start};
 use kurz::Config;

@@ -5,6 +5,8 @@
 //! script, such tests say so and pass without checking anything.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,8 @@ pub fn server(var: &str) -> Option<String> {
     }
 }
 
-/// A fresh, empty PostgreSQL database on the test server; returns its URL.
+/// A fresh, empty PostgreSQL database on the test server; returns its URL, with the
+/// admin URL's parameters (`?sslmode=…`) kept.
 pub async fn fresh_pg_database(admin_url: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let name = format!(
@@ -38,8 +41,12 @@ pub async fn fresh_pg_database(admin_url: &str) -> String {
         .execute(&mut conn)
         .await
         .unwrap();
-    let base = admin_url.rsplit_once('/').unwrap().0;
-    format!("{base}/{name}")
+    let (server, params) = match admin_url.split_once('?') {
+        Some((server, params)) => (server, format!("?{params}")),
+        None => (admin_url, String::new()),
+    };
+    let base = server.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}{params}")
 }
 
 /// The same database name on another server (a replica of the same cluster).

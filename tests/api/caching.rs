@@ -1,0 +1,181 @@
+//! `Cache-Control` as a CDN in front of kurz reads it (deploy/README.md, "CDN and
+//! WAF"): redirects cached as configured and never past a link's expiry; errors and
+//! API answers `no-store`, except the QR image.
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::helpers::{ADMIN_KEY, short_code, spawn_app, spawn_with};
+
+fn cache_control(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("cache-control")
+        .unwrap_or_else(|| panic!("no Cache-Control on a {}", res.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn max_age(value: &str) -> i64 {
+    value
+        .strip_prefix("public, max-age=")
+        .unwrap_or_else(|| panic!("not a public max-age: {value}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn redirects_carry_the_configured_cache_control_per_type() {
+    let app = spawn_app().await;
+    let temporary = app.create_code("https://example.com/temporary").await;
+    let res = app.get(&format!("/{temporary}"), None).await;
+    assert_eq!(res.status(), 302);
+    assert_eq!(cache_control(&res), "no-store", "302s are not cached by default");
+    let res = app
+        .create(
+            Some(ADMIN_KEY),
+            &json!({ "original_url": "https://example.com/permanent", "redirect_type": 301 }),
+        )
+        .await;
+    let permanent = short_code(res).await;
+    let res = app.get(&format!("/{permanent}"), None).await;
+    assert_eq!(res.status(), 301);
+    assert_eq!(cache_control(&res), "public, max-age=86400");
+    // HEAD answers as GET does.
+    let res = app
+        .client
+        .head(app.url(&format!("/{permanent}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cache_control(&res), "public, max-age=86400");
+
+    let app = spawn_with(|c| {
+        c.server.cache_control_permanent_secs = 0;
+        c.server.cache_control_temporary_secs = 300;
+    })
+    .await;
+    let code = app.create_code("https://example.com/t").await;
+    let res = app.get(&format!("/{code}"), None).await;
+    assert_eq!(cache_control(&res), "public, max-age=300");
+    let res = app
+        .create(
+            Some(ADMIN_KEY),
+            &json!({ "original_url": "https://example.com/p", "redirect_type": 301 }),
+        )
+        .await;
+    let code = short_code(res).await;
+    assert_eq!(
+        cache_control(&app.get(&format!("/{code}"), None).await),
+        "no-store"
+    );
+}
+
+#[tokio::test]
+async fn an_expiring_link_is_never_cached_past_its_expiry() {
+    let app = spawn_with(|c| c.server.cache_control_temporary_secs = 3600).await;
+    let expires_at = Utc::now() + chrono::Duration::seconds(120);
+    for redirect_type in [301, 302] {
+        let res = app
+            .create(
+                Some(ADMIN_KEY),
+                &json!({ "original_url": "https://example.com/soon", "expires_at": expires_at.to_rfc3339(),
+                         "redirect_type": redirect_type }),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        let code = short_code(res).await;
+        let asked = Utc::now();
+        let res = app.get(&format!("/{code}"), None).await;
+        assert_eq!(res.status(), redirect_type);
+        let age = max_age(&cache_control(&res));
+        let left = (expires_at - asked).num_seconds();
+        assert!(age <= left && age >= left - 5, "max-age {age}, {left} s left");
+    }
+    // Longer than the configured time left: the configured value.
+    let later = Utc::now() + chrono::Duration::days(3);
+    let res = app
+        .create(
+            Some(ADMIN_KEY),
+            &json!({ "original_url": "https://example.com/later", "expires_at": later.to_rfc3339() }),
+        )
+        .await;
+    let code = short_code(res).await;
+    assert_eq!(
+        cache_control(&app.get(&format!("/{code}"), None).await),
+        "public, max-age=3600"
+    );
+}
+
+#[tokio::test]
+async fn disabled_deleted_expired_and_unknown_links_are_no_store() {
+    let app = spawn_with(|c| {
+        c.server.cache_control_temporary_secs = 300;
+        c.cache.negative_ttl_secs = 0;
+    })
+    .await;
+    let disabled = app.create_code("https://example.com/off").await;
+    // Cached first, so the answer below comes from a cached entry turned off.
+    assert_eq!(app.get(&format!("/{disabled}"), None).await.status(), 302);
+    let res = app
+        .patch(&disabled, ADMIN_KEY, &json!({ "is_active": false }))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app.get(&format!("/{disabled}"), None).await;
+    assert_eq!(res.status(), 410);
+    assert_eq!(cache_control(&res), "no-store");
+
+    let deleted = app.create_code("https://example.com/gone").await;
+    assert_eq!(app.delete(&deleted, ADMIN_KEY).await.status(), 204);
+    let res = app.get(&format!("/{deleted}"), None).await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(cache_control(&res), "no-store");
+
+    let soon = (Utc::now() + chrono::Duration::milliseconds(1200)).to_rfc3339();
+    let res = app
+        .create(
+            Some(ADMIN_KEY),
+            &json!({ "original_url": "https://example.com/e", "expires_at": soon }),
+        )
+        .await;
+    let expired = short_code(res).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let res = app.get(&format!("/{expired}"), None).await;
+    assert_eq!(res.status(), 410);
+    assert_eq!(cache_control(&res), "no-store");
+
+    let res = app.get("/nosuchcode", None).await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(cache_control(&res), "no-store");
+}
+
+#[tokio::test]
+async fn api_answers_are_no_store_except_the_qr_image() {
+    let app = spawn_app().await;
+    let res = app
+        .create(
+            Some(ADMIN_KEY),
+            &json!({ "original_url": "https://example.com/api" }),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(cache_control(&res), "no-store");
+    let code = short_code(res).await;
+    for path in [
+        format!("/api/v1/urls/{code}"),
+        format!("/api/v1/urls/{code}/stats"),
+        "/api/v1/urls".to_owned(),
+        "/api/v1/openapi.json".to_owned(),
+        "/api/v1/urls/nosuchcode".to_owned(),
+    ] {
+        let res = app.get(&path, Some(ADMIN_KEY)).await;
+        assert_eq!(cache_control(&res), "no-store", "{path} ({})", res.status());
+    }
+    // An error before any handler runs (a wrong key) is no-store as well.
+    let res = app.get(&format!("/api/v1/urls/{code}"), Some("wrong")).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(cache_control(&res), "no-store");
+    let res = app.get(&format!("/api/v1/urls/{code}/qr"), None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(cache_control(&res), "public, max-age=86400");
+}
