@@ -16,10 +16,12 @@
 #      checked by the tools that read them, and the image built offline and run;
 #   6. deploy/backup/test.sh: PostgreSQL (dump, base backup + WAL) and SQLite
 #      (`kurz backup`/`kurz restore`) backups taken under write load, restored, checked;
-#   7. scripts/deny.sh: cargo deny check licenses bans sources (deny.toml).
+#   7. scripts/deny.sh: cargo deny check licenses bans sources (deny.toml);
+#   8. deploy/monitoring: promtool rule tests, amtool, dashboard schemas, and the
+#      live test (Prometheus + Alertmanager scraping two instances, an outage paged).
 # The TLS tests get a PostgreSQL and a Redis that speak TLS only, with a test CA.
 #
-# Extra arguments go to the test runner (e.g. a test name filter) and skip steps 3-7.
+# Extra arguments go to the test runner (e.g. a test name filter) and skip steps 3-8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -60,5 +62,9 @@ if [[ $# -eq 0 ]]; then
     KURZ_BIN="$kurz_bin" timeout --kill-after=10 600 bash deploy/backup/test.sh || status=1
     printf '== %s\n' "supply chain: cargo deny check licenses bans sources (scripts/deny.sh)" >&2
     timeout --kill-after=10 1800 bash scripts/deny.sh || status=1
+    printf '== %s\n' "monitoring rules, Alertmanager and dashboards (deploy/monitoring/check.sh)" >&2
+    timeout --kill-after=10 600 bash deploy/monitoring/check.sh || status=1
+    printf '== %s\n' "monitoring live: Prometheus + Alertmanager on two instances (deploy/monitoring/live_test.sh)" >&2
+    KURZ_BIN="$kurz_bin" timeout --kill-after=10 900 bash deploy/monitoring/live_test.sh || status=1
 fi
 exit $status
