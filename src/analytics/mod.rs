@@ -1,18 +1,19 @@
-//! Click analytics (DESIGN.md §5): capture on the redirect, batch, store, summarise.
+//! Click analytics (DESIGN.md §5): capture on the redirect, batch, store. The whole
+//! path, with the reasons, is in `docs/analytics.md`; one module per step:
 //!
-//! The flow, one module per step:
-//! * [`Analytics::capture`] (called by the redirect handler) copies a few header bytes
-//!   of a [`event::Captured`] into a bounded [`queue`]. It never awaits and never
-//!   blocks on I/O; if the queue is full the event is enriched and appended to the
-//!   spools right there, so nothing is dropped and memory stays bounded.
-//! * [`batcher`] drains the queue, [`enrich`]es events (UA, GeoIP, visitor hash) and
-//!   flushes them by size or time to each [`sink`] — the store always, Kafka if set.
-//! * A failing sink's events go to its [`spool`] and are replayed in order when it is
-//!   back. On shutdown the queue is drained and flushed before the process exits.
-//! * [`batch`] holds what one store write adds (a compact row per click, folded at
-//!   write time into a delta per link-hour, plus the raw events); [`rollup`] merges
-//!   deltas into the stored hourly rows and answers stats from them; [`hll`] is the
-//!   unique-visitor sketch inside each row.
+//! * [`Analytics::capture`] (the redirect handler) copies a few header bytes of a
+//!   [`event::Captured`] into the bounded [`queue`]; it never awaits. A full queue
+//!   sends the click to the spools right there ([`shared`]).
+//! * [`batcher`] drains the queue, [`enrich`]es clicks (UA, GeoIP, visitor hash) and
+//!   cuts batches for each sink's [`lane`], which writes them, spools what fails
+//!   ([`spool`]) and replays the spool.
+//! * Lane writers: the store's ([`store_writer`]: holds clicks folded into a
+//!   [`batch::ClickBatch`], names its writes ([`names`]), replays exactly once) and
+//!   plain event sinks ([`sink`]: [`kafka`]).
+//! * The store write: [`click_writer`] runs the one read-merge-write of rollup rows
+//!   ([`rows`], with [`hll`] visitor sketches) over the click store port ([`port`]),
+//!   which each database backend implements. [`plan`] says which sketches a stats
+//!   range reads; `crate::stats` reads them.
 
 pub mod batch;
 pub mod batcher;
