@@ -309,6 +309,20 @@ impl Application {
         let retention = chrono::Duration::days(i64::from(self.config.analytics.retention_days));
         let clicks = state.analytics.is_some().then(|| self.clicks.clone());
         let upkeep = tokio::spawn(housekeeping(state.clone(), clicks, retention));
+        let warm_up = self.config.cache.warm.then(|| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                match state.links.warm_cache().await {
+                    Ok(n) => tracing::info!(
+                        links = n,
+                        ms = started.elapsed().as_millis() as u64,
+                        "cache warmed"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cache not warmed"),
+                }
+            })
+        });
         tracing::info!(addr = %server.listen, base = server.public_base(), tls = settings.tls.is_some(), "kurz is serving");
         serve(self.listener, router, settings, stop).await;
         // Every request has been answered; now every click they made is written (or
@@ -317,6 +331,9 @@ impl Application {
             analytics.shutdown().await;
         }
         upkeep.abort();
+        if let Some(task) = warm_up {
+            task.abort();
+        }
         for task in self.background {
             task.abort();
         }

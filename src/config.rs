@@ -533,6 +533,11 @@ pub struct CacheConfig {
         default_value_t = 5
     )]
     pub negative_ttl_secs: u64,
+
+    /// At start, load the links clicked most in the last day into the cache (up to its
+    /// capacity), in the background while kurz serves.
+    #[arg(id = "cache-warm", long = "cache-warm", env = "KURZ_CACHE_WARM", default_value_t = true, action = ArgAction::Set)]
+    pub warm: bool,
 }
 
 /// The short-code generator (DESIGN.md §2).

@@ -43,6 +43,11 @@ impl Stats {
         Ok(summarize(&rows, &sketches, range))
     }
 
+    /// The codes clicked most since `since` (most first, at most `limit`).
+    pub async fn hot_codes(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<String>, StatsError> {
+        self.clicks.hot_codes(since, limit).await
+    }
+
     /// The info endpoint's summary of `code` (last day and week).
     pub async fn summary_of_link(&self, code: &str, now: DateTime<Utc>) -> Result<LinkSummary, StatsError> {
         let rows = self

@@ -78,6 +78,10 @@ pub trait ClickStore: Send + Sync + 'static {
     /// ([`SketchPlan::with_daily_before`]).
     async fn sketches(&self, code: &str, plan: &SketchPlan) -> ClickResult<Vec<Vec<u8>>>;
 
+    /// The codes with the most human clicks in hours from `since` on, most first, at
+    /// most `limit`: the links worth having in the cache at start.
+    async fn hot_codes(&self, since: DateTime<Utc>, limit: usize) -> ClickResult<Vec<String>>;
+
     /// Deletes raw click events older than `before`; returns how many.
     async fn purge_events(&self, before: DateTime<Utc>) -> ClickResult<u64>;
 

@@ -266,6 +266,9 @@ mod tests {
         async fn sketches(&self, code: &str, plan: &SketchPlan) -> ClickResult<Vec<Vec<u8>>> {
             self.inner.sketches(code, plan).await
         }
+        async fn hot_codes(&self, since: DateTime<Utc>, limit: usize) -> ClickResult<Vec<String>> {
+            self.inner.hot_codes(since, limit).await
+        }
         async fn purge_events(&self, before: DateTime<Utc>) -> ClickResult<u64> {
             self.inner.purge_events(before).await
         }

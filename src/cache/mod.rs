@@ -174,6 +174,33 @@ impl LinkCache {
         self.map.clear();
     }
 
+    /// Puts an entry loaded in advance (the warm-up at start), unless the code is
+    /// cached already or anything was invalidated since `epoch` (read before the load):
+    /// a warm entry must never undo a change. `true` when it was put.
+    pub fn warm(&self, code: &str, link: CachedLink, epoch: u64) -> bool {
+        if self.epoch.load(Ordering::Acquire) != epoch || self.map.get(code).is_some() {
+            return false;
+        }
+        self.map.insert(
+            code.to_owned(),
+            Slot {
+                link: Some(Arc::new(link)),
+                fresh_until: Instant::now() + self.ttl,
+            },
+        );
+        true
+    }
+
+    /// The invalidation counter, for [`LinkCache::warm`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Links the cache holds at most.
+    pub fn capacity(&self) -> usize {
+        usize::try_from(self.map.capacity()).unwrap_or(usize::MAX)
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -198,6 +198,9 @@ impl<S: LinkStore> LinkStore for Instrumented<S> {
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>> {
         self.metrics.timed(Op::GetLink, self.inner.get_link(code)).await
     }
+    async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>> {
+        self.metrics.timed(Op::Other, self.inner.get_links(codes)).await
+    }
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>> {
         self.metrics
             .timed(Op::UpdateLink, self.inner.update_link(code, patch))
@@ -317,6 +320,11 @@ impl<S: ClickStore> ClickStore for Instrumented<S> {
     async fn sketches(&self, code: &str, plan: &SketchPlan) -> ClickResult<Vec<Vec<u8>>> {
         self.metrics
             .timed(Op::ClickRead, self.inner.sketches(code, plan))
+            .await
+    }
+    async fn hot_codes(&self, since: DateTime<Utc>, limit: usize) -> ClickResult<Vec<String>> {
+        self.metrics
+            .timed(Op::ClickRead, self.inner.hot_codes(since, limit))
             .await
     }
     async fn purge_events(&self, before: DateTime<Utc>) -> ClickResult<u64> {

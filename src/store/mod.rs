@@ -190,6 +190,10 @@ pub trait LinkStore: Send + Sync + 'static {
     /// A live (not deleted) link by code, whatever its expiry or active flag.
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>>;
 
+    /// The live links of `codes` (in any order; unknown codes left out), for the
+    /// cache warm-up: no read-your-writes rule, a replica will do.
+    async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>>;
+
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>>;
 
     /// Deletes a link's data but keeps its code reserved forever, so a code is never

@@ -383,6 +383,19 @@ impl LinkStore for PgStore {
             .collect())
     }
 
+    async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>> {
+        // Warm-up reads: a replica will do, the primary if it fails.
+        self.read_stats(|pool| async move {
+            let rows = sqlx::query(link_select!("WHERE deleted_at IS NULL AND code = ANY($1)"))
+                .bind(codes)
+                .fetch_all(&pool)
+                .await
+                .map_err(map_err)?;
+            rows.iter().map(link_from_row).collect()
+        })
+        .await
+    }
+
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>> {
         self.read_fresh(self.recently_written(code), |pool| async move {
             let row = sqlx::query(link_select!("WHERE code = $1 AND deleted_at IS NULL"))
@@ -729,6 +742,22 @@ impl ClickStore for PgStore {
             .bind(&hour_from)
             .bind(&hour_to)
             .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)
+        })
+        .await
+        .map_err(to_click)
+    }
+
+    async fn hot_codes(&self, since: DateTime<Utc>, limit: usize) -> ClickResult<Vec<String>> {
+        self.read_stats(|pool| async move {
+            sqlx::query_scalar(
+                "SELECT code FROM click_rollups WHERE hour >= $1 \
+                 GROUP BY code ORDER BY SUM(clicks + bots) DESC LIMIT $2",
+            )
+            .bind(since)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&pool)
             .await
             .map_err(map_err)
         })

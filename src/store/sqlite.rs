@@ -271,6 +271,28 @@ impl LinkStore for SqliteStore {
         Ok(out)
     }
 
+    async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>> {
+        let mut out = Vec::with_capacity(codes.len());
+        for chunk in codes.chunks(CHUNK_ROWS) {
+            let mut q = QueryBuilder::<Sqlite>::new(link_select!("WHERE deleted_at IS NULL AND code IN ("));
+            let mut list = q.separated(", ");
+            for code in chunk {
+                list.push_bind(code.as_str());
+            }
+            q.push(")");
+            for row in q
+                .build()
+                .persistent(false)
+                .fetch_all(&self.read)
+                .await
+                .map_err(map_err)?
+            {
+                out.push(link_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>> {
         let row = sqlx::query(link_select!("WHERE code = ?1 AND deleted_at IS NULL"))
             .bind(code)
@@ -583,6 +605,18 @@ impl ClickStore for SqliteStore {
             );
         }
         Ok(out)
+    }
+
+    async fn hot_codes(&self, since: DateTime<Utc>, limit: usize) -> ClickResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT code FROM click_rollups WHERE hour >= ?1 \
+             GROUP BY code ORDER BY SUM(clicks + bots) DESC LIMIT ?2",
+        )
+        .bind(ms(since))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.read)
+        .await
+        .map_err(cerr)
     }
 
     async fn purge_events(&self, before: DateTime<Utc>) -> ClickResult<u64> {

@@ -273,3 +273,51 @@ async fn metadata_round_trips_and_is_bounded() {
         assert_eq!(error_code(res).await, "INVALID_REQUEST");
     }
 }
+
+/// A new instance loads the links clicked in the last day into its cache before it
+/// is asked for them: their first redirects are cache hits (the seed's cache
+/// warming), and a link nobody clicked is not loaded.
+#[tokio::test]
+async fn a_starting_instance_warms_its_cache_with_the_links_clicked_lately() {
+    let app = spawn_app().await;
+    let clicked: Vec<String> = {
+        let mut codes = Vec::new();
+        for i in 0..3 {
+            codes.push(app.create_code(&format!("https://example.com/hot/{i}")).await);
+        }
+        codes
+    };
+    let cold = app.create_code("https://example.com/cold").await;
+    for code in &clicked {
+        assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
+    }
+    let poll = std::time::Duration::from_millis(50);
+    crate::support::wait_for("the clicks in the store", poll, async || {
+        app.count("SELECT COUNT(DISTINCT code) FROM click_rollups").await == 3
+    })
+    .await;
+    let fresh = app.twin().await;
+    crate::support::wait_for("the warm-up", poll, async || {
+        let text = fresh.get("/metrics", None).await.text().await.unwrap();
+        metric(&text, "kurz_cache_entries ") >= 3.0
+    })
+    .await;
+    let text = fresh.get("/metrics", None).await.text().await.unwrap();
+    let misses = metric(&text, "kurz_cache_requests_total{result=\"miss\"} ");
+    for code in &clicked {
+        assert_eq!(fresh.get(&format!("/{code}"), None).await.status(), 302);
+    }
+    let text = fresh.get("/metrics", None).await.text().await.unwrap();
+    assert_eq!(
+        metric(&text, "kurz_cache_requests_total{result=\"miss\"} "),
+        misses,
+        "the warmed links were hits"
+    );
+    assert_eq!(fresh.get(&format!("/{cold}"), None).await.status(), 302);
+    let text = fresh.get("/metrics", None).await.text().await.unwrap();
+    assert_eq!(
+        metric(&text, "kurz_cache_requests_total{result=\"miss\"} "),
+        misses + 1.0,
+        "the unclicked link was not loaded"
+    );
+}
