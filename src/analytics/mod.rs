@@ -20,6 +20,7 @@ pub mod click_writer;
 pub mod enrich;
 pub mod event;
 pub mod hll;
+pub mod journal;
 pub mod kafka;
 pub mod lane;
 pub mod names;
@@ -105,7 +106,7 @@ impl Analytics {
     pub fn start(
         settings: Settings,
         enricher: Enricher,
-        store: StoreWriter,
+        mut store: StoreWriter,
         sinks: Vec<Arc<dyn EventSink>>,
     ) -> Result<Self, SpoolError> {
         let mut spools = Vec::with_capacity(sinks.len() + 1);
@@ -120,6 +121,8 @@ impl Analytics {
             }
             spools.push(LaneSpool { name, spool });
         }
+        // The store's spool is open (and locked) now: its folder is this instance's.
+        store.journal_in(&settings.spool_dir, settings.batch_max);
         let shared = Arc::new(Shared {
             enricher,
             lanes: spools,
