@@ -13,6 +13,7 @@ mod support;
 
 mod chaos;
 mod cluster;
+mod crash;
 mod failover;
 mod instances;
 mod kafka;
