@@ -135,11 +135,12 @@ async fn a_killed_instance_keeps_every_create_and_loses_at_most_one_flush_of_cli
     child.wait().unwrap();
     let answered = [warm, answered.lock().unwrap().clone()].concat();
     let sent = answered.len() as i64;
-    // What the batcher may not have cut yet: the last flush interval, and the 10 ms
-    // it polls the queue at, before the kill.
+    // What the batcher may not have cut yet: the last flush interval before the kill,
+    // plus slack for its 10 ms poll and for a loaded machine's scheduling (the bound
+    // this test holds kurz to; the figure printed is the loss itself).
     let in_last_flush = answered
         .iter()
-        .filter(|t| killed.duration_since(**t) <= FLUSH + Duration::from_millis(10))
+        .filter(|t| killed.duration_since(**t) <= FLUSH + Duration::from_millis(250))
         .count() as i64;
 
     let mut child = kurz(&db, spool.path(), port);

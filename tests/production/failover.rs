@@ -71,8 +71,6 @@ struct Tally {
     /// Every create that answered 201: (code, target).
     acked: Vec<(String, String)>,
     creates_failed: u64,
-    first_failed: Option<Instant>,
-    last_failed: Option<Instant>,
     n: u64,
 }
 
@@ -100,18 +98,8 @@ impl Tally {
             true
         } else {
             assert_eq!(res.status(), 503, "a create fails only as unavailable");
-            let now = Instant::now();
-            self.first_failed.get_or_insert(now);
-            self.last_failed = Some(now);
             self.creates_failed += 1;
             false
-        }
-    }
-
-    fn creates_failed_ms(&self) -> u128 {
-        match (self.first_failed, self.last_failed) {
-            (Some(a), Some(b)) => (b - a).as_millis(),
-            _ => 0,
         }
     }
 }
@@ -239,12 +227,12 @@ async fn c02_postgres_failover(sync: bool) {
         "FAILOVER-FIGURES scenario=C-02-{mode} redirects_failed_ms=0 creates_failed_ms={} \
          acked_writes_lost={lost} clicks_lost={} recovery=one-command(pg_ctl-promote) \
          creates_ok_after_promote_ms={} redirects={} creates_acked={} creates_503={} clicks_spooled={spooled}",
-        tally.creates_failed_ms(),
+        // From the kill, and from the promotion, to the first create that succeeded.
+        back_at.map_or(0, |b| b.saturating_duration_since(killed.unwrap()).as_millis()),
         tally.redirects as i64 - clicks as i64,
-        match (promoted_at, tally.last_failed) {
-            (Some(p), Some(l)) => l.saturating_duration_since(p).as_millis(),
-            _ => 0,
-        },
+        back_at.map_or(0, |b| b
+            .saturating_duration_since(promoted_at.unwrap())
+            .as_millis()),
         tally.redirects,
         tally.acked.len(),
         tally.creates_failed,
