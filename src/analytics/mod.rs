@@ -9,6 +9,8 @@
 //!   flushes them by size or time to each [`sink`] — the store always, Kafka if set.
 //! * A failing sink's events go to its [`spool`] and are replayed in order when it is
 //!   back. On shutdown the queue is drained and flushed before the process exits.
+//! * The store's lane [`journal`]s every batch before holding it, so a crash loses at
+//!   most the clicks not cut yet (one flush interval), not a held write's seconds.
 //! * [`batch`] holds what one store write adds (a compact row per click, folded at
 //!   write time into a delta per link-hour, plus the raw events); [`rollup`] merges
 //!   deltas into the stored hourly rows and answers stats from them; [`hll`] is the
