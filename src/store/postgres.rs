@@ -14,8 +14,8 @@
 //! The primary may be given as several hosts, libpq-style
 //! (`postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write`): kurz then
 //! finds the read-write one by itself and follows a failover without a restart (see
-//! [`Primary`]). Key leases notice a failover too and skip the counter ahead (see
-//! [`LEASE_SKIP_ON_NEW_SERVER`]).
+//! `Primary` below). Key leases notice a failover too and skip the counter ahead (see
+//! `LEASE_SKIP_ON_NEW_SERVER`).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -270,7 +270,7 @@ impl Drop for PgStore {
 }
 
 impl PgStore {
-    /// `primary` is one URL, or a multi-host one (see [`Primary`]).
+    /// `primary` is one URL, or a multi-host one (see `Primary`).
     pub async fn connect(primary: &str, replicas: &[String], bounds: PoolBounds) -> StoreResult<Self> {
         let mut replica_pools = Vec::with_capacity(replicas.len());
         for r in replicas {
@@ -606,8 +606,8 @@ impl LinkStore for PgStore {
         rows.iter().map(link_from_row).collect()
     }
 
-    /// One transaction: lock the counter, compare the server's [`server_epoch`] with
-    /// the one recorded at the last lease, skip [`LEASE_SKIP_ON_NEW_SERVER`] values
+    /// One transaction: lock the counter, compare the server's [`SERVER_EPOCH`] with
+    /// the one recorded at the last lease, skip `LEASE_SKIP_ON_NEW_SERVER` values
     /// if it changed (a failover or a restore), take the block, record the epoch.
     async fn lease_block(&self, size: u64, max: u64) -> StoreResult<u64> {
         let size = i64::try_from(size).map_err(|_| StoreError::Other("block too large".into()))?;
