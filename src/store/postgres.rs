@@ -606,7 +606,7 @@ impl LinkStore for PgStore {
         rows.iter().map(link_from_row).collect()
     }
 
-    /// One transaction: lock the counter, compare the server's [`SERVER_EPOCH`] with
+    /// One transaction: lock the counter, compare the server's `SERVER_EPOCH` with
     /// the one recorded at the last lease, skip `LEASE_SKIP_ON_NEW_SERVER` values
     /// if it changed (a failover or a restore), take the block, record the epoch.
     async fn lease_block(&self, size: u64, max: u64) -> StoreResult<u64> {
