@@ -1,7 +1,8 @@
 //! Criterion benchmark of the click writer's CPU work: folding a batch of events into
 //! link-hour rollups, and merging a folded rollup into its stored row. Under uniform
 //! traffic every 50,000-click batch touches tens of thousands of link-hours, so these
-//! two run for every click and every row the analytics pipeline writes; and the whole
+//! two run for every click and every row the analytics pipeline writes; the journal
+//! record the store's lane writes of every batch before holding it; and the whole
 //! SQLite write of such a batch.
 //! Run: `cargo bench --bench rollup`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,7 +13,7 @@ use chrono::DurationRound;
 use chrono::{DateTime, Duration, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kurz::analytics::ClickEvent;
-use kurz::analytics::batch::fold;
+use kurz::analytics::batch::{Encoded, fold};
 use kurz::analytics::click_writer::ClickWriter;
 use kurz::analytics::event::Device;
 use kurz::analytics::rows::merge_row;
@@ -70,6 +71,13 @@ fn rollups(c: &mut Criterion) {
         b.iter(|| black_box(fold(black_box(&events)).rows()))
     });
     let folded = fold(&events);
+    let mut record = Vec::new();
+    g.bench_function("journal_record_of_50k_clicks", |b| {
+        b.iter(|| {
+            record.clear();
+            black_box(folded.encode_since(Encoded::default(), &mut record));
+        })
+    });
     let rollups = folded.rollups();
     // Each row merged into what an earlier batch stored for it.
     let stored: Vec<_> = rollups.iter().map(|(_, r)| merge_row(None, r)).collect();

@@ -5,10 +5,13 @@
 # On a fresh Debian machine it installs PostgreSQL and redis-server if they are
 # missing (as root: apt-get), starts throwaway instances on free loopback ports in a
 # temporary directory (scripts/services.sh), runs the tests, then stops exactly what
-# it started. The Redis Cluster of the cluster test is started by that test.
+# it started. The Redis Cluster of the cluster test, and the PostgreSQL primaries and
+# replicas the failover tests kill and promote (tests/production/pg_servers.rs), are
+# started by those tests.
 #
 #   1. unit, property and SQLite tests; the store conformance suite on SQLite and
-#      PostgreSQL; the multi-instance, replica, cluster and outage tests;
+#      PostgreSQL; the multi-instance, replica, cluster, outage, failover (C-01, C-02,
+#      C-03, C-05) and crashed-instance tests;
 #   2. the HTTP integration suite again, on PostgreSQL + Redis (KURZ_TEST_BACKEND);
 #   3. deploy/test.sh: HAProxy in front of two instances, each restarted under traffic;
 #   4. tests/browser: the web interface in headless Chromium (Playwright);

@@ -387,7 +387,10 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Database")]
 pub struct DatabaseConfig {
-    /// Where links live: `sqlite://FILE` (embedded, the default) or `postgres://…`.
+    /// Where links live: `sqlite://FILE` (embedded, the default) or `postgres://…`;
+    /// for failover, PostgreSQL hosts as a libpq-style list,
+    /// `postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write`: kurz writes
+    /// to whichever is read-write.
     #[arg(
         id = "database-url",
         long = "database-url",

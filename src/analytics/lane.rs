@@ -128,6 +128,28 @@ pub trait LaneWriter: Send + Sync + 'static {
     async fn write(&mut self, held: &mut Self::Held) -> Result<(), Failed>;
     /// Writes a chunk replayed from the spool, which ends at `at`.
     async fn replay(&mut self, chunk: &Chunk, at: Replay) -> Result<Replayed, WriteError>;
+    /// A new, empty hold.
+    fn new_held(&self) -> Self::Held {
+        Self::Held::default()
+    }
+    /// A write of `held` failed: keep its events for a replay. By default `spool`
+    /// appends them to the lane's spool, marked with the failed write's name.
+    fn keep_failed(
+        &mut self,
+        held: Self::Held,
+        written_as: Option<&Replay>,
+        spool: &mut dyn FnMut(&[&ClickEvent], Option<&Replay>),
+    ) {
+        held.with_events(&mut |events| spool(events, written_as));
+    }
+    /// Holds the writer keeps itself for a replay, instead of the spool.
+    fn kept(&self) -> usize {
+        0
+    }
+    /// Replays the oldest hold the writer kept.
+    async fn replay_kept(&mut self) -> Result<Replayed, WriteError> {
+        Ok(Replayed::default())
+    }
 }
 
 /// A sink call bounded by `timeout`; a timeout is an error like the sink's own.
@@ -163,7 +185,7 @@ pub async fn run<W: LaneWriter>(
     let most_events = settings.batch_max.saturating_mul(HOLD_BATCHES);
     // Events one write may carry: learnt from the writes so far (see `write_cap`).
     let mut cap = most_events;
-    let mut held = W::Held::default();
+    let mut held = writer.new_held();
     let mut held_since: Option<Instant> = None;
     loop {
         let closed = tokio::select! {
@@ -183,9 +205,9 @@ pub async fn run<W: LaneWriter>(
             let n = held.events();
             if writer.ordered() && lane.spool.backlog() > 0 {
                 held.with_events(&mut |events| shared.spool_one(lane, events, true));
-                held = W::Held::default();
+                held = writer.new_held();
             } else {
-                let mut next = W::Held::default();
+                let mut next = writer.new_held();
                 let oldest = held.oldest();
                 let started = Instant::now();
                 let write = writer.write(&mut held);
@@ -207,9 +229,11 @@ pub async fn run<W: LaneWriter>(
                     Err(failed) => {
                         tracing::warn!(sink = name, error = %failed.error, events = n, "click sink failed; spooling");
                         retry_at = Instant::now() + RETRY_AFTER;
-                        held.with_events(&mut |events| {
-                            shared.spool_marked(lane, events, true, failed.written_as.as_ref())
-                        });
+                        writer.keep_failed(
+                            std::mem::take(&mut held),
+                            failed.written_as.as_ref(),
+                            &mut |events, written_as| shared.spool_marked(lane, events, true, written_as),
+                        );
                         cap = write_cap(cap, None, &settings, most_events);
                     }
                 }
@@ -222,11 +246,21 @@ pub async fn run<W: LaneWriter>(
             }
         }
         let mut burst = 0;
-        while burst < REPLAY_BURST && rx.is_empty() && Instant::now() >= retry_at && lane.spool.backlog() > 0
+        while burst < REPLAY_BURST
+            && rx.is_empty()
+            && Instant::now() >= retry_at
+            && (writer.kept() > 0 || lane.spool.backlog() > 0)
         {
             burst += 1;
-            if let Err(e) = replay_chunk(&mut writer, lane, &settings, &flush_seconds, &shared.dropped).await
-            {
+            let replayed = if writer.kept() > 0 {
+                let started = std::time::Instant::now();
+                let replayed = writer.replay_kept().await;
+                flush_seconds.record(started.elapsed().as_secs_f64());
+                replayed.map(|r| note_replayed(lane.name, r))
+            } else {
+                replay_chunk(&mut writer, lane, &settings, &flush_seconds, &shared.dropped).await
+            };
+            if let Err(e) = replayed {
                 tracing::warn!(sink = name, error = %e, "click replay failed; will retry");
                 retry_at = Instant::now() + RETRY_AFTER;
             }
@@ -320,18 +354,22 @@ async fn replay_chunk<W: LaneWriter>(
             .replay(&chunk, lane.spool.replay_at(chunk.next_offset))
             .await?;
         flush_seconds.record(started.elapsed().as_secs_f64());
-        if replayed.skipped > 0 {
-            metrics::counter!("kurz_click_events_already_written_total", "sink" => lane.name)
-                .increment(replayed.skipped as u64);
-            tracing::info!(
-                events = replayed.skipped,
-                "spooled clicks of a write that had committed after all skipped"
-            );
-        }
-        metrics::counter!("kurz_click_events_replayed_total", "sink" => lane.name)
-            .increment(replayed.written as u64);
+        note_replayed(lane.name, replayed);
     }
     Ok(off_workers(|| lane.spool.commit(chunk.next_offset))?)
+}
+
+/// Counts what a replay wrote, and what it skipped as already written.
+fn note_replayed(sink: &'static str, replayed: Replayed) {
+    if replayed.skipped > 0 {
+        metrics::counter!("kurz_click_events_already_written_total", "sink" => sink)
+            .increment(replayed.skipped as u64);
+        tracing::info!(
+            events = replayed.skipped,
+            "spooled clicks of a write that had committed after all skipped"
+        );
+    }
+    metrics::counter!("kurz_click_events_replayed_total", "sink" => sink).increment(replayed.written as u64);
 }
 
 #[cfg(test)]

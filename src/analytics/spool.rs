@@ -14,7 +14,9 @@
 //! the store does) skips it, the others get it twice (at-least-once).
 //!
 //! A write that failed may still have committed: a timeout can fire after the
-//! database took the COMMIT. Its events are spooled *marked* with the write's name
+//! database took the COMMIT. The store's failed holds wait in their journal
+//! ([`super::journal`]); one that could not be journaled (a disk error) has its
+//! events spooled *marked* with the write's name
 //! (a record `{"w":[writer, n],"e":event}`), and the replay asks the sink whether
 //! that write is in before it hands them over ([`super::store_writer`]).
 //! The file is locked while open, so two instances can never share one spool.

@@ -9,9 +9,17 @@
 //! compact row, so a failed write still spools exactly its events.
 //!
 //! Why names ([`super::names`]): a write can fail after it committed (its answer lost
-//! at the timeout). Its events are spooled under its name, and the replay asks the
+//! at the timeout). Its events are kept under its name, and the replay asks the
 //! store how far that name's writes got before it writes them again.
+//!
+//! Why a journal ([`super::journal`]): what is held is on disk before it is held, so a
+//! crash loses at most what the batcher had not cut yet (one flush interval), not
+//! the up to `KURZ_ANALYTICS_STORE_HOLD_MS` a held write gathers. A hold whose write
+//! failed stays in its journal file, which is the copy replayed later; the files a
+//! crash left are replayed after the restart.
 
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +28,12 @@ use async_trait::async_trait;
 use super::batch::{ClickBatch, Replay, fold};
 use super::click_writer::ClickWriter;
 use super::event::ClickEvent;
+use super::journal::{self, Journaled};
 use super::lane::{Batch, Failed, Held, LaneWriter, Replayed, WriteError, within};
 use super::names::WriteNames;
 use super::off_workers;
 use super::port::ClickStore;
-use super::spool::Chunk;
+use super::spool::{Chunk, SpoolError};
 
 /// A write touching no more rows than this is cheap (~15 ms): it is not held, so
 /// stats lag by only the flush interval unless traffic is heavy.
@@ -41,6 +50,12 @@ pub struct StoreWriter {
     names: WriteNames,
     /// `kurz_clicks_total{country}` handles, one per label (a bounded set).
     by_country: std::collections::HashMap<&'static str, metrics::Counter>,
+    /// The spool folder, where holds are journaled; `None` until [`Self::journal_in`].
+    journal: Option<PathBuf>,
+    /// Journals of holds not in the store: failed writes, and a crash's leftovers.
+    kept: VecDeque<PathBuf>,
+    /// Clicks per write when a kept hold is replayed.
+    part: usize,
 }
 
 impl StoreWriter {
@@ -52,6 +67,24 @@ impl StoreWriter {
             light_rows: LIGHT_ROWS,
             names: WriteNames::default(),
             by_country: Default::default(),
+            journal: None,
+            kept: VecDeque::new(),
+            part: 50_000,
+        }
+    }
+
+    /// Journals holds in `dir` (the spool folder, locked by the store's spool) from
+    /// now on, and takes the journals a crash left there for a replay. A kept hold is
+    /// replayed `part` clicks per write.
+    pub fn journal_in(&mut self, dir: &Path, part: usize) {
+        self.journal = Some(dir.to_owned());
+        self.kept = journal::leftovers(dir).into();
+        self.part = part.max(1);
+        if !self.kept.is_empty() {
+            tracing::info!(
+                holds = self.kept.len(),
+                "click batches journaled before a crash will be replayed"
+            );
         }
     }
 
@@ -100,7 +133,7 @@ impl Held for ClickBatch {
 
 #[async_trait]
 impl LaneWriter for StoreWriter {
-    type Held = ClickBatch;
+    type Held = Journaled;
 
     fn name(&self) -> &'static str {
         "store"
@@ -111,17 +144,28 @@ impl LaneWriter for StoreWriter {
         false
     }
 
-    fn due(&self, held: &ClickBatch, held_for: Duration) -> bool {
+    fn due(&self, held: &Journaled, held_for: Duration) -> bool {
         held.rows() <= self.light_rows || held_for >= self.hold
     }
 
-    async fn write(&mut self, held: &mut ClickBatch) -> Result<(), Failed> {
+    fn new_held(&self) -> Journaled {
+        Journaled::new(self.journal.clone())
+    }
+
+    async fn write(&mut self, held: &mut Journaled) -> Result<(), Failed> {
         // Nothing was attempted if the store did not even take a new writer name.
         let name = self.names.next(&self.writer, self.timeout).await?;
-        held.replay = Some(name.clone());
-        match within(self.timeout, self.writer.record(held)).await {
+        if let Err(e) = held.written_as(&name) {
+            // A replay after a crash would then write the hold under a new name: only
+            // a crash right after this write commits could count it twice.
+            metrics::counter!("kurz_click_journal_errors_total").increment(1);
+            tracing::error!(error = %e, "cannot journal a write's name");
+        }
+        held.batch.replay = Some(name.clone());
+        match within(self.timeout, self.writer.record(&held.batch)).await {
             Ok(()) => {
-                self.count_countries(held);
+                self.count_countries(&held.batch);
+                held.written();
                 Ok(())
             }
             Err(error) => {
@@ -134,6 +178,84 @@ impl LaneWriter for StoreWriter {
                 })
             }
         }
+    }
+
+    fn keep_failed(
+        &mut self,
+        held: Journaled,
+        written_as: Option<&Replay>,
+        spool: &mut dyn FnMut(&[&ClickEvent], Option<&Replay>),
+    ) {
+        match held.path() {
+            Some(path) => {
+                metrics::counter!("kurz_click_events_spooled_total", "sink" => self.name())
+                    .increment(held.events() as u64);
+                self.kept.push_back(path.to_owned());
+            }
+            None => held.with_events(&mut |events| spool(events, written_as)),
+        }
+    }
+
+    fn kept(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Replays the oldest kept hold: skipped whole if the write that carried it
+    /// committed after all (its name is in the store), else written in parts under a
+    /// replay name recorded in its journal first, each part skipped if a replay cut
+    /// off by a crash already wrote it. The journal goes once all of it is in.
+    async fn replay_kept(&mut self) -> Result<Replayed, WriteError> {
+        let Some(path) = self.kept.front().cloned() else {
+            return Ok(Replayed::default());
+        };
+        let io = |e| WriteError::Spool(SpoolError::Io(path.clone(), e));
+        let kept = off_workers(|| journal::read(&path)).map_err(io)?;
+        if kept.torn {
+            tracing::warn!(path = %path.display(), "a journaled hold ends in a torn record (a crash mid-append)");
+        }
+        let mut done = Replayed::default();
+        let written_live = match &kept.written_as {
+            Some(w) => within(self.timeout, self.writer.name_through(&w.spool))
+                .await?
+                .is_some_and(|through| through >= w.through),
+            None => false,
+        };
+        if written_live {
+            done.skipped = kept.events.len();
+        } else {
+            let replay_as = match kept.replay_as {
+                Some(r) => r,
+                None => {
+                    let r = Replay {
+                        spool: format!("j{:032x}", rand::random::<u128>()),
+                        through: 0,
+                    };
+                    off_workers(|| journal::set_replay_as(&path, &r)).map_err(io)?;
+                    r
+                }
+            };
+            let already = within(self.timeout, self.writer.name_through(&replay_as.spool))
+                .await?
+                .unwrap_or(0);
+            let mut end = 0u64;
+            for part in kept.events.chunks(self.part) {
+                end += part.len() as u64;
+                if end <= already {
+                    done.skipped += part.len();
+                    continue;
+                }
+                let mut batch = off_workers(|| fold(part));
+                batch.replay = Some(Replay {
+                    spool: replay_as.spool.clone(),
+                    through: end,
+                });
+                within(self.timeout, self.writer.record(&batch)).await?;
+                done.written += part.len();
+            }
+        }
+        off_workers(|| std::fs::remove_file(&path)).map_err(io)?;
+        self.kept.pop_front();
+        Ok(done)
     }
 
     async fn replay(&mut self, chunk: &Chunk, at: Replay) -> Result<Replayed, WriteError> {
@@ -407,10 +529,14 @@ mod tests {
                 analytics.capture(bare_click(i));
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            // The failed write's events wait a retry (1 s) in the spool.
+            // The failed write's events wait a retry (1 s) in the spool, or in the
+            // journal of their hold.
             let spool = dir.path().join("spool").join("store.spool");
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            let pending = || std::fs::metadata(&spool).map(|m| m.len() > 0).unwrap_or(false);
+            let pending = || {
+                std::fs::metadata(&spool).map(|m| m.len() > 0).unwrap_or(false)
+                    || !journal::leftovers(&dir.path().join("spool")).is_empty()
+            };
             while (counts.fail.lock().unwrap().is_some() || pending())
                 && tokio::time::Instant::now() < deadline
             {
@@ -543,6 +669,73 @@ mod tests {
             analytics.shutdown().await;
             assert_eq!(count().await, 30, "shutdown writes what was held");
         }
+    }
+
+    /// Holds a crashed process left journaled: one whose write had committed (its
+    /// name is in the store) is skipped, one never written is written, once, even when
+    /// its replay is itself cut off and run again.
+    #[tokio::test]
+    async fn journaled_holds_left_by_a_crash_are_written_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_link(dir.path()).await;
+        let enricher = Enricher::new([7; 16], None);
+        let batch = |from: u8| -> Batch {
+            Arc::new((from..from + 5).map(|i| enricher.enrich(bare_click(i))).collect())
+        };
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        // The crashed process: one hold written (the crash came before its journal
+        // went), one only journaled.
+        let mut crashed = StoreWriter::new(store.clone(), true, Duration::ZERO, Duration::from_secs(10));
+        crashed.journal_in(&spool, 3);
+        let mut written = crashed.new_held();
+        written.add(batch(0));
+        let path = written.path().unwrap().to_owned();
+        crashed.write(&mut written).await.unwrap();
+        assert!(!path.exists());
+        std::fs::write(&path, b"").unwrap();
+        let mut copy = Journaled::new(Some(spool.clone()));
+        copy.add(batch(0));
+        copy.written_as(written.batch.replay.as_ref().unwrap()).unwrap();
+        std::fs::rename(copy.path().unwrap(), &path).unwrap();
+        let mut pending = crashed.new_held();
+        pending.add(batch(10));
+        drop(crashed);
+        let count = async || store.get_link("hold123").await.unwrap().unwrap().click_count;
+        assert_eq!(count().await, 5);
+
+        let mut restarted = StoreWriter::new(store.clone(), true, Duration::ZERO, Duration::from_secs(10));
+        restarted.journal_in(&spool, 3);
+        assert_eq!(restarted.kept(), 2);
+        let first = restarted.replay_kept().await.unwrap();
+        assert_eq!(
+            (first.written, first.skipped),
+            (0, 5),
+            "the committed hold is skipped"
+        );
+        // The second hold's replay writes its first part (3 clicks), then "crashes".
+        let kept = journal::read(pending.path().unwrap()).unwrap();
+        assert!(kept.replay_as.is_none());
+        let name = Replay {
+            spool: "jtest".into(),
+            through: 0,
+        };
+        journal::set_replay_as(pending.path().unwrap(), &name).unwrap();
+        let mut part = fold(kept.events[..3].iter());
+        part.replay = Some(Replay {
+            spool: "jtest".into(),
+            through: 3,
+        });
+        restarted.writer.record(&part).await.unwrap();
+        let second = restarted.replay_kept().await.unwrap();
+        assert_eq!(
+            (second.written, second.skipped),
+            (2, 3),
+            "the part written before is skipped"
+        );
+        assert_eq!(restarted.kept(), 0);
+        assert!(journal::leftovers(&spool).is_empty());
+        assert_eq!(count().await, 10, "each click counted once");
     }
 
     /// The crash the spool's position file cannot cover: the store took a replayed

@@ -10,8 +10,15 @@
 //!
 //! Creates arrive grouped by the link service's group commit and are written with one
 //! multi-row `INSERT … SELECT FROM UNNEST(…)`: one round trip per group.
+//!
+//! The primary may be given as several hosts, libpq-style
+//! (`postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write`): kurz then
+//! finds the read-write one by itself and follows a failover without a restart (see
+//! `Primary` below). Key leases notice a failover too and skip the counter ahead (see
+//! `LEASE_SKIP_ON_NEW_SERVER`).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -60,6 +67,32 @@ const RAW_EVENTS_PER_STATEMENT: usize = 50_000;
 /// updates, cross-instance invalidations also mark the code (see `note_changed`).
 const READ_YOUR_WRITES: Duration = Duration::from_secs(10);
 
+/// The `settings` row holding the [`SERVER_EPOCH`] of the server that granted the last
+/// key lease (first written by migration 0008).
+const KGS_EPOCH: &str = "kgs_epoch";
+
+/// Which server history this is: the cluster's system identifier (new for a cluster
+/// restored from a dump into a new `initdb`) and its current timeline (one more on
+/// every promotion, and on a point-in-time restore). The timeline is read from the
+/// name of the current WAL file rather than from `pg_control_checkpoint()`: after a
+/// fast promotion the control file shows the old timeline until the first checkpoint
+/// finishes, and a lease in that window would not see the change.
+const SERVER_EPOCH: &str = "SELECT (SELECT system_identifier FROM pg_control_system())::text || ':' || \
+     ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text";
+
+/// How far the key counter jumps when a lease finds a new [`SERVER_EPOCH`].
+///
+/// Why: with asynchronous replication the old primary may have granted leases that
+/// never reached the replica now promoted, and the links created from them are out
+/// in the world even if their rows are lost; without the jump, the counter would hand
+/// those values, hence those codes, out again for other URLs. What was lost is at most
+/// the replication lag's worth of leases. 100,000,000 values (the same margin as
+/// `deploy/backup/pg_restore.sh skip-codes`) is about six days of the seeds' 17 M
+/// creates a day, or 10,000 s at 10,000 creates/s: far more than any lag a promotion
+/// would accept. It costs little: the space is 62^7 ≈ 3.5·10¹² values, so a failover
+/// uses 0.003 % of it (see `docs/failover.md`).
+const LEASE_SKIP_ON_NEW_SERVER: i64 = 100_000_000;
+
 macro_rules! link_select {
     ($tail:literal) => {
         concat!(
@@ -71,7 +104,9 @@ macro_rules! link_select {
 }
 
 pub struct PgStore {
-    primary: PgPool,
+    primary: Arc<Primary>,
+    /// The failover watcher of a multi-host primary, stopped with the store.
+    watcher: Option<tokio::task::AbortHandle>,
     replicas: Vec<PgPool>,
     next_replica: AtomicUsize,
     /// Codes written recently by this instance (or announced as changed by another).
@@ -102,14 +137,164 @@ async fn pool(url: &str, bounds: PoolBounds) -> StoreResult<PgPool> {
         .connect_lazy_with(options))
 }
 
+/// How often the watcher of a multi-host primary asks the current host whether it is
+/// still the read-write one.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// How long one host may take to answer the watcher before it counts as down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One host of the primary's URL, with its own (lazy) pool.
+struct Host {
+    /// `host:port`, for logs.
+    name: String,
+    pool: PgPool,
+}
+
+/// The read-write server among the hosts of `KURZ_DATABASE_URL`.
+///
+/// Why: sqlx connects to one host, and after a failover (the replica promoted by an
+/// orchestrator or by `pg_ctl promote`) kurz must write to the new primary without a
+/// restart or a DNS change. libpq's answer is a multi-host URL,
+/// `postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write`; this is the
+/// same, kept small: one lazy pool per host, and every primary query goes to the
+/// current host's pool. With one host nothing else happens. With several, a watcher
+/// asks the current host every [`WATCH_EVERY`] `SELECT pg_is_in_recovery()`; when it
+/// cannot be reached (a connection error or [`PROBE_TIMEOUT`]) or has become a
+/// standby, the watcher tries the hosts in the URL's order and keeps the first that
+/// answers `false`. When none does (the primary is down and no replica is promoted
+/// yet, or this side of a network split cannot reach it) it keeps the current host
+/// and looks again next time: writes meanwhile fail as with one host down (503), and
+/// a standby is never written to. Requests never wait for the watcher.
+///
+/// What it does not do: fence. If two hosts are read-write at once (a replica
+/// promoted while the old primary still runs) kurz stays on the one it has; keeping
+/// one primary is the orchestrator's job (deploy/REGIONS.md).
+struct Primary {
+    hosts: Vec<Host>,
+    current: AtomicUsize,
+}
+
+impl Primary {
+    /// The current host's pool.
+    fn pool(&self) -> &PgPool {
+        let i = self.current.load(Ordering::Relaxed);
+        // `current` is always an index of `hosts`, which is never empty.
+        &self.hosts[i.min(self.hosts.len() - 1)].pool
+    }
+
+    /// `Some(true)` if `host` answers and is read-write, `Some(false)` if it is a
+    /// standby, `None` if it cannot be reached.
+    async fn read_write(host: &Host) -> Option<bool> {
+        let probe = sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()").fetch_one(&host.pool);
+        match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Ok(in_recovery)) => Some(!in_recovery),
+            _ => None,
+        }
+    }
+
+    /// Runs for the store's lifetime (aborted by its `Drop`).
+    async fn watch(&self) {
+        let switched = metrics::counter!("kurz_database_primary_switches_total");
+        switched.increment(0);
+        loop {
+            let i = self.current.load(Ordering::Relaxed);
+            if Self::read_write(&self.hosts[i]).await != Some(true) {
+                for (j, host) in self.hosts.iter().enumerate() {
+                    if j != i && Self::read_write(host).await == Some(true) {
+                        self.current.store(j, Ordering::Relaxed);
+                        switched.increment(1);
+                        tracing::warn!(from = %self.hosts[i].name, to = %host.name, "PostgreSQL primary changed");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(WATCH_EVERY).await;
+        }
+    }
+}
+
+/// The per-host URLs of a database URL: one for a plain URL, one per host of a
+/// libpq-style multi-host URL (`scheme://[userinfo@]h1:p1,h2:p2/db?params`), each
+/// with the same user, database and parameters. `target_session_attrs` is taken out
+/// (sqlx does not know it): a multi-host primary is always found read-write, so only
+/// `read-write` (or `primary`, its newer name) is accepted there.
+fn split_hosts(url: &str) -> StoreResult<Vec<String>> {
+    let bad = |why: &str| StoreError::Other(format!("bad PostgreSQL URL: {why}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), authority),
+    };
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    let mut params = Vec::new();
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        match kv.split_once('=') {
+            Some(("target_session_attrs", "read-write" | "primary")) => {}
+            Some(("target_session_attrs", other)) => {
+                return Err(bad(&format!(
+                    "target_session_attrs={other}: kurz writes, so its primary must be read-write"
+                )));
+            }
+            _ => params.push(kv),
+        }
+    }
+    let query = if params.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", params.join("&"))
+    };
+    let hosts: Vec<&str> = hosts.split(',').collect();
+    if hosts.iter().any(|h| h.is_empty()) && hosts.len() > 1 {
+        return Err(bad("an empty host in the host list"));
+    }
+    Ok(hosts
+        .iter()
+        .map(|h| format!("{scheme}://{userinfo}{h}{path}{query}"))
+        .collect())
+}
+
+/// `host:port` of a one-host URL, for logs (never the password).
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(w) = &self.watcher {
+            w.abort();
+        }
+    }
+}
+
 impl PgStore {
+    /// `primary` is one URL, or a multi-host one (see `Primary`).
     pub async fn connect(primary: &str, replicas: &[String], bounds: PoolBounds) -> StoreResult<Self> {
         let mut replica_pools = Vec::with_capacity(replicas.len());
         for r in replicas {
             replica_pools.push(pool(r, bounds).await?);
         }
+        let mut hosts = Vec::new();
+        for url in split_hosts(primary)? {
+            hosts.push(Host {
+                pool: pool(&url, bounds).await?,
+                name: host_of(&url).to_owned(),
+            });
+        }
+        let primary = Arc::new(Primary {
+            hosts,
+            current: AtomicUsize::new(0),
+        });
+        let watcher = (primary.hosts.len() > 1).then(|| {
+            let p = primary.clone();
+            tokio::spawn(async move { p.watch().await }).abort_handle()
+        });
         Ok(Self {
-            primary: pool(primary, bounds).await?,
+            primary,
+            watcher,
             replicas: replica_pools,
             next_replica: AtomicUsize::new(0),
             recent: Cache::new(100_000),
@@ -157,7 +342,10 @@ impl PgStore {
     }
 
     /// The one replica read: on a replica (unless `primary_only`), then on the
-    /// primary if the replica failed or gave an answer that is not `believed`.
+    /// primary if the replica failed or gave an answer that is not `believed`. A read
+    /// meant for the primary alone goes to a replica after all when the primary is
+    /// unreachable: during a failover or a region outage a link written seconds ago
+    /// still redirects if the replica has it (C-03), rather than answering 503.
     async fn replica_first<T, F, Fut>(
         &self,
         primary_only: bool,
@@ -175,7 +363,18 @@ impl PgStore {
                 Err(e) => tracing::debug!(error = %e, "replica read failed; asking the primary"),
             }
         }
-        query(self.primary.clone()).await
+        match query(self.primary.pool().clone()).await {
+            Err(StoreError::Unavailable(e)) if primary_only => {
+                if let Some(replica) = self.replica()
+                    && let Ok(v) = query(replica.clone()).await
+                    && believed(&v)
+                {
+                    return Ok(v);
+                }
+                Err(StoreError::Unavailable(e))
+            }
+            answer => answer,
+        }
     }
 }
 
@@ -255,19 +454,19 @@ impl LinkStore for PgStore {
     async fn migrate(&self) -> StoreResult<()> {
         // sqlx takes an advisory lock, so instances starting together migrate once.
         MIGRATOR
-            .run(&self.primary)
+            .run(self.primary.pool())
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
     }
 
     async fn pending_migrations(&self) -> StoreResult<usize> {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(&self.primary)
+            .fetch_one(self.primary.pool())
             .await
             .map_err(map_err)?;
         let applied: Vec<i64> = if exists {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.primary)
+                .fetch_all(self.primary.pool())
                 .await
                 .map_err(map_err)?
         } else {
@@ -278,14 +477,14 @@ impl LinkStore for PgStore {
 
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.primary)
+            .execute(self.primary.pool())
             .await
             .map_err(map_err)?;
         Ok(())
     }
 
     fn pools(&self) -> Vec<PoolState> {
-        let mut pools = vec![PoolState::of("primary", &self.primary)];
+        let mut pools = vec![PoolState::of("primary", self.primary.pool())];
         for (i, r) in self.replicas.iter().enumerate() {
             pools.push(PoolState::of(format!("replica{i}"), r));
         }
@@ -350,7 +549,7 @@ impl LinkStore for PgStore {
         .bind(&expires)
         .bind(&redirects)
         .bind(&metadata)
-        .fetch_all(&self.primary)
+        .fetch_all(self.primary.pool())
         .await
         .map_err(map_err)?;
         let mut ids = std::collections::HashMap::with_capacity(rows.len());
@@ -427,7 +626,7 @@ impl LinkStore for PgStore {
         .bind(patch.redirect_type.map(|r| r.status() as i16))
         .bind(patch.metadata.as_ref().map(Metadata::to_json_string))
         .bind(code)
-        .fetch_optional(&self.primary)
+        .fetch_optional(self.primary.pool())
         .await
         .map_err(map_err)?;
         self.wrote(code);
@@ -440,7 +639,7 @@ impl LinkStore for PgStore {
              WHERE code = $1 AND deleted_at IS NULL",
         )
         .bind(code)
-        .execute(&self.primary)
+        .execute(self.primary.pool())
         .await
         .map_err(map_err)?;
         self.wrote(code);
@@ -467,25 +666,64 @@ impl LinkStore for PgStore {
             .bind(query.cursor_bound())
             .bind(query.like_pattern())
             .bind(i64::from(query.limit))
-            .fetch_all(&self.primary)
+            .fetch_all(self.primary.pool())
             .await
             .map_err(map_err)?;
         rows.iter().map(link_from_row).collect()
     }
 
+    /// One transaction: lock the counter, compare the server's `SERVER_EPOCH` with
+    /// the one recorded at the last lease, skip `LEASE_SKIP_ON_NEW_SERVER` values
+    /// if it changed (a failover or a restore), take the block, record the epoch.
     async fn lease_block(&self, size: u64, max: u64) -> StoreResult<u64> {
         let size = i64::try_from(size).map_err(|_| StoreError::Other("block too large".into()))?;
         let max = i64::try_from(max).map_err(|_| StoreError::Other("bad counter bound".into()))?;
-        let start: Option<i64> = sqlx::query_scalar(
-            "UPDATE kgs_counter SET next_value = next_value + $1 \
-             WHERE id = 1 AND next_value + $1 <= $2 RETURNING next_value - $1",
-        )
-        .bind(size)
-        .bind(max)
-        .fetch_optional(&self.primary)
-        .await
-        .map_err(map_err)?;
-        let start = start.ok_or_else(|| StoreError::Other("code counter exhausted".into()))?;
+        let mut tx = self.primary.pool().begin().await.map_err(map_err)?;
+        let next: i64 = sqlx::query_scalar("SELECT next_value FROM kgs_counter WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let epoch: String = sqlx::query_scalar(SERVER_EPOCH)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let seen: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            .bind(KGS_EPOCH)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let skip = if seen.as_deref() == Some(epoch.as_str()) {
+            0
+        } else {
+            tracing::warn!(
+                was = seen.as_deref().unwrap_or("unknown"),
+                now = %epoch,
+                skip = LEASE_SKIP_ON_NEW_SERVER,
+                "key leases: a new primary since the last lease; skipping the counter ahead"
+            );
+            LEASE_SKIP_ON_NEW_SERVER
+        };
+        let start = next.saturating_add(skip);
+        if start.saturating_add(size) > max {
+            return Err(StoreError::Other("code counter exhausted".into()));
+        }
+        sqlx::query("UPDATE kgs_counter SET next_value = $1 WHERE id = 1")
+            .bind(start + size)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if skip > 0 {
+            sqlx::query(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(KGS_EPOCH)
+            .bind(&epoch)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
         u64::try_from(start).map_err(|_| StoreError::Other("negative counter".into()))
     }
 
@@ -493,12 +731,12 @@ impl LinkStore for PgStore {
         sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(value)
-            .execute(&self.primary)
+            .execute(self.primary.pool())
             .await
             .map_err(map_err)?;
         sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.primary)
+            .fetch_one(self.primary.pool())
             .await
             .map_err(map_err)
     }
@@ -511,7 +749,7 @@ impl LinkStore for PgStore {
         .bind(&user.email)
         .bind(&user.api_key_hash)
         .bind(user.tier.as_str())
-        .fetch_one(&self.primary)
+        .fetch_one(self.primary.pool())
         .await
         .map_err(map_err)?;
         user_from_row(&row)
@@ -537,7 +775,7 @@ impl LinkStore for PgStore {
         )
         .bind(email)
         .bind(api_key_hash)
-        .fetch_one(&self.primary)
+        .fetch_one(self.primary.pool())
         .await
         .map_err(map_err)?;
         user_from_row(&row)
@@ -545,7 +783,7 @@ impl LinkStore for PgStore {
 
     async fn has_admin(&self) -> StoreResult<bool> {
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE tier = 'admin')")
-            .fetch_one(&self.primary)
+            .fetch_one(self.primary.pool())
             .await
             .map_err(map_err)
     }
@@ -567,7 +805,7 @@ impl LinkStore for PgStore {
         .bind(request_hash)
         .bind(now)
         .bind(fresh_after)
-        .fetch_optional(&self.primary)
+        .fetch_optional(self.primary.pool())
         .await
         .map_err(map_err)?;
         if claimed.is_some() {
@@ -575,7 +813,7 @@ impl LinkStore for PgStore {
         }
         let row = sqlx::query("SELECT request_hash, status, body FROM idempotency_keys WHERE key = $1")
             .bind(key)
-            .fetch_one(&self.primary)
+            .fetch_one(self.primary.pool())
             .await
             .map_err(map_err)?;
         let get = |e: sqlx::Error| StoreError::Other(format!("bad idempotency row: {e}"));
@@ -592,7 +830,7 @@ impl LinkStore for PgStore {
             .bind(status as i16)
             .bind(body)
             .bind(key)
-            .execute(&self.primary)
+            .execute(self.primary.pool())
             .await
             .map_err(map_err)?;
         Ok(())
@@ -601,7 +839,7 @@ impl LinkStore for PgStore {
     async fn idempotency_release(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND status IS NULL")
             .bind(key)
-            .execute(&self.primary)
+            .execute(self.primary.pool())
             .await
             .map_err(map_err)?;
         Ok(())
@@ -610,7 +848,7 @@ impl LinkStore for PgStore {
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(before)
-            .execute(&self.primary)
+            .execute(self.primary.pool())
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
@@ -624,7 +862,7 @@ fn cerr(e: sqlx::Error) -> ClickStoreError {
 #[async_trait]
 impl ClickStore for PgStore {
     async fn begin(&self) -> ClickResult<Box<dyn ClickTx>> {
-        let tx = self.primary.begin().await.map_err(cerr)?;
+        let tx = self.primary.pool().begin().await.map_err(cerr)?;
         Ok(Box::new(PgClickTx { tx }))
     }
 
@@ -638,7 +876,7 @@ impl ClickStore for PgStore {
             }
             sqlx::query("SELECT kurz_ensure_click_partition($1)")
                 .bind(day)
-                .execute(&self.primary)
+                .execute(self.primary.pool())
                 .await
                 .map_err(cerr)?;
             if let Ok(mut d) = self.click_days.lock() {
@@ -661,7 +899,7 @@ impl ClickStore for PgStore {
             "INSERT INTO click_replays (spool, through) VALUES ($1, 0) ON CONFLICT (spool) DO NOTHING",
         )
         .bind(name)
-        .execute(&self.primary)
+        .execute(self.primary.pool())
         .await
         .map_err(cerr)?;
         Ok(())
@@ -673,7 +911,7 @@ impl ClickStore for PgStore {
         // row lock) or created it (the uncommitted key), where SELECT … FOR UPDATE
         // would not see an uncommitted row; so the answer cannot change after it. A
         // row this upsert created itself means no write: rolled back, answered `None`.
-        let mut tx = self.primary.begin().await.map_err(cerr)?;
+        let mut tx = self.primary.pool().begin().await.map_err(cerr)?;
         let (through, created): (i64, bool) = sqlx::query_as(
             "INSERT INTO click_replays (spool, through) VALUES ($1, 0) \
              ON CONFLICT (spool) DO UPDATE SET through = click_replays.through \
@@ -768,7 +1006,7 @@ impl ClickStore for PgStore {
     async fn purge_events(&self, before: DateTime<Utc>) -> ClickResult<u64> {
         let dropped: i32 = sqlx::query_scalar("SELECT kurz_drop_click_partitions($1)")
             .bind(before.date_naive())
-            .fetch_one(&self.primary)
+            .fetch_one(self.primary.pool())
             .await
             .map_err(cerr)?;
         if dropped > 0
@@ -782,7 +1020,7 @@ impl ClickStore for PgStore {
     async fn purge_names(&self, before: DateTime<Utc>) -> ClickResult<u64> {
         let done = sqlx::query("DELETE FROM click_replays WHERE touched_at < $1")
             .bind(before)
-            .execute(&self.primary)
+            .execute(self.primary.pool())
             .await
             .map_err(cerr)?;
         Ok(done.rows_affected())
@@ -1055,4 +1293,33 @@ impl ClickTx for PgClickTx {
 /// The codes and the times of row keys, as the two arrays UNNEST takes.
 fn columns<'a>(keys: &[RowKey<'a>]) -> (Vec<&'a str>, Vec<DateTime<Utc>>) {
     keys.iter().map(|(code, at)| (*code, *at)).unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_host_url_becomes_one_url_per_host() {
+        assert_eq!(
+            split_hosts("postgres://kurz:pw@h1:5432/db").unwrap(),
+            ["postgres://kurz:pw@h1:5432/db"]
+        );
+        assert_eq!(
+            split_hosts("postgres://kurz:p@w@a:1,b:2/db?sslmode=disable&target_session_attrs=read-write")
+                .unwrap(),
+            [
+                "postgres://kurz:p@w@a:1/db?sslmode=disable",
+                "postgres://kurz:p@w@b:2/db?sslmode=disable"
+            ]
+        );
+        assert_eq!(
+            split_hosts("postgresql://a:1,b:2?target_session_attrs=primary").unwrap(),
+            ["postgresql://a:1", "postgresql://b:2"]
+        );
+        assert!(split_hosts("postgres://a:1,b:2/db?target_session_attrs=any").is_err());
+        assert!(split_hosts("postgres://a:1,,b:2/db").is_err());
+        assert!(split_hosts("a:1,b:2").is_err());
+        assert_eq!(host_of("postgres://kurz:secret@h1:5432/db?x=y"), "h1:5432");
+    }
 }

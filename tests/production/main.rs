@@ -1,7 +1,8 @@
 //! The production setup, against the real servers `scripts/test.sh` starts:
 //! several kurz instances on one PostgreSQL + Redis, a streaming replica, a Redis
-//! Cluster, and outages caused for real through a TCP proxy we can cut (seed tests
-//! C-01, C-02 adapted).
+//! Cluster that fails over, outages caused for real through a TCP proxy we can cut,
+//! and PostgreSQL failovers with promotion between two "regions" (seed tests C-01,
+//! C-02, C-03, C-05).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../api/helpers.rs"]
@@ -12,8 +13,11 @@ mod support;
 
 mod chaos;
 mod cluster;
+mod crash;
+mod failover;
 mod instances;
 mod kafka;
+mod pg_servers;
 mod proxy;
 mod tls_backends;
 
