@@ -110,6 +110,21 @@ fn text(table: &[String], id: u32) -> &str {
     table.get(id as usize).map_or("\"\"", |s| s)
 }
 
+/// A click as [`ClickBatch::push`] takes it: its labels as the shared strings they
+/// are (so appending one costs a lookup by address, not a copy).
+struct Pushed<'a> {
+    code: &'a Arc<str>,
+    at_ms: i64,
+    referrer: &'a Arc<str>,
+    browser: &'a Arc<str>,
+    os: &'a Arc<str>,
+    country: &'a Arc<str>,
+    city: Option<&'a str>,
+    device: Device,
+    bot: bool,
+    visitor: u64,
+}
+
 /// One held click, borrowing its strings from the batch: what the stores write as a
 /// raw event.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -258,42 +273,105 @@ impl ClickBatch {
         self.folded = OnceLock::new();
         self.folded_days = OnceLock::new();
         for e in events {
-            let code = self.codes.id_of_label(&e.short_code);
-            if code as usize >= self.links.len() {
-                self.links.push(LinkCounters::default());
-            }
-            let at_ms = e.clicked_at.timestamp_millis();
-            self.oldest_ms = Some(self.oldest_ms.map_or(at_ms, |o| o.min(at_ms)));
-            if let Some(link) = self.links.get_mut(code as usize) {
-                link.clicks += 1;
-                link.last_at = Some(link.last_at.map_or(e.clicked_at, |t| t.max(e.clicked_at)));
-                let hour = at_ms.div_euclid(HOUR_MS);
-                if !link.hours.contains(&hour) {
-                    if link.hours.capacity() == 0 {
-                        link.hours.reserve_exact(1);
-                    }
-                    link.hours.push(hour);
-                    self.rows += 1;
-                }
-            }
-            let day = at_ms.div_euclid(DAY_MS);
-            if self.days.last() != Some(&day) && !self.days.contains(&day) {
-                self.days.push(day);
-            }
-            let city = e.city.as_deref().map_or(NO_CITY, |c| self.values.id(c));
-            self.clicks.push(Click {
-                at_ms,
-                visitor: e.visitor_hash,
-                code,
-                referrer: self.values.id_of_label(&e.referrer),
-                browser: self.values.id_of_label(&e.browser),
-                os: self.values.id_of_label(&e.os),
-                country: self.values.id_of_label(&e.country),
-                city,
+            self.push(Pushed {
+                code: &e.short_code,
+                at_ms: e.clicked_at.timestamp_millis(),
+                referrer: &e.referrer,
+                browser: &e.browser,
+                os: &e.os,
+                country: &e.country,
+                city: e.city.as_deref(),
                 device: e.device,
                 bot: e.is_bot,
+                visitor: e.visitor_hash,
             });
         }
+    }
+
+    /// Appends one click (see [`ClickBatch::add`]).
+    fn push(&mut self, c: Pushed<'_>) {
+        let code = self.codes.id_of_label(c.code);
+        if code as usize >= self.links.len() {
+            self.links.push(LinkCounters::default());
+        }
+        let at_ms = c.at_ms;
+        self.oldest_ms = Some(self.oldest_ms.map_or(at_ms, |o| o.min(at_ms)));
+        if let Some(link) = self.links.get_mut(code as usize) {
+            let at = from_ms(at_ms);
+            link.clicks += 1;
+            link.last_at = Some(link.last_at.map_or(at, |t| t.max(at)));
+            let hour = at_ms.div_euclid(HOUR_MS);
+            if !link.hours.contains(&hour) {
+                if link.hours.capacity() == 0 {
+                    link.hours.reserve_exact(1);
+                }
+                link.hours.push(hour);
+                self.rows += 1;
+            }
+        }
+        let day = at_ms.div_euclid(DAY_MS);
+        if self.days.last() != Some(&day) && !self.days.contains(&day) {
+            self.days.push(day);
+        }
+        let city = c.city.map_or(NO_CITY, |city| self.values.id(city));
+        self.clicks.push(Click {
+            at_ms,
+            visitor: c.visitor,
+            code,
+            referrer: self.values.id_of_label(c.referrer),
+            browser: self.values.id_of_label(c.browser),
+            os: self.values.id_of_label(c.os),
+            country: self.values.id_of_label(c.country),
+            city,
+            device: c.device,
+            bot: c.bot,
+        });
+    }
+
+    /// The batch cut into parts of at most `max_rows` link-hours each (a link's
+    /// hours may land in two parts), in code and hour order; empty when the batch is
+    /// no bigger than that. Why: one store write holds SQLite's only write
+    /// connection until it commits, so a write of 100,000 link-hours (seconds) would
+    /// keep every create waiting that long; written part by part, a create waits for
+    /// one part at most. Each click goes, with its strings shared (no copy), to the
+    /// part of its link-hour, so the parts together are exactly the batch, and the
+    /// same clicks in any order cut into the same parts.
+    pub fn parts(&self, max_rows: usize) -> Vec<ClickBatch> {
+        let max_rows = max_rows.max(1);
+        if self.rows <= max_rows {
+            return Vec::new();
+        }
+        let hours = &self.folded().hours;
+        let mut part_of: HashMap<(u32, i64), usize> = HashMap::with_capacity(hours.len());
+        for (i, (code, delta)) in hours.iter().enumerate() {
+            part_of.insert(
+                (*code, delta.hour.timestamp_millis().div_euclid(HOUR_MS)),
+                i / max_rows,
+            );
+        }
+        let mut parts: Vec<ClickBatch> = (0..hours.len().div_ceil(max_rows))
+            .map(|_| ClickBatch::default())
+            .collect();
+        let label = |t: &Interner, id: u32| t.strings.get(id as usize).cloned().unwrap_or_else(|| "".into());
+        for c in &self.clicks {
+            let key = (c.code, c.at_ms.div_euclid(HOUR_MS));
+            let Some(part) = part_of.get(&key).and_then(|i| parts.get_mut(*i)) else {
+                continue;
+            };
+            part.push(Pushed {
+                code: &label(&self.codes, c.code),
+                at_ms: c.at_ms,
+                referrer: &label(&self.values, c.referrer),
+                browser: &label(&self.values, c.browser),
+                os: &label(&self.values, c.os),
+                country: &label(&self.values, c.country),
+                city: (c.city != NO_CITY).then(|| self.values.get(c.city)),
+                device: c.device,
+                bot: c.bot,
+                visitor: c.visitor,
+            });
+        }
+        parts
     }
 
     /// When the earliest click taken in happened.
@@ -856,6 +934,55 @@ mod tests {
         assert_eq!(block.decode().unwrap(), events, "the JSON block");
         assert_eq!(batch.to_events(), events, "the rows held");
         assert!(fold(&[]).raw().is_empty(), "no events, no block");
+    }
+
+    /// Parts hold at most their rows, together exactly the batch's clicks and rows,
+    /// and the same clicks in another order cut into the same parts.
+    #[test]
+    fn parts_cover_the_batch_exactly_and_do_not_depend_on_order() {
+        let mut events = Vec::new();
+        for link in 0..7 {
+            for hour in 0..5 {
+                for visitor in 0..3 {
+                    let at = format!("2026-03-01T{:02}:{:02}:00Z", hour + 1, link * 3 + visitor);
+                    events.push(event(&format!("c{link}"), &at, "DE", visitor, visitor == 2));
+                }
+            }
+        }
+        let whole = fold(&events);
+        assert_eq!(whole.rows(), 35);
+        assert!(whole.parts(35).is_empty(), "a batch that fits is not cut");
+        let parts = whole.parts(8);
+        assert_eq!(parts.len(), 5);
+        assert!(parts.iter().all(|p| p.rows() <= 8));
+        assert_eq!(parts.iter().map(ClickBatch::events).sum::<usize>(), events.len());
+        let mut rollups: Vec<(String, HourDelta)> = parts
+            .iter()
+            .flat_map(|p| p.rollups().into_iter().map(|(c, h)| (c.to_owned(), h.clone())))
+            .collect();
+        rollups.sort_by(|a, b| (a.0.as_str(), a.1.hour).cmp(&(b.0.as_str(), b.1.hour)));
+        let expected: Vec<(String, HourDelta)> = whole
+            .rollups()
+            .into_iter()
+            .map(|(c, h)| (c.to_owned(), h.clone()))
+            .collect();
+        assert_eq!(rollups, expected, "the parts' rows are the batch's rows");
+        let clicks: u64 = parts.iter().flat_map(|p| p.touches()).map(|t| t.clicks).sum();
+        assert_eq!(clicks, events.len() as u64);
+        events.reverse();
+        let again = fold(&events).parts(8);
+        let keys = |parts: &[ClickBatch]| -> Vec<Vec<(String, DateTime<Utc>)>> {
+            parts
+                .iter()
+                .map(|p| {
+                    p.rollups()
+                        .into_iter()
+                        .map(|(c, h)| (c.to_owned(), h.hour))
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(keys(&again), keys(&parts));
     }
 
     /// The one-pass fold over sorted rows against the obvious per-click fold.

@@ -33,6 +33,9 @@ const CLICKS: u8 = 1;
 const WRITTEN_AS: u8 = 2;
 /// The name the hold's replay writes its parts under.
 const REPLAY_AS: u8 = 3;
+/// The hold goes to the store in parts: the first part's name, the parts' count and
+/// their size in link-hours; part `i` is written as (writer, first + i).
+const SPLIT_AS: u8 = 4;
 
 const PREFIX: &str = "hold-";
 const SUFFIX: &str = ".clicks";
@@ -94,6 +97,15 @@ impl Journaled {
     /// Records the name of the write about to carry the hold.
     pub fn written_as(&mut self, name: &Replay) -> io::Result<()> {
         off_workers(|| self.append(WRITTEN_AS, &name_bytes(name)))
+    }
+
+    /// Records that the hold is written in `parts` parts of at most `rows` link-hours
+    /// (see [`ClickBatch::parts`]), the first named `first`, the others after it.
+    pub fn split_as(&mut self, first: &Replay, parts: u64, rows: u64) -> io::Result<()> {
+        let mut payload = parts.to_le_bytes().to_vec();
+        payload.extend_from_slice(&rows.to_le_bytes());
+        payload.extend_from_slice(&name_bytes(first));
+        off_workers(|| self.append(SPLIT_AS, &payload))
     }
 
     /// The hold is in the store: its journal goes.
@@ -184,9 +196,17 @@ pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
 pub struct Kept {
     pub events: Vec<ClickEvent>,
     pub written_as: Option<Replay>,
+    /// A write in parts: (first part's name, parts, link-hours a part).
+    pub split_as: Option<(Replay, u64, usize)>,
     pub replay_as: Option<Replay>,
     /// Records that did not check out (a torn tail): the file ends there.
     pub torn: bool,
+}
+
+fn split_of(payload: &[u8]) -> Option<(Replay, u64, usize)> {
+    let parts = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+    let rows = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
+    Some((name_of(payload.get(16..)?)?, parts, usize::try_from(rows).ok()?))
 }
 
 /// Reads a hold's journal.
@@ -222,6 +242,7 @@ pub fn read(path: &Path) -> io::Result<Kept> {
             }
             WRITTEN_AS => kept.written_as = name_of(payload),
             REPLAY_AS => kept.replay_as = name_of(payload),
+            SPLIT_AS => kept.split_as = split_of(payload),
             _ => {}
         }
     }

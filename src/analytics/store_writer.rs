@@ -38,6 +38,10 @@ use super::spool::{Chunk, SpoolError};
 /// A write touching no more rows than this is cheap (~15 ms): it is not held, so
 /// stats lag by only the flush interval unless traffic is heavy.
 pub const LIGHT_ROWS: usize = 1_000;
+/// A held write bigger than this many link-hours goes to the store in parts, one
+/// transaction each (~30 ms on SQLite): SQLite has one write connection, and a
+/// create must not wait seconds for a whole hold to commit.
+pub const PART_ROWS: usize = 2_000;
 
 pub struct StoreWriter {
     writer: ClickWriter,
@@ -47,6 +51,8 @@ pub struct StoreWriter {
     timeout: Duration,
     /// Writes touching at most this many rows are not held ([`LIGHT_ROWS`]).
     light_rows: usize,
+    /// Held writes above this many rows go in parts ([`PART_ROWS`]).
+    part_rows: usize,
     names: WriteNames,
     /// `kurz_clicks_total{country}` handles, one per label (a bounded set).
     by_country: std::collections::HashMap<&'static str, metrics::Counter>,
@@ -65,6 +71,7 @@ impl StoreWriter {
             hold,
             timeout,
             light_rows: LIGHT_ROWS,
+            part_rows: PART_ROWS,
             names: WriteNames::default(),
             by_country: Default::default(),
             journal: None,
@@ -99,10 +106,49 @@ impl StoreWriter {
         }
     }
 
+    /// Writes a hold in `parts` (from [`ClickBatch::parts`]), one transaction each,
+    /// named (writer, n), (writer, n + 1)…, after recording that in its journal: the
+    /// parts that committed are a prefix, and a replay asks the store how far the
+    /// writer's marks go to skip exactly those.
+    async fn write_parts(&mut self, held: &mut Journaled, parts: Vec<ClickBatch>) -> Result<(), Failed> {
+        let first = self.names.next(&self.writer, self.timeout).await?;
+        if let Err(e) = held.split_as(&first, parts.len() as u64, self.part_rows as u64) {
+            metrics::counter!("kurz_click_journal_errors_total").increment(1);
+            tracing::error!(error = %e, "cannot journal a write's parts");
+        }
+        for (i, mut part) in parts.into_iter().enumerate() {
+            part.replay = Some(Replay {
+                spool: first.spool.clone(),
+                through: first.through + i as u64,
+            });
+            if i > 0 {
+                // The writer's next name is the one computed above: keep them in step.
+                let _ = self.names.next(&self.writer, self.timeout).await;
+            }
+            if let Err(error) = within(self.timeout, self.writer.record(&part)).await {
+                self.names.drop_writer();
+                return Err(Failed {
+                    error,
+                    written_as: Some(first),
+                });
+            }
+            self.count_countries(&part);
+        }
+        held.written();
+        Ok(())
+    }
+
     /// Counts every write as heavy or light, for tests of the hold.
     #[cfg(test)]
     pub(crate) fn with_light_rows(mut self, rows: usize) -> Self {
         self.light_rows = rows;
+        self
+    }
+
+    /// Cuts held writes into parts of `rows` link-hours, for tests of the parts.
+    #[cfg(test)]
+    pub(crate) fn with_part_rows(mut self, rows: usize) -> Self {
+        self.part_rows = rows.max(1);
         self
     }
 }
@@ -153,6 +199,15 @@ impl LaneWriter for StoreWriter {
     }
 
     async fn write(&mut self, held: &mut Journaled) -> Result<(), Failed> {
+        // In parts only where a journal records how far they got (every pipeline
+        // with a spool folder): a replay then skips the parts that committed.
+        let parts = match held.path() {
+            Some(_) => off_workers(|| held.batch.parts(self.part_rows)),
+            None => Vec::new(),
+        };
+        if !parts.is_empty() {
+            return self.write_parts(held, parts).await;
+        }
         // Nothing was attempted if the store did not even take a new writer name.
         let name = self.names.next(&self.writer, self.timeout).await?;
         if let Err(e) = held.written_as(&name) {
@@ -214,15 +269,42 @@ impl LaneWriter for StoreWriter {
             tracing::warn!(path = %path.display(), "a journaled hold ends in a torn record (a crash mid-append)");
         }
         let mut done = Replayed::default();
-        let written_live = match &kept.written_as {
-            Some(w) => within(self.timeout, self.writer.name_through(&w.spool))
+        // The clicks of the hold still to be written: all of them, none (its write
+        // committed after all), or those of the parts after the ones that committed.
+        let mut left: Option<Vec<ClickEvent>> = None;
+        let written_live = match (&kept.split_as, &kept.written_as) {
+            (Some((first, parts, rows)), _) => {
+                let through = within(self.timeout, self.writer.name_through(&first.spool))
+                    .await?
+                    .unwrap_or(0);
+                let committed = match through.checked_sub(first.through) {
+                    Some(done_parts) => (done_parts + 1).min(*parts),
+                    None => 0,
+                };
+                if committed > 0 && committed < *parts {
+                    let rows = *rows;
+                    let events = &kept.events;
+                    left = Some(off_workers(|| {
+                        fold(events)
+                            .parts(rows)
+                            .iter()
+                            .skip(committed as usize)
+                            .flat_map(ClickBatch::to_events)
+                            .collect()
+                    }));
+                }
+                committed >= *parts
+            }
+            (None, Some(w)) => within(self.timeout, self.writer.name_through(&w.spool))
                 .await?
                 .is_some_and(|through| through >= w.through),
-            None => false,
+            (None, None) => false,
         };
+        let events = left.as_deref().unwrap_or(&kept.events);
         if written_live {
             done.skipped = kept.events.len();
         } else {
+            done.skipped = kept.events.len() - events.len();
             let replay_as = match kept.replay_as {
                 Some(r) => r,
                 None => {
@@ -238,7 +320,7 @@ impl LaneWriter for StoreWriter {
                 .await?
                 .unwrap_or(0);
             let mut end = 0u64;
-            for part in kept.events.chunks(self.part) {
+            for part in events.chunks(self.part) {
                 end += part.len() as u64;
                 if end <= already {
                     done.skipped += part.len();
@@ -250,6 +332,7 @@ impl LaneWriter for StoreWriter {
                     through: end,
                 });
                 within(self.timeout, self.writer.record(&batch)).await?;
+                self.count_countries(&batch);
                 done.written += part.len();
             }
         }
@@ -330,7 +413,13 @@ mod tests {
         writes: AtomicUsize,
         replayed: AtomicUsize,
         delay: Mutex<Duration>,
+        /// Added per rollup row written: a write's time grows with its rows, as a
+        /// real database's does (a fake: tens of thousands of rows take too long
+        /// to generate in a unit test).
+        per_row: Mutex<Duration>,
         fail: Mutex<Option<Fail>>,
+        /// The write (counting from 1) that `fail` hits; 0 = the first.
+        fail_at: AtomicUsize,
     }
 
     #[derive(Clone, Copy, Debug)]
@@ -415,10 +504,15 @@ mod tests {
         }
         /// Only click writes lock links (compaction does not): the write counter.
         async fn lock_links(&mut self, codes: &[&str]) -> ClickResult<()> {
-            self.state.writes.fetch_add(1, Ordering::SeqCst);
+            let n = self.state.writes.fetch_add(1, Ordering::SeqCst) + 1;
             let delay = *self.state.delay.lock().unwrap();
             tokio::time::sleep(delay).await;
-            let fail = self.state.fail.lock().unwrap().take();
+            let fail_at = self.state.fail_at.load(Ordering::SeqCst);
+            let fail = if fail_at == 0 || fail_at == n {
+                self.state.fail.lock().unwrap().take()
+            } else {
+                None
+            };
             match fail {
                 None => {}
                 Some(Fail::BeforeCommit) => {
@@ -435,6 +529,8 @@ mod tests {
             self.inner.read_hours(keys).await
         }
         async fn write_hours(&mut self, keys: &[RowKey<'_>], rows: Vec<StoredRollup>) -> ClickResult<()> {
+            let per_row = *self.state.per_row.lock().unwrap();
+            tokio::time::sleep(per_row * keys.len() as u32).await;
             self.inner.write_hours(keys, rows).await
         }
         async fn read_days(
@@ -736,6 +832,124 @@ mod tests {
         assert_eq!(restarted.kept(), 0);
         assert!(journal::leftovers(&spool).is_empty());
         assert_eq!(count().await, 10, "each click counted once");
+    }
+
+    /// Clicks over `links` links and `hours` hours each: `links × hours` link-hours.
+    fn spread_clicks(enricher: &Enricher, links: usize, hours: i64) -> Batch {
+        let start = Utc::now() - chrono::Duration::hours(hours + 1);
+        let mut events = Vec::new();
+        for link in 0..links {
+            for hour in 0..hours {
+                let mut e = enricher.enrich(bare_click((link % 250) as u8));
+                e.short_code = format!("part{link:04}").into();
+                e.clicked_at = start + chrono::Duration::hours(hour);
+                events.push(e);
+            }
+        }
+        Arc::new(events)
+    }
+
+    /// How long a create waits while a store writer writes a held hold of 6,000
+    /// link-hours with writes cut into parts of `part_rows`, each row 50 µs of the
+    /// store's time; and how many writes it took.
+    async fn create_wait_during_a_big_click_write(part_rows: usize) -> (Duration, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_link(dir.path()).await;
+        let (clicks, counts) = Counted::new(store.clone(), Duration::ZERO);
+        *counts.per_row.lock().unwrap() = Duration::from_micros(50);
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let mut writer =
+            StoreWriter::new(clicks, true, Duration::ZERO, Duration::from_secs(60)).with_part_rows(part_rows);
+        writer.journal_in(&spool, 50_000);
+        let mut held = writer.new_held();
+        held.add(spread_clicks(&Enricher::new([7; 16], None), 600, 10));
+        assert_eq!(held.rows(), 6_000);
+        let write = tokio::spawn(async move {
+            writer.write(&mut held).await.unwrap();
+        });
+        // The write has the store's one write connection now.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = tokio::time::Instant::now();
+        let link = NewLink {
+            code: ShortCode::parse("create1").unwrap(),
+            original_url: TargetUrl::parse("https://example.com/create", None).unwrap(),
+            owner_id: None,
+            created_at: Utc::now(),
+            expires_at: None,
+            redirect_type: RedirectType::Temporary,
+            metadata: Metadata::default(),
+        };
+        assert!(store.insert_links(&[link]).await.unwrap()[0].is_some());
+        let waited = started.elapsed();
+        write.await.unwrap();
+        (waited, counts.writes.load(Ordering::SeqCst))
+    }
+
+    /// A create never queues behind a whole held click write (seconds under load on
+    /// SQLite's one write connection): the write goes in parts and a create waits
+    /// for one part at most. The same hold written whole keeps the create waiting for
+    /// all of it (300 ms here), which is what this test would see without the parts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_waits_for_one_part_of_a_click_write_not_the_whole() {
+        let (whole, writes) = create_wait_during_a_big_click_write(100_000).await;
+        assert_eq!(writes, 1);
+        assert!(
+            whole >= Duration::from_millis(200),
+            "the whole write held the create {whole:?}"
+        );
+        let (parted, writes) = create_wait_during_a_big_click_write(1_000).await;
+        assert_eq!(writes, 6, "six parts of 1,000 link-hours");
+        assert!(parted < Duration::from_millis(150), "a create waited {parted:?}");
+    }
+
+    /// A hold written in parts whose third part failed (after its COMMIT, as when the
+    /// answer is lost) is replayed from its journal: the parts that committed are
+    /// skipped, the rest written, each click counted once.
+    #[tokio::test]
+    async fn a_hold_written_in_parts_is_replayed_from_the_first_part_not_in() {
+        for (fail, committed_parts) in [(Fail::AfterCommit, 3), (Fail::BeforeCommit, 2)] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store_with_link(dir.path()).await;
+            let (clicks, counts) = Counted::new(store.clone(), Duration::ZERO);
+            *counts.fail.lock().unwrap() = Some(fail);
+            counts.fail_at.store(3, Ordering::SeqCst);
+            let spool = dir.path().join("spool");
+            std::fs::create_dir_all(&spool).unwrap();
+            let mut writer =
+                StoreWriter::new(clicks, true, Duration::ZERO, Duration::from_secs(10)).with_part_rows(100);
+            writer.journal_in(&spool, 50_000);
+            let mut held = writer.new_held();
+            held.add(spread_clicks(&Enricher::new([7; 16], None), 50, 10));
+            let failed = writer.write(&mut held).await.unwrap_err();
+            assert!(failed.written_as.is_some());
+            let rows = async || {
+                let (from, to) = (Utc::now() - chrono::Duration::days(2), Utc::now());
+                let mut n = 0;
+                for link in 0..50 {
+                    for r in store.rollups(&format!("part{link:04}"), from, to).await.unwrap() {
+                        n += r.clicks + r.bots;
+                    }
+                }
+                n
+            };
+            assert_eq!(
+                rows().await,
+                committed_parts * 100,
+                "{fail:?}: parts in before the replay"
+            );
+            writer.keep_failed(held, failed.written_as.as_ref(), &mut |_, _| {
+                panic!("spooled, not kept")
+            });
+            let replayed = writer.replay_kept().await.unwrap();
+            let skipped = committed_parts as usize * 100;
+            assert_eq!(
+                (replayed.skipped, replayed.written),
+                (skipped, 500 - skipped),
+                "{fail:?}: the parts in the store are skipped"
+            );
+            assert_eq!(rows().await, 500, "{fail:?}: each click counted once");
+        }
     }
 
     /// The crash the spool's position file cannot cover: the store took a replayed
