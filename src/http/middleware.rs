@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorCode};
 use super::extract::{client_ip, peer_ip};
 use crate::domain::Caller;
 use crate::limits::Decision;
-use crate::limits::idempotency::{Begin, request_hash, scoped_key, valid_key};
+use crate::limits::idempotency::{Begin, StoredResponse, request_hash, scoped_key, valid_key};
 
 /// `X-RateLimit-*` headers, on every limited response (allowed or not).
 pub fn rate_headers(headers: &mut HeaderMap, d: &Decision) {
@@ -71,8 +71,13 @@ pub async fn api_gate(State(state): State<Arc<AppState>>, mut req: Request, next
     req.extensions_mut().insert(caller);
     let idem_key = req.headers().get("x-idempotency-key").cloned();
     let mut res = match idem_key {
+        Some(_) if issues_credentials(&req) => ApiError::bad_request(
+            "X-Idempotency-Key is not accepted here: this answer carries a credential, \
+             and kurz never stores one",
+        )
+        .into_response(),
         Some(key) if req.method() == Method::POST => match key.to_str() {
-            Ok(k) if valid_key(k) => idempotent(&state, &scoped_key(&scope, k), req, next).await,
+            Ok(k) if valid_key(k) => idempotent(state.clone(), scoped_key(&scope, k), req, next).await,
             _ => ApiError::bad_request("X-Idempotency-Key must be 1 to 255 visible ASCII characters")
                 .into_response(),
         },
@@ -84,13 +89,35 @@ pub async fn api_gate(State(state): State<Arc<AppState>>, mut req: Request, next
     res
 }
 
-async fn idempotent(state: &AppState, key: &str, req: Request, next: Next) -> Response {
+/// The routes whose answer is a credential (a new user's API key, a JWT). Their
+/// answers are never stored, so they do not take `X-Idempotency-Key` (a replay would
+/// have to keep the secret for 24 hours).
+pub const CREDENTIAL_ROUTES: [&str; 2] = ["/api/v1/users", "/api/v1/auth/token"];
+
+fn issues_credentials(req: &Request) -> bool {
+    req.extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|p| CREDENTIAL_ROUTES.contains(&p.as_str()))
+}
+
+/// Headers a replay carries besides the status and body.
+const REPLAYED_HEADERS: [header::HeaderName; 2] = [header::CONTENT_TYPE, header::LOCATION];
+
+/// Whether an answer says "try again" rather than "this is the outcome": such an
+/// answer is not kept, and the key is free for the retry.
+fn retryable(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
+async fn idempotent(state: Arc<AppState>, key: String, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, state.server.max_bulk_body_bytes).await else {
         return ApiError::payload_too_large().into_response();
     };
     let hash = request_hash(parts.method.as_str(), parts.uri.path(), &bytes);
-    match state.idempotency.begin(key, &hash).await {
+    match state.idempotency.begin(&key, &hash).await {
         Err(e) => ApiError::from(e).into_response(),
         Ok(Begin::Mismatch) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -105,35 +132,96 @@ async fn idempotent(state: &AppState, key: &str, req: Request, next: Next) -> Re
             e.retry_after = Some(1);
             e.into_response()
         }
-        Ok(Begin::Replay { status, body }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut res = (status, body).into_response();
+        Ok(Begin::Replay(stored)) => {
+            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+            let mut res = (status, stored.body).into_response();
             let h = res.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.remove(header::CONTENT_TYPE);
+            for (name, value) in &stored.headers {
+                if let (Ok(name), Ok(value)) = (
+                    header::HeaderName::try_from(name.as_str()),
+                    HeaderValue::try_from(value.as_str()),
+                ) {
+                    h.insert(name, value);
+                }
+            }
             h.insert("idempotent-replayed", HeaderValue::from_static("true"));
             res
         }
         Ok(Begin::Proceed) => {
-            let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-            if res.status().is_server_error() {
-                // Retryable: forget the claim so the client's retry runs for real.
-                if let Err(e) = state.idempotency.release(key).await {
+            let claim = Claim {
+                state: state.clone(),
+                key: Some(key),
+            };
+            let req = Request::from_parts(parts, Body::from(bytes));
+            // The handler runs in a task of its own: when the client goes away or the
+            // request times out, this future is dropped but the task is not, so the
+            // work it started finishes and its answer is kept for the retry. If the
+            // handler panics, the claim's guard frees the key instead.
+            let task = tokio::spawn(async move { claim.finish(next.run(req).await).await });
+            match task.await {
+                Ok(res) => res,
+                Err(e) => ApiError::internal(format!("idempotent request failed: {e}")).into_response(),
+            }
+        }
+    }
+}
+
+/// A key claimed by a request that is running. [`Claim::finish`] stores the answer
+/// (or frees the key for a retryable one); dropped unfinished (a panic), it frees
+/// the key, so no key stays claimed by a request that will never answer.
+struct Claim {
+    state: Arc<AppState>,
+    key: Option<String>,
+}
+
+impl Claim {
+    async fn finish(mut self, res: Response) -> Response {
+        let Some(key) = self.key.take() else { return res };
+        let idempotency = &self.state.idempotency;
+        if retryable(res.status()) {
+            if let Err(e) = idempotency.release(&key).await {
+                tracing::warn!(error = %e, "could not release an idempotency key");
+            }
+            return res;
+        }
+        let (parts, body) = res.into_parts();
+        let Ok(body) = to_bytes(body, usize::MAX).await else {
+            if let Err(e) = idempotency.release(&key).await {
+                tracing::warn!(error = %e, "could not release an idempotency key");
+            }
+            return ApiError::internal("could not buffer response for idempotency").into_response();
+        };
+        let stored = StoredResponse {
+            status: parts.status.as_u16(),
+            headers: REPLAYED_HEADERS
+                .iter()
+                .filter_map(|name| {
+                    let value = parts.headers.get(name)?.to_str().ok()?;
+                    Some((name.as_str().to_owned(), value.to_owned()))
+                })
+                .collect(),
+            body: body.to_vec(),
+        };
+        if let Err(e) = idempotency.complete(&key, &stored).await {
+            tracing::warn!(error = %e, "could not store an idempotent response");
+        }
+        Response::from_parts(parts, Body::from(body))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let state = self.state.clone();
+        // Drop cannot wait; the release runs as a task (unless the runtime is gone,
+        // in which case the process is ending and the record expires with its TTL).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = state.idempotency.release(&key).await {
                     tracing::warn!(error = %e, "could not release an idempotency key");
                 }
-                return res;
-            }
-            let (parts, body) = res.into_parts();
-            let Ok(body) = to_bytes(body, usize::MAX).await else {
-                return ApiError::internal("could not buffer response for idempotency").into_response();
-            };
-            if let Err(e) = state
-                .idempotency
-                .complete(key, parts.status.as_u16(), &body)
-                .await
-            {
-                tracing::warn!(error = %e, "could not store an idempotent response");
-            }
-            Response::from_parts(parts, Body::from(body))
+            });
         }
     }
 }

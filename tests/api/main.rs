@@ -13,6 +13,7 @@ mod idempotency;
 mod links;
 mod ops;
 mod rate_limits;
+mod secrets;
 mod shutdown;
 #[path = "../support/mod.rs"]
 mod support;
