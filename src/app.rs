@@ -3,6 +3,7 @@
 //! `Application::build` is what `main` and the integration tests both call, so the
 //! tests exercise exactly the production assembly (bound to port 0).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use crate::analytics::{self, Analytics, Enricher, EventSink, GeoDb, KafkaSink, S
 use crate::auth::Auth;
 use crate::cache::l2::INVALIDATION_CHANNEL;
 use crate::cache::{LinkCache, RedisCache};
-use crate::config::{AnalyticsConfig, Config, KafkaConfig, LimitsConfig, Secret};
-use crate::domain::target_url::host_of;
+use crate::config::{AnalyticsConfig, Config, KafkaConfig, LimitsConfig, Secret, ServerConfig};
+use crate::domain::target_url::{OwnHosts, host_of};
 use crate::http::AppState;
 use crate::http::server::{ServerSettings, serve, shutdown_signal};
 use crate::keygen::KeyGenerator;
@@ -143,7 +144,7 @@ async fn start_analytics(
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
+    pub async fn build(mut config: Config) -> Result<Self, StartupError> {
         let metrics = crate::telemetry::metrics_handle();
         let stores = store::connect(&config.database).await?;
         let (store, clicks) = (stores.links, stores.clicks);
@@ -217,20 +218,34 @@ impl Application {
                 move || on_reconnect.clear(),
             ));
         }
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| StartupError::Bind(config.server.listen, e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind(config.server.listen, e))?;
+        if config.server.public_base_url.is_none() {
+            let base = base_url_of(bound);
+            if bound.ip().is_unspecified() {
+                tracing::warn!(
+                    base,
+                    "KURZ_PUBLIC_BASE_URL is not set: short URLs point at this machine's loopback; \
+                     set it to the name clients use"
+                );
+            }
+            config.server.public_base_url = Some(base);
+        }
         let links = LinkService::new(
             store.clone(),
             Stats::new(clicks.clone()),
             keygen.clone(),
             cache,
             l2,
-            host_of(&config.server.public_base_url),
+            own_hosts(&config.server, bound)?,
             config.auth.allow_anonymous,
         );
         let ip_key = visitor_key(config.analytics.visitor_hash_secret.as_ref(), store.as_ref()).await?;
         let analytics = start_analytics(&config.analytics, &config.kafka, &clicks, ip_key).await?;
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .map_err(|e| StartupError::Bind(config.server.listen, e))?;
         let state = Arc::new(AppState {
             limiter: RateLimiter::new(tier_limits(&config.limits), redis.clone(), ip_key),
             ip_key,
@@ -291,6 +306,34 @@ impl Application {
             task.abort();
         }
     }
+}
+
+/// The public base URL when none is configured: the address kurz listens on, with
+/// this machine's loopback for "all addresses", so that a laptop's short URLs work
+/// on whatever port it was given.
+fn base_url_of(bound: SocketAddr) -> String {
+    let ip = match bound.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, bound.port()))
+}
+
+/// The hosts that are this service: the public base URL's, the listen address and
+/// `KURZ_SELF_HOSTS`.
+fn own_hosts(server: &ServerConfig, bound: SocketAddr) -> Result<OwnHosts, StartupError> {
+    let mut own = OwnHosts::default();
+    own.add_ip(bound.ip());
+    let base = host_of(server.public_base())
+        .ok_or_else(|| StartupError::Config("KURZ_PUBLIC_BASE_URL must be a URL with a host".into()))?;
+    own.add(&base)
+        .map_err(|e| StartupError::Config(format!("KURZ_PUBLIC_BASE_URL: {e}")))?;
+    for host in &server.self_hosts {
+        own.add(host.trim())
+            .map_err(|e| StartupError::Config(format!("KURZ_SELF_HOSTS: {e}")))?;
+    }
+    Ok(own)
 }
 
 /// The rate-limit tiers from their settings.

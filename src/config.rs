@@ -142,13 +142,25 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
 
     /// The base of every short URL handed out; its host may not be a link target.
+    /// Unset: `http://` and the listen address (127.0.0.1 for 0.0.0.0, [::1] for ::),
+    /// right for a laptop; set it to the public name anywhere else.
     #[arg(
         id = "public-base-url",
         long = "public-base-url",
-        env = "KURZ_PUBLIC_BASE_URL",
-        default_value = "http://127.0.0.1:8080"
+        env = "KURZ_PUBLIC_BASE_URL"
     )]
-    pub public_base_url: String,
+    pub public_base_url: Option<String>,
+
+    /// More hosts that are this service (comma list, e.g. a CDN's name or the
+    /// machine's public IP): links to them are refused like links to the public base
+    /// URL's host, so no short link can redirect to another.
+    #[arg(
+        id = "self-hosts",
+        long = "self-hosts",
+        env = "KURZ_SELF_HOSTS",
+        value_delimiter = ','
+    )]
+    pub self_hosts: Vec<String>,
 
     /// Proxies whose `X-Forwarded-For` and `CF-IPCountry` are believed (comma list of IPs or CIDRs).
     #[arg(
@@ -205,8 +217,12 @@ impl ServerConfig {
     }
 
     /// The public base without a trailing slash, ready for `format!("{base}/{code}")`.
+    /// Empty only before `app` has derived it from the listen address.
     pub fn public_base(&self) -> &str {
-        self.public_base_url.trim_end_matches('/')
+        self.public_base_url
+            .as_deref()
+            .unwrap_or_default()
+            .trim_end_matches('/')
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cache::{CachedLink, LinkCache, RedisCache};
 use crate::domain::link::{parse_future_instant, resolve_expiry};
 use crate::domain::stats::StatsRange;
+use crate::domain::target_url::OwnHosts;
 use crate::domain::{Alias, Caller, Invalid, Link, LinkState, Metadata, RedirectType, ShortCode, TargetUrl};
 use crate::keygen::KeyGenerator;
 use crate::stats::{Stats, StatsError};
@@ -161,8 +162,8 @@ pub struct LinkService {
     cache: Arc<LinkCache>,
     /// The shared L2 cache and invalidation bus, when Redis is configured.
     l2: Option<Arc<RedisCache>>,
-    /// kurz's own host: links pointing at it are refused.
-    own_host: Option<String>,
+    /// kurz's own hosts: links pointing at them are refused.
+    own_hosts: OwnHosts,
     /// `KURZ_ALLOW_ANONYMOUS`: may callers without credentials create links?
     allow_anonymous: bool,
     writer: mpsc::Sender<WriteJob>,
@@ -175,7 +176,7 @@ impl LinkService {
         keygen: Arc<KeyGenerator>,
         cache: Arc<LinkCache>,
         l2: Option<Arc<RedisCache>>,
-        own_host: Option<String>,
+        own_hosts: OwnHosts,
         allow_anonymous: bool,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
@@ -186,7 +187,7 @@ impl LinkService {
             keygen,
             cache,
             l2,
-            own_host,
+            own_hosts,
             allow_anonymous,
             writer: tx,
         }
@@ -214,7 +215,7 @@ impl LinkService {
     }
 
     fn validate(&self, caller: &Caller, req: CreateInput, now: DateTime<Utc>) -> Result<Draft, Invalid> {
-        let original_url = TargetUrl::parse(&req.original_url, self.own_host.as_deref())?;
+        let original_url = TargetUrl::parse(&req.original_url, Some(&self.own_hosts))?;
         let alias = req.custom_alias.as_deref().map(Alias::parse).transpose()?;
         let expires_at = resolve_expiry(req.expires_in_days, req.expires_at.as_deref(), now)?;
         let redirect_type = req
@@ -403,7 +404,7 @@ impl LinkService {
             original_url: req
                 .original_url
                 .as_deref()
-                .map(|u| TargetUrl::parse(u, self.own_host.as_deref()))
+                .map(|u| TargetUrl::parse(u, Some(&self.own_hosts)))
                 .transpose()?,
             expires_at: req
                 .expires_at

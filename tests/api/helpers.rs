@@ -91,7 +91,7 @@ async fn pg_redis_config_from(
 
 fn base(config: &mut Config) {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.public_base_url = BASE.into();
+    config.server.public_base_url = Some(BASE.into());
     config.auth.admin_api_key = Some(ADMIN_KEY.parse().unwrap());
     config.limits.anonymous = 0;
     config.limits.free = 0;

@@ -7,6 +7,7 @@ mod analytics;
 mod auth;
 mod bad_input;
 mod functional;
+mod hardening;
 #[allow(dead_code)]
 mod helpers;
 mod idempotency;
