@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::analytics::port::ClickStore;
 use crate::analytics::{self, Analytics, Enricher, EventSink, GeoDb, KafkaSink, StoreWriter};
-use crate::auth::Auth;
+use crate::auth::{Auth, SECRET_MIN_BYTES};
 use crate::cache::l2::INVALIDATION_CHANNEL;
 use crate::cache::{LinkCache, RedisCache};
 use crate::config::{AnalyticsConfig, Config, KafkaConfig, LimitsConfig, Secret, ServerConfig};
@@ -145,6 +145,7 @@ async fn start_analytics(
 
 impl Application {
     pub async fn build(mut config: Config) -> Result<Self, StartupError> {
+        check_secrets(&config)?;
         let metrics = crate::telemetry::metrics_handle();
         let stores = store::connect(&config.database).await?;
         let (store, clicks) = (stores.links, stores.clicks);
@@ -176,6 +177,7 @@ impl Application {
             store.clone(),
             &jwt_secret,
             Duration::from_secs(config.auth.jwt_ttl_secs),
+            Duration::from_secs(config.auth.cache_ttl_secs),
         );
         let generated_admin_key = auth
             .bootstrap_admin(config.auth.admin_api_key.as_ref().map(|s| s.expose()))
@@ -308,6 +310,27 @@ impl Application {
     }
 }
 
+/// Refuses to start with a configured secret short enough to guess: an admin key or
+/// a JWT signing key of a few characters would open the whole API.
+fn check_secrets(config: &Config) -> Result<(), StartupError> {
+    let secrets = [
+        ("KURZ_ADMIN_API_KEY", &config.auth.admin_api_key),
+        ("KURZ_JWT_SECRET", &config.auth.jwt_secret),
+    ];
+    for (name, secret) in secrets {
+        if let Some(s) = secret
+            && s.expose().len() < SECRET_MIN_BYTES
+        {
+            return Err(StartupError::Config(format!(
+                "{name} is {} bytes long; use at least {SECRET_MIN_BYTES} random bytes \
+                 (e.g. `openssl rand -hex 32`)",
+                s.expose().len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The public base URL when none is configured: the address kurz listens on, with
 /// this machine's loopback for "all addresses", so that a laptop's short URLs work
 /// on whatever port it was given.
@@ -344,6 +367,7 @@ fn tier_limits(limits: &LimitsConfig) -> TierLimits {
         pro: limits.pro,
         enterprise: limits.enterprise,
         redirect: limits.redirect,
+        auth_failures: limits.auth_failures,
     }
 }
 

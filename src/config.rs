@@ -261,6 +261,16 @@ pub struct AuthConfig {
         default_value_t = 900
     )]
     pub jwt_ttl_secs: u64,
+
+    /// Seconds an API key or a token's user is trusted before the store is asked
+    /// again: a deleted user's key and tokens stop working within this time.
+    #[arg(
+        id = "auth-cache-ttl-secs",
+        long = "auth-cache-ttl-secs",
+        env = "KURZ_AUTH_CACHE_TTL_SECS",
+        default_value_t = 30
+    )]
+    pub cache_ttl_secs: u64,
 }
 
 /// The store.
@@ -472,6 +482,16 @@ pub struct LimitsConfig {
         default_value_t = 10_000
     )]
     pub enterprise: u32,
+
+    /// Failed authentications (a wrong API key or token) per minute per client IP,
+    /// before that client is answered 429 without a lookup (0 = unlimited).
+    #[arg(
+        id = "rate-limit-auth-failures",
+        long = "rate-limit-auth-failures",
+        env = "KURZ_RATE_LIMIT_AUTH_FAILURES",
+        default_value_t = 20
+    )]
+    pub auth_failures: u32,
 
     /// Redirects per minute per client IP (0 = off, the default).
     #[arg(

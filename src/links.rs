@@ -493,14 +493,19 @@ impl LinkService {
             .ok_or(LinkError::NotFound)
     }
 
+    /// Stats of a link the caller manages. The range is checked only once the caller
+    /// is known to manage the link: someone who may not see it gets 401, 403 or 404,
+    /// never an answer about its parameters.
     pub async fn stats(
         &self,
         caller: &Caller,
         code: &str,
-        range: &StatsRange,
-    ) -> Result<LinkStats, LinkError> {
+        range: Result<StatsRange, Invalid>,
+    ) -> Result<(StatsRange, LinkStats), LinkError> {
         let link = self.owned(caller, code).await?;
-        Ok(self.stats.of_link(link.code.as_str(), range).await?)
+        let range = range?;
+        let stats = self.stats.of_link(link.code.as_str(), &range).await?;
+        Ok((range, stats))
     }
 }
 

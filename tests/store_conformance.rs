@@ -311,6 +311,8 @@ pub async fn users_unique_email_and_key_lookup(store: Backend) {
     assert!(matches!(dup, Err(StoreError::Conflict)));
     assert_eq!(store.user_by_key_hash("h1").await.unwrap().unwrap().id, u.id);
     assert!(store.user_by_key_hash("h2").await.unwrap().is_none());
+    assert_eq!(store.user_by_id(u.id).await.unwrap().unwrap(), u);
+    assert!(store.user_by_id(u.id + 1000).await.unwrap().is_none());
     assert!(!store.has_admin().await.unwrap());
     let admin = store.upsert_admin("admin@x.example", "ha").await.unwrap();
     assert_eq!(admin.tier, Tier::Admin);

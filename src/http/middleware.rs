@@ -2,6 +2,7 @@
 //! idempotency replay for POSTs carrying `X-Idempotency-Key`. (Timing, metrics and
 //! panics of every route are handled around the router, in `observe`.)
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
@@ -30,9 +31,25 @@ pub fn rate_limited(d: &Decision) -> Response {
     res
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
-    headers
-        .get(name)
+/// The one credential a request carries, if any: `X-API-Key` or `Authorization`.
+/// Two (both headers, or one twice) are refused: which one would win is a guess
+/// the client should not have to make.
+fn credential(headers: &HeaderMap) -> Result<(Option<&str>, Option<&str>), ApiError> {
+    let keys = headers.get_all("x-api-key");
+    let authz = headers.get_all(header::AUTHORIZATION);
+    if keys.iter().count() + authz.iter().count() > 1 {
+        return Err(ApiError::bad_request(
+            "send one credential: X-API-Key or Authorization, once",
+        ));
+    }
+    Ok((
+        header_text(keys.iter().next(), "X-API-Key")?,
+        header_text(authz.iter().next(), "Authorization")?,
+    ))
+}
+
+fn header_text<'a>(value: Option<&'a HeaderValue>, name: &str) -> Result<Option<&'a str>, ApiError> {
+    value
         .map(|v| {
             v.to_str()
                 .map_err(|_| ApiError::unauthorized(format!("{name} is not valid text")))
@@ -40,23 +57,20 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
         .transpose()
 }
 
+/// The client IP as the gate saw it (through trusted proxies), for handlers that
+/// charge the caller's budget themselves (bulk).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
 pub async fn api_gate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let ip = client_ip(
         peer_ip(req.extensions()),
         req.headers(),
         &state.server.trusted_proxies,
     );
-    let caller = {
-        let headers = req.headers();
-        let creds =
-            header_str(headers, "x-api-key").and_then(|k| Ok((k, header_str(headers, "authorization")?)));
-        match creds {
-            Ok((key, authz)) => match state.auth.resolve(key, authz).await {
-                Ok(c) => c,
-                Err(e) => return ApiError::from(e).into_response(),
-            },
-            Err(e) => return e.into_response(),
-        }
+    let caller = match authenticate(&state, req.headers(), ip).await {
+        Ok(c) => c,
+        Err(res) => return res,
     };
     let decision = state.limiter.check_api(&caller, ip).await;
     if let Some(d) = &decision
@@ -69,6 +83,7 @@ pub async fn api_gate(State(state): State<Arc<AppState>>, mut req: Request, next
         Caller::Anonymous => format!("ip:{}", crate::domain::visitor::ip_subject(&state.ip_key, ip)),
     };
     req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(ClientIp(ip));
     let idem_key = req.headers().get("x-idempotency-key").cloned();
     let mut res = match idem_key {
         Some(_) if issues_credentials(&req) => ApiError::bad_request(
@@ -83,10 +98,42 @@ pub async fn api_gate(State(state): State<Arc<AppState>>, mut req: Request, next
         },
         _ => next.run(req).await,
     };
-    if let Some(d) = &decision {
+    // A handler that charged the budget itself (bulk) has set the newer figures.
+    if let Some(d) = &decision
+        && !res.headers().contains_key("x-ratelimit-limit")
+    {
         rate_headers(res.headers_mut(), d);
     }
     res
+}
+
+/// Credentials → caller. A wrong credential counts against the client's
+/// failed-authentication budget; a client out of it is answered 429 before its
+/// credential costs a lookup.
+async fn authenticate(state: &AppState, headers: &HeaderMap, ip: IpAddr) -> Result<Caller, Response> {
+    let (key, authz) = credential(headers).map_err(IntoResponse::into_response)?;
+    if key.is_none() && authz.is_none() {
+        return Ok(Caller::Anonymous);
+    }
+    if let Some(d) = state.limiter.auth_blocked(ip) {
+        return Err(rate_limited(&d));
+    }
+    match state.auth.resolve(key, authz).await {
+        Ok(caller) => Ok(caller),
+        Err(e) if e.is_bad_credential() => {
+            let decision = state.limiter.auth_failed(ip).await;
+            Err(match decision {
+                Some(d) if !d.allowed => rate_limited(&d),
+                Some(d) => {
+                    let mut res = ApiError::from(e).into_response();
+                    rate_headers(res.headers_mut(), &d);
+                    res
+                }
+                None => ApiError::from(e).into_response(),
+            })
+        }
+        Err(e) => Err(ApiError::from(e).into_response()),
+    }
 }
 
 /// The routes whose answer is a credential (a new user's API key, a JWT). Their

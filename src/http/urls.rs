@@ -14,8 +14,10 @@ use super::AppState;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppQuery};
+use super::middleware::{ClientIp, rate_headers};
 use crate::domain::Caller;
 use crate::domain::stats::StatsRange;
+use crate::limits::Decision;
 use crate::links::{BULK_MAX, ListInput};
 use crate::qr;
 
@@ -66,6 +68,7 @@ pub async fn create(
 pub async fn bulk(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     AppJson(req): AppJson<BulkRequest>,
 ) -> Result<Response, ApiError> {
     if req.urls.is_empty() || req.urls.len() > BULK_MAX {
@@ -73,6 +76,10 @@ pub async fn bulk(
             "urls must hold 1 to {BULK_MAX} items"
         )));
     }
+    let charged = match charge_bulk(&state, &caller, ip, req.urls.len()).await {
+        Ok(d) => d,
+        Err(refused) => return Ok(refused),
+    };
     let originals: Vec<String> = req.urls.iter().map(|u| u.original_url.clone()).collect();
     let inputs = req.urls.into_iter().map(Into::into).collect();
     let outcomes = state.links.create_many(&caller, inputs).await?;
@@ -112,7 +119,48 @@ pub async fn bulk(
     } else {
         StatusCode::MULTI_STATUS
     };
-    Ok((status, axum::Json(BulkResponse { results })).into_response())
+    let mut res = (status, axum::Json(BulkResponse { results })).into_response();
+    if let Some(d) = &charged {
+        rate_headers(res.headers_mut(), d);
+    }
+    Ok(res)
+}
+
+/// A bulk costs the caller one request of their budget per link: the gate took one
+/// for the request, this takes the rest. A bulk larger than the whole budget could
+/// never pass and is refused as such.
+async fn charge_bulk(
+    state: &AppState,
+    caller: &Caller,
+    ip: std::net::IpAddr,
+    links: usize,
+) -> Result<Option<Decision>, Response> {
+    let budget = state.limiter.limits().for_caller(caller);
+    if budget == 0 {
+        return Ok(None);
+    }
+    if links > budget as usize {
+        let mut e = ApiError::rate_limited(60);
+        e.message = format!(
+            "a bulk costs one request per link, and {links} links are more than your \
+             {budget} a minute: send at most {budget} at a time"
+        );
+        return Err(e.into_response());
+    }
+    let extra = u32::try_from(links - 1).unwrap_or(u32::MAX);
+    if extra == 0 {
+        return Ok(None);
+    }
+    match state.limiter.charge_api(caller, ip, extra).await {
+        Some(d) if !d.allowed => {
+            let mut e = ApiError::rate_limited(d.retry_after_secs);
+            e.message = format!("rate limit exceeded: a bulk of {links} links costs {links} requests");
+            let mut res = e.into_response();
+            rate_headers(res.headers_mut(), &d);
+            Err(res)
+        }
+        other => Ok(other),
+    }
 }
 
 #[utoipa::path(
@@ -266,8 +314,8 @@ pub async fn stats(
         p.end_date.as_deref(),
         p.granularity.as_deref(),
         Utc::now(),
-    )?;
-    let stats = state.links.stats(&caller, &code, &range).await?;
+    );
+    let (range, stats) = state.links.stats(&caller, &code, range).await?;
     Ok(axum::Json(StatsView::new(&code, &range, &stats)))
 }
 

@@ -9,6 +9,21 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+/// A JWT for an API key.
+async fn token(app: &TestApp, key: &str) -> String {
+    let res: Value = app
+        .client
+        .post(app.url("/api/v1/auth/token"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    res["access_token"].as_str().unwrap().to_owned()
+}
+
 /// Bug 3: every spelling of this service's host is refused, on create, bulk and
 /// PATCH: the public base URL's (`kurz.test` in the tests), the listen address's
 /// (127.0.0.1, so every loopback and `localhost` spelling), and `KURZ_SELF_HOSTS`.
@@ -60,6 +75,155 @@ async fn links_to_this_service_are_refused_in_every_spelling() {
         let res = app.create(Some(ADMIN_KEY), &json!({ "original_url": ok })).await;
         assert_eq!(res.status(), 201, "{ok}");
     }
+}
+
+/// Bug 6: two credentials (a key and a token, or a header twice) are 400.
+#[tokio::test]
+async fn two_credentials_are_refused() {
+    let app = spawn_app().await;
+    let key = app.user("two@example.com", "free").await;
+    let token = &token(&app, &key).await;
+    let body = json!({ "original_url": "https://example.com/two" });
+    let sends = [
+        app.client
+            .post(app.url("/api/v1/urls"))
+            .header("X-API-Key", ADMIN_KEY)
+            .bearer_auth(token),
+        app.client
+            .post(app.url("/api/v1/urls"))
+            .header("X-API-Key", &key)
+            .header("X-API-Key", ADMIN_KEY),
+        app.client
+            .post(app.url("/api/v1/urls"))
+            .bearer_auth(token)
+            .header("Authorization", "Bearer x"),
+    ];
+    for send in sends {
+        let res = send.json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 400);
+        assert_eq!(error_code(res).await, "INVALID_REQUEST");
+    }
+}
+
+/// Bug 6: wrong credentials are limited per client (20 a minute by default); past
+/// that, 429 with the usual headers, before any lookup. Requests without
+/// credentials are not affected.
+#[tokio::test]
+async fn failed_authentication_is_rate_limited_per_client() {
+    let app = spawn_app().await;
+    let bad = |i: usize| {
+        app.client
+            .get(app.url("/api/v1/urls"))
+            .header("X-API-Key", format!("kurz_guess{i}"))
+            .send()
+    };
+    for i in 0..20 {
+        let res = bad(i).await.unwrap();
+        assert_eq!(res.status(), 401, "attempt {i}");
+    }
+    let res = bad(20).await.unwrap();
+    assert_eq!(res.status(), 429);
+    for h in [
+        "retry-after",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
+        assert!(res.headers().contains_key(h), "{h}");
+    }
+    assert_eq!(res.headers()["x-ratelimit-limit"], "20");
+    assert_eq!(error_code(res).await, "RATE_LIMIT_EXCEEDED");
+    // Even a right key waits now: the client is out of attempts.
+    assert_eq!(app.get("/api/v1/urls", Some(ADMIN_KEY)).await.status(), 429);
+    assert_eq!(
+        app.create(None, &json!({ "original_url": "https://example.com/anon" }))
+            .await
+            .status(),
+        201
+    );
+}
+
+/// Bug 6: a bulk costs one request of the caller's budget per link.
+#[tokio::test]
+async fn a_bulk_is_charged_per_link() {
+    let app = spawn_with(|c| c.limits.free = 10).await;
+    let key = app.user("bulk@example.com", "free").await;
+    let links = |n: usize| json!({ "urls": (0..n).map(|i| json!({ "original_url": format!("https://example.com/b{i}") })).collect::<Vec<_>>() });
+    let res = app.bulk(Some(&key), &links(4)).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "6");
+    let res = app.bulk(Some(&key), &links(7)).await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let res = app.bulk(Some(&key), &links(11)).await;
+    assert_eq!(res.status(), 429);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("at most 10"), "{body}");
+}
+
+/// Bug 6: a token of a user that is gone stops working within the auth cache's TTL.
+#[tokio::test]
+async fn a_token_of_a_deleted_user_stops_working() {
+    let app = spawn_with(|c| c.auth.cache_ttl_secs = 1).await;
+    let key = app.user("gone@example.com", "pro").await;
+    let token = token(&app, &key).await;
+    let list = || app.client.get(app.url("/api/v1/urls")).bearer_auth(&token).send();
+    assert_eq!(list().await.unwrap().status(), 200);
+    app.sql("DELETE FROM users WHERE email = 'gone@example.com'")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let res = list().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(error_code(res).await, "UNAUTHORIZED");
+    assert_eq!(app.get("/api/v1/urls", Some(&key)).await.status(), 401);
+}
+
+/// Bug 6: an admin key or JWT secret short enough to guess stops the start, saying
+/// which and why.
+#[tokio::test]
+async fn short_secrets_refuse_to_start() {
+    for (name, set) in [
+        (
+            "KURZ_ADMIN_API_KEY",
+            (|c: &mut kurz::Config| c.auth.admin_api_key = Some("a".parse().unwrap()))
+                as fn(&mut kurz::Config),
+        ),
+        ("KURZ_JWT_SECRET", |c: &mut kurz::Config| {
+            c.auth.jwt_secret = Some("x".repeat(31).parse().unwrap())
+        }),
+    ] {
+        let (mut config, _backend, _dir) = test_config().await;
+        config.analytics.spool_dir = fresh_spool_dir().path().to_path_buf();
+        set(&mut config);
+        let Err(e) = kurz::Application::build(config).await else {
+            panic!("{name}: started with a short secret");
+        };
+        let e = e.to_string();
+        assert!(e.contains(name) && e.contains("at least 32"), "{e}");
+    }
+}
+
+/// Bug 6: stats say who may see a link before what is wrong with the question.
+#[tokio::test]
+async fn stats_check_the_caller_before_the_parameters() {
+    let app = spawn_app().await;
+    let alice = app.user("alice@example.com", "free").await;
+    let code = app.create_code("https://example.com/s").await;
+    let bad = "granularity=month";
+    let res = app.get(&format!("/api/v1/urls/nope1/stats?{bad}"), None).await;
+    assert_eq!(res.status(), 401);
+    let res = app
+        .get(&format!("/api/v1/urls/{code}/stats?{bad}"), Some(&alice))
+        .await;
+    assert_eq!(res.status(), 403);
+    let res = app
+        .get(&format!("/api/v1/urls/nope1/stats?{bad}"), Some(&alice))
+        .await;
+    assert_eq!(res.status(), 404);
+    let res = app
+        .get(&format!("/api/v1/urls/{code}/stats?{bad}"), Some(ADMIN_KEY))
+        .await;
+    assert_eq!(res.status(), 400);
 }
 
 /// `KURZ_LISTEN` alone: short URLs use the port kurz listens on, not 8080.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support;
 
-pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789";
 pub const BASE: &str = "http://kurz.test";
 
 /// Which store a test app runs on: SQLite by default, PostgreSQL + Redis when the
