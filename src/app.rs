@@ -292,6 +292,7 @@ impl Application {
         let settings = ServerSettings {
             header_timeout: Duration::from_secs(server.header_timeout_secs),
             shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
+            max_connections: server.max_connections.max(1),
         };
         let retention = chrono::Duration::days(i64::from(self.config.analytics.retention_days));
         let clicks = state.analytics.is_some().then(|| self.clicks.clone());

@@ -171,7 +171,8 @@ pub struct ServerConfig {
     )]
     pub trusted_proxies: Vec<IpNet>,
 
-    /// Seconds a request may take before it is answered 503.
+    /// Seconds a request may take before it is answered 503 (408 while its body is
+    /// still arriving).
     #[arg(
         id = "request-timeout-secs",
         long = "request-timeout-secs",
@@ -209,6 +210,16 @@ pub struct ServerConfig {
         default_value_t = 8 * 1024 * 1024
     )]
     pub max_bulk_body_bytes: usize,
+
+    /// Most client connections open at once; past it a new connection is answered
+    /// 503 and closed. Each costs at most 16 KiB of header buffer while it waits.
+    #[arg(
+        id = "max-connections",
+        long = "max-connections",
+        env = "KURZ_MAX_CONNECTIONS",
+        default_value_t = 4096
+    )]
+    pub max_connections: usize,
 }
 
 impl ServerConfig {

@@ -10,13 +10,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::Body as _;
 use metrics::{Counter, Histogram};
 use tower::{Layer, Service};
 
@@ -124,6 +128,15 @@ impl Slots {
             })
     }
 
+    /// Logs an internal error's detail, counts and times the answer.
+    fn observed(&self, route: &'static str, method: usize, start: Instant, res: Response) -> Response {
+        if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
+            tracing::error!(route, status = res.status().as_u16(), error = %detail, "request failed");
+        }
+        self.record(route, method, status_index(res.status()), start.elapsed());
+        res
+    }
+
     fn record(&self, route: &'static str, method: usize, status: usize, elapsed: Duration) {
         let Some(slot) = self.handles.get(method).and_then(|m| m.get(status)) else {
             return;
@@ -170,23 +183,65 @@ where
         let route = slots.route(&req);
         let method = method_index(req.method());
         let timeout = self.request_timeout;
+        if route == REDIRECT {
+            let handled = self.inner.call(req);
+            return Box::pin(async move {
+                let Ok(res) = handled.await;
+                Ok(slots.observed(route, method, start, res))
+            });
+        }
+        let received = Arc::new(AtomicBool::new(false));
+        let req = req.map(|body| {
+            received.store(body.is_end_stream(), Ordering::Relaxed);
+            Body::new(Watched {
+                inner: body,
+                received: received.clone(),
+            })
+        });
         let handled = self.inner.call(req);
         Box::pin(async move {
-            let res = if route == REDIRECT {
-                handled.await
-            } else {
-                match tokio::time::timeout(timeout, handled).await {
-                    Ok(res) => res,
-                    Err(_) => Ok(ApiError::unavailable("the request took too long").into_response()),
+            let res = match tokio::time::timeout(timeout, handled).await {
+                Ok(res) => res,
+                // Still waiting for the client's body: its fault, and 408 says so.
+                Err(_) if !received.load(Ordering::Relaxed) => {
+                    Ok(ApiError::request_timeout().into_response())
                 }
+                Err(_) => Ok(ApiError::unavailable("the request took too long").into_response()),
             };
             let Ok(res) = res;
-            if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
-                tracing::error!(route, status = res.status().as_u16(), error = %detail, "request failed");
-            }
-            slots.record(route, method, status_index(res.status()), start.elapsed());
-            Ok(res)
+            Ok(slots.observed(route, method, start, res))
         })
+    }
+}
+
+/// A request body that notes when it has been read to its end, so that a request
+/// timeout can tell a client still sending (408) from a slow server (503).
+struct Watched {
+    inner: Body,
+    received: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.received.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -1,12 +1,15 @@
 //! The accept loop: hyper HTTP/1.1 connections over our axum router.
 //!
-//! We drive hyper directly (instead of `axum::serve`) for two settings a public
-//! service needs: a header read timeout, so slow-loris clients cannot hold
-//! connections open, and graceful shutdown that stops accepting, lets in-flight
-//! requests finish within a grace period, then returns.
+//! We drive hyper directly (instead of `axum::serve`) for what a public service
+//! needs: a header read timeout, so slow-loris clients cannot hold connections open;
+//! a cap on open connections and on each one's header buffer, so that many clients
+//! sending huge headers slowly cannot grow memory without bound; and graceful
+//! shutdown that stops accepting, lets in-flight requests finish within a grace
+//! period, then returns.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,12 +18,33 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 pub struct ServerSettings {
     pub header_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Connections open at once; a connection past it is answered 503 and closed.
+    pub max_connections: usize,
 }
+
+/// Largest request head (request line and headers) hyper buffers; past it the client
+/// gets 431. 16 KiB is what common proxies allow.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most header lines in one request (past it: 431).
+pub const MAX_HEADERS: usize = 64;
+
+/// What a connection past the cap gets before it is closed: a complete answer in the
+/// contract's error shape, so a client can tell "busy" from "broken".
+static TOO_MANY_CONNECTIONS: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let body = r#"{"error":"too many open connections; retry shortly","code":"SERVICE_UNAVAILABLE"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+});
 
 pub async fn serve(
     listener: TcpListener,
@@ -29,6 +53,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let open = metrics::gauge!("kurz_http_connections_open");
+    let rejected = metrics::counter!("kurz_http_connections_rejected_total");
+    open.set(0.0);
+    rejected.increment(0);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -43,6 +72,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            rejected.increment(1);
+            // Best effort and never waiting: the answer fits any socket buffer.
+            let _ = stream.try_write(&TOO_MANY_CONNECTIONS);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -52,13 +87,19 @@ pub async fn serve(
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .max_headers(MAX_HEADERS)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
+        let open = open.clone();
+        open.increment(1.0);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            open.decrement(1.0);
+            drop(slot);
         });
     }
     drop(listener);

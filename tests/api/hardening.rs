@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
 
@@ -22,6 +23,11 @@ async fn token(app: &TestApp, key: &str) -> String {
         .await
         .unwrap();
     res["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The app's `host:port`.
+fn host_port(app: &TestApp) -> &str {
+    &app.addr["http://".len()..]
 }
 
 /// Bug 3: every spelling of this service's host is refused, on create, bulk and
@@ -201,6 +207,64 @@ async fn short_secrets_refuse_to_start() {
         let e = e.to_string();
         assert!(e.contains(name) && e.contains("at least 32"), "{e}");
     }
+}
+
+/// Bug 6: past `KURZ_MAX_CONNECTIONS`, a connection is answered 503 and closed and
+/// counted; a head over 16 KiB is 431, however long the client keeps sending.
+#[tokio::test]
+async fn connections_and_headers_are_bounded() {
+    let app = spawn_with(|c| c.server.max_connections = 2).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(tokio::net::TcpStream::connect(host_port(&app)).await.unwrap());
+    }
+    let mut third = tokio::net::TcpStream::connect(host_port(&app)).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer))
+        .await
+        .expect("the connection over the cap was neither answered nor closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("SERVICE_UNAVAILABLE"), "{answer}");
+    drop(held);
+
+    let mut c = tokio::net::TcpStream::connect(host_port(&app)).await.unwrap();
+    let head = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let _ = c.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metric(&text, "kurz_http_connections_rejected_total") >= 1.0);
+    assert!(metric(&text, "kurz_http_connections_open") >= 1.0);
+}
+
+/// Bug 6: a body that does not arrive in time ends in 408 REQUEST_TIMEOUT (the
+/// client's fault), not 503 (the server's).
+#[tokio::test]
+async fn a_slow_body_is_408() {
+    let app = spawn_with(|c| c.server.request_timeout_secs = 1).await;
+    let mut c = tokio::net::TcpStream::connect(host_port(&app)).await.unwrap();
+    c.write_all(
+        b"POST /api/v1/urls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"original_url\":",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut answer))
+        .await
+        .expect("no answer to a slow body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
 }
 
 /// Bug 6: stats say who may see a link before what is wrong with the question.
