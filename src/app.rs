@@ -296,6 +296,8 @@ impl Application {
         };
         let retention = chrono::Duration::days(i64::from(self.config.analytics.retention_days));
         let clicks = state.analytics.is_some().then(|| self.clicks.clone());
+        // Set before the first scrape can come; housekeeping keeps it current.
+        metrics::gauge!("kurz_kgs_keys_left").set(state.keygen.keys_left() as f64);
         let upkeep = tokio::spawn(housekeeping(state.clone(), clicks, retention));
         tracing::info!(addr = %server.listen, base = server.public_base(), "kurz is serving");
         serve(self.listener, router, settings, stop).await;

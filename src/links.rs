@@ -181,6 +181,8 @@ impl LinkService {
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(group_commit(store.clone(), rx));
+        // Registered at zero, so dashboards see the series before the first create.
+        metrics::counter!("kurz_links_created_total").increment(0);
         Self {
             store,
             stats,

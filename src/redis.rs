@@ -119,6 +119,8 @@ pub fn parse_url(url: &str) -> Result<(Vec<String>, bool), RedisError> {
 impl Redis {
     /// Builds the client without connecting: kurz starts even while Redis is down.
     pub fn new(url: &str, prefix: &str) -> Result<Self, RedisError> {
+        // Registered at zero, so an alert on its rate sees the series from the start.
+        metrics::counter!("kurz_redis_errors_total").increment(0);
         let (nodes, cluster) = parse_url(url)?;
         let bad = |e: redis::RedisError| RedisError::Config(e.to_string());
         let pubsub_clients = nodes

@@ -3,7 +3,7 @@
 //! Kept pure so the rules users hit most (date formats, inclusive end dates, bucket
 //! alignment, the cap on bucket count) are tested without a server.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, SubsecRound, TimeZone, Timelike, Utc};
 
 use super::Invalid;
 
@@ -93,9 +93,12 @@ impl StatsRange {
         if start >= end {
             return Err(Invalid::request("start_date must be before end_date"));
         }
+        // Clicks are kept in hourly rows, so the range used starts at the hour
+        // holding `start`; instants are kept to the millisecond like every other
+        // timestamp of the API. The answer echoes this range.
         let range = Self {
-            start,
-            end,
+            start: Granularity::Hour.truncate(start),
+            end: end.trunc_subsecs(3),
             granularity,
         };
         if range.bucket_count() > MAX_BUCKETS {
@@ -135,11 +138,11 @@ mod tests {
 
     #[test]
     fn defaults_to_last_30_days_by_day() {
-        let now = t("2026-03-31T10:30:00Z");
+        let now = t("2026-03-31T10:30:00.123456789Z");
         let r = StatsRange::parse(None, None, None, now).unwrap();
         assert_eq!(r.granularity, Granularity::Day);
-        assert_eq!(r.end, now);
-        assert_eq!(r.start, now - Duration::days(30));
+        assert_eq!(r.end, t("2026-03-31T10:30:00.123Z"));
+        assert_eq!(r.start, t("2026-03-01T10:00:00Z"), "widened to its hour");
         // 30 days starting mid-day touch 31 calendar days.
         assert_eq!(r.buckets().len(), 31);
     }

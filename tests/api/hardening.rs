@@ -290,6 +290,109 @@ async fn stats_check_the_caller_before_the_parameters() {
     assert_eq!(res.status(), 400);
 }
 
+/// A QR code is exactly as wide and high as asked.
+#[tokio::test]
+async fn qr_codes_are_exactly_the_size_asked() {
+    let app = spawn_app().await;
+    let code = app.create_code("https://example.com/qr").await;
+    for (query, size) in [
+        ("", 256),
+        ("?size=512", 512),
+        ("?size=64", 64),
+        ("?size=2048", 2048),
+    ] {
+        let res = app.get(&format!("/api/v1/urls/{code}/qr{query}"), None).await;
+        assert_eq!(res.status(), 200);
+        let bytes = res.bytes().await.unwrap();
+        let reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap();
+        assert_eq!(
+            (reader.info().width, reader.info().height),
+            (size, size),
+            "{query}"
+        );
+    }
+}
+
+/// Stats echo the range they used (from the hour holding the start) and instants
+/// as the rest of the API writes them, to the millisecond; a create answers
+/// `expires_at` as it is stored.
+#[tokio::test]
+async fn timestamps_are_answered_as_used_and_stored() {
+    let app = spawn_app().await;
+    let res = app
+        .create(
+            Some(ADMIN_KEY),
+            &json!({ "original_url": "https://example.com/t", "expires_at": "2031-01-01T00:00:00.123456789Z" }),
+        )
+        .await;
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(created["expires_at"], "2031-01-01T00:00:00.123Z");
+    let code = created["short_code"].as_str().unwrap();
+    let info: Value = app
+        .get(&format!("/api/v1/urls/{code}"), Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["expires_at"], created["expires_at"]);
+
+    let stats: Value = app
+        .get(
+            &format!("/api/v1/urls/{code}/stats?start_date=2026-01-01T10:30:00Z&end_date=2026-01-01T12:00:00.123456Z&granularity=hour"),
+            Some(ADMIN_KEY),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["start_date"], "2026-01-01T10:00:00Z");
+    assert_eq!(stats["end_date"], "2026-01-01T12:00:00.123Z");
+    assert_eq!(stats["time_series"][0]["timestamp"], "2026-01-01T10:00:00Z");
+    let stats: Value = app
+        .get(&format!("/api/v1/urls/{code}/stats"), Some(ADMIN_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let start = stats["start_date"].as_str().unwrap();
+    assert!(start.ends_with(":00:00Z"), "{start}");
+    let end = stats["end_date"].as_str().unwrap();
+    let fraction = end.split('.').nth(1).map_or(0, |f| f.len() - 1);
+    assert!(fraction <= 3, "{end}");
+}
+
+/// Every metric the README names that kurz has is on `/metrics` from the start, at
+/// zero, so that dashboards and alerts see it before its first event (the Redis
+/// errors counter when Redis is configured).
+#[tokio::test]
+async fn metrics_are_registered_at_zero() {
+    let app = spawn_app().await;
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    if on_postgres() {
+        metric(&text, "kurz_redis_errors_total");
+    }
+    for name in [
+        "kurz_links_created_total",
+        "kurz_http_connections_open",
+        "kurz_http_connections_rejected_total",
+        "kurz_cache_requests_total{result=\"hit\"}",
+        "kurz_cache_entries",
+        "kurz_kgs_keys_left",
+        "kurz_click_events_enqueued_total",
+        "kurz_click_events_dropped_total",
+        "kurz_click_events_overflow_total",
+        "kurz_click_spool_corrupt_records_total",
+        "kurz_click_queue_depth",
+        "kurz_click_events_written_total{sink=\"store\"}",
+        "kurz_click_events_already_written_total{sink=\"store\"}",
+        "kurz_click_spool_bytes{sink=\"store\"}",
+    ] {
+        metric(&text, name);
+    }
+}
+
 /// `KURZ_LISTEN` alone: short URLs use the port kurz listens on, not 8080.
 #[tokio::test]
 async fn the_listen_address_alone_sets_the_short_urls() {
