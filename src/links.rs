@@ -450,16 +450,7 @@ impl LinkService {
         if !(1..=LIST_MAX).contains(&limit) {
             return Err(Invalid::request(format!("limit must be between 1 and {LIST_MAX}")).into());
         }
-        let after_id = input
-            .cursor
-            .as_deref()
-            .map(|c| {
-                i64::from_str_radix(c, 16)
-                    .ok()
-                    .filter(|v| *v > 0)
-                    .ok_or_else(|| Invalid::request("invalid cursor"))
-            })
-            .transpose()?;
+        let after_id = input.cursor.as_deref().map(parse_cursor).transpose()?;
         let oldest_first = match input.order.as_deref() {
             None | Some("desc") => false,
             Some("asc") => true,
@@ -509,6 +500,21 @@ impl LinkService {
         let stats = self.stats.of_link(link.code.as_str(), &range).await?;
         Ok((range, stats))
     }
+}
+
+/// Most hex digits of a cursor: every id below 2^60 fits, and any such string is an
+/// i64.
+pub const CURSOR_MAX_DIGITS: usize = 15;
+
+/// A `next_cursor` as [`LinkService::list`] writes it: the hex id (lower case, no
+/// sign) of a page's last link, which is never 0.
+fn parse_cursor(c: &str) -> Result<i64, Invalid> {
+    let hex = (1..=CURSOR_MAX_DIGITS).contains(&c.len())
+        && c.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| i64::from_str_radix(c, 16).ok())
+        .flatten()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| Invalid::request("invalid cursor"))
 }
 
 /// The group-commit writer: one transaction for every create queued at that moment.

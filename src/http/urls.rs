@@ -26,15 +26,11 @@ use crate::qr;
     path = "/api/v1/urls",
     tag = "urls",
     request_body = CreateLink,
-    params(("X-Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses(
-        (status = 201, body = LinkView, headers(("Location" = String))),
-        (status = 400, description = "INVALID_URL, INVALID_ALIAS or INVALID_REQUEST", body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 201, description = "created", body = LinkView, headers(("Location" = String, description = "the link's info endpoint"))),
+        (status = 400, description = "INVALID_URL, INVALID_ALIAS or INVALID_REQUEST: a field breaks its rule", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: anonymous creation is turned off", body = ErrorBody),
         (status = 409, description = "ALIAS_EXISTS", body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 422, description = "IDEMPOTENCY_KEY_REUSED", body = ErrorBody),
-        (status = 429, body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -56,13 +52,14 @@ pub async fn create(
     path = "/api/v1/urls/bulk",
     tag = "urls",
     request_body = BulkRequest,
+    description = "Creates up to 1000 links; each item succeeds or fails on its own (a malformed item \
+        too). A bulk costs the caller one request of their rate limit per link.",
     responses(
         (status = 201, description = "all created", body = BulkResponse),
         (status = 207, description = "some failed; see each result", body = BulkResponse),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody),
+        (status = 400, description = "INVALID_REQUEST: `urls` is empty or holds over 1000 items", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: anonymous creation is turned off", body = ErrorBody),
+        (status = 429, description = "RATE_LIMIT_EXCEEDED: more links than the caller's budget has left", body = ErrorBody),
     )
 )]
 pub async fn bulk(
@@ -80,13 +77,32 @@ pub async fn bulk(
         Ok(d) => d,
         Err(refused) => return Ok(refused),
     };
-    let originals: Vec<String> = req.urls.iter().map(|u| u.original_url.clone()).collect();
-    let inputs = req.urls.into_iter().map(Into::into).collect();
-    let outcomes = state.links.create_many(&caller, inputs).await?;
+    let originals: Vec<String> = req
+        .urls
+        .iter()
+        .map(|u| u["original_url"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    // Items that are not creates at all are failed here; the rest go on together.
+    let mut malformed = Vec::new();
+    let mut inputs = Vec::new();
+    for (index, item) in req.urls.into_iter().enumerate() {
+        match serde_json::from_value::<CreateLink>(item) {
+            Ok(c) => inputs.push(c.into()),
+            Err(e) => malformed.push((index, ApiError::bad_request(format!("invalid item: {e}")))),
+        }
+    }
+    let mut created = state.links.create_many(&caller, inputs).await?.into_iter();
+    let mut malformed = malformed.into_iter().peekable();
+    let outcomes = (0..originals.len()).map(|i| match malformed.next_if(|(at, _)| *at == i) {
+        Some((_, e)) => Err(e),
+        None => created
+            .next()
+            .unwrap_or_else(|| Err(crate::links::LinkError::Internal("a result is missing".into())))
+            .map_err(ApiError::from),
+    });
     let base = state.server.public_base();
     let mut all_ok = true;
     let results = outcomes
-        .into_iter()
         .zip(originals)
         .enumerate()
         .map(|(index, (outcome, original_url))| match outcome {
@@ -101,7 +117,6 @@ pub async fn bulk(
             },
             Err(e) => {
                 all_ok = false;
-                let e = ApiError::from(e);
                 BulkItem {
                     index,
                     original_url,
@@ -238,6 +253,7 @@ pub async fn delete(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1–100, default 20.
     pub limit: Option<u32>,
@@ -254,7 +270,11 @@ pub struct ListParams {
     path = "/api/v1/urls",
     tag = "urls",
     params(ListParams),
-    responses((status = 200, body = LinkList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+    responses(
+        (status = 200, body = LinkList),
+        (status = 400, description = "INVALID_REQUEST: a parameter breaks its rule", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no credentials", body = ErrorBody),
+    )
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -281,6 +301,7 @@ pub async fn list(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// ISO 8601 date or date-time; default 30 days before `end_date`.
     pub start_date: Option<String>,
@@ -320,6 +341,7 @@ pub async fn stats(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QrParams {
     /// png (default) or svg.
     pub format: Option<String>,
@@ -333,8 +355,11 @@ pub struct QrParams {
     tag = "urls",
     params(("code" = String, Path), QrParams),
     responses(
-        (status = 200, description = "image/png or image/svg+xml"),
-        (status = 400, body = ErrorBody),
+        (status = 200, description = "the QR code of the short URL, `size` pixels wide and high", content(
+            (Vec<u8> = "image/png"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 400, description = "INVALID_REQUEST: a parameter breaks its rule", body = ErrorBody),
         (status = 404, body = ErrorBody),
     )
 )]

@@ -83,6 +83,38 @@ async fn links_to_this_service_are_refused_in_every_spelling() {
     }
 }
 
+/// Bug 4: a malformed item (wrong type, unknown field) fails alone, in a 207; an
+/// integral float is an integer, as in JSON Schema.
+#[tokio::test]
+async fn a_malformed_bulk_item_fails_alone() {
+    let app = spawn_app().await;
+    let res = app
+        .bulk(
+            Some(ADMIN_KEY),
+            &json!({ "urls": [
+                { "original_url": "https://example.com/1" },
+                { "original_url": 5 },
+                { "original_url": "https://example.com/3", "nope": true },
+                { "original_url": "https://example.com/4", "expires_in_days": 163.0 },
+                "not an object",
+            ] }),
+        )
+        .await;
+    assert_eq!(res.status(), 207);
+    let body: Value = res.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    let status: Vec<&str> = results.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(status, ["created", "failed", "failed", "created", "failed"]);
+    for i in [1, 2, 4] {
+        assert_eq!(results[i]["code"], "INVALID_REQUEST", "{}", results[i]);
+        assert_eq!(results[i]["index"], i);
+    }
+    assert_eq!(results[2]["original_url"], "https://example.com/3");
+    // The envelope is still checked as a whole.
+    let res = app.bulk(Some(ADMIN_KEY), &json!({ "urls": [], "x": 1 })).await;
+    assert_eq!(res.status(), 400);
+}
+
 /// Bug 6: two credentials (a key and a token, or a header twice) are 400.
 #[tokio::test]
 async fn two_credentials_are_refused() {
