@@ -13,6 +13,10 @@
 #   3. deploy/test.sh: HAProxy in front of two instances, each restarted under traffic;
 #   4. tests/browser: the web interface in headless Chromium (Playwright).
 #
+# Tests that need these servers are #[ignore]d for a plain `cargo test`; this script
+# runs them too (nextest --run-ignored all, cargo test --include-ignored), so a full
+# run skips none, and nextest's summary says how many ran.
+#
 # Extra arguments go to the test runner (e.g. a test name filter) and skip step 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +26,9 @@ trap services_stop EXIT
 run_tests() {
     if cargo nextest --version >/dev/null 2>&1; then
         # Retries stay off: a flaky test is a bug to fix, not to hide.
-        cargo nextest run --locked --no-fail-fast "$@"
+        cargo nextest run --locked --no-fail-fast --run-ignored all "$@"
     else
-        cargo test --locked --no-fail-fast "$@"
+        cargo test --locked --no-fail-fast "$@" -- --include-ignored
     fi
 }
 
