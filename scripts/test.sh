@@ -11,13 +11,14 @@
 #      PostgreSQL; the multi-instance, replica, cluster and outage tests;
 #   2. the HTTP integration suite again, on PostgreSQL + Redis (KURZ_TEST_BACKEND);
 #   3. deploy/test.sh: HAProxy in front of two instances, each restarted under traffic;
-#   4. tests/browser: the web interface in headless Chromium (Playwright).
+#   4. tests/browser: the web interface in headless Chromium (Playwright);
+#   5. tests/fuzz: Schemathesis against a live kurz, from its own OpenAPI document.
 #
 # Tests that need these servers are #[ignore]d for a plain `cargo test`; this script
 # runs them too (nextest --run-ignored all, cargo test --include-ignored), so a full
 # run skips none, and nextest's summary says how many ran.
 #
-# Extra arguments go to the test runner (e.g. a test name filter) and skip step 3.
+# Extra arguments go to the test runner (e.g. a test name filter) and skip steps 3-5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -47,6 +48,10 @@ if [[ $# -eq 0 ]]; then
     printf '== %s\n' "the deployment test: HAProxy + 2 instances, each restarted under traffic" >&2
     cargo build --locked --bin kurz
     DEPLOY_KURZ="${CARGO_TARGET_DIR:-target}/debug/kurz" timeout --kill-after=10 300 bash deploy/test.sh || status=1
+    # API fuzzing (issue 23): Schemathesis from kurz's own OpenAPI document, every
+    # check and phase, 120 s of cases; any failure or server error fails the suite.
+    printf '== %s\n' "schema-driven API fuzzing (tests/fuzz, Schemathesis)" >&2
+    KURZ_BIN="${CARGO_TARGET_DIR:-target}/debug/kurz" timeout --kill-after=10 600 bash tests/fuzz/run.sh || status=1
     printf '== %s\n' "the web interface in a real browser (tests/browser)" >&2
     KURZ_BIN="${CARGO_TARGET_DIR:-target}/debug/kurz" timeout --kill-after=10 900 bash tests/browser/run.sh || status=1
 fi
