@@ -432,21 +432,23 @@ async fn the_listen_address_alone_sets_the_short_urls() {
     let dir = tempfile::tempdir().unwrap();
     let port = crate::support::free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kurz"))
-        .arg("serve")
-        .env("KURZ_LISTEN", format!("127.0.0.1:{port}"))
-        .env_remove("KURZ_PUBLIC_BASE_URL")
-        .env(
-            "KURZ_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("k.db").display()),
-        )
-        .env("KURZ_ANALYTICS_SPOOL_DIR", dir.path().join("spool"))
-        .env("KURZ_ADMIN_API_KEY", ADMIN_KEY)
-        .env("KURZ_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _kurz = crate::support::Running(
+        Command::new(env!("CARGO_BIN_EXE_kurz"))
+            .arg("serve")
+            .env("KURZ_LISTEN", format!("127.0.0.1:{port}"))
+            .env_remove("KURZ_PUBLIC_BASE_URL")
+            .env(
+                "KURZ_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("k.db").display()),
+            )
+            .env("KURZ_ANALYTICS_SPOOL_DIR", dir.path().join("spool"))
+            .env("KURZ_ADMIN_API_KEY", ADMIN_KEY)
+            .env("KURZ_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let client = reqwest::Client::new();
     crate::support::wait_for("kurz to start", Duration::from_millis(50), async || {
         client.get(format!("{base}/health")).send().await.is_ok()
@@ -468,8 +470,4 @@ async fn the_listen_address_alone_sets_the_short_urls() {
         400,
         "a short link to itself"
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
 }

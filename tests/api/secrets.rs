@@ -138,7 +138,7 @@ async fn no_credential_is_stored_or_logged_in_clear() {
         cmd.env("KURZ_REDIS_URL", redis.expose())
             .env("KURZ_REDIS_PREFIX", &config.redis.prefix);
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = support::Running(cmd.spawn().unwrap());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -228,12 +228,12 @@ async fn no_credential_is_stored_or_logged_in_clear() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &child.0.id().to_string()])
             .status()
             .unwrap()
             .success()
     );
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
 
     let store = match &backend {
         Backend::Sqlite(path) => files_text(path.parent().unwrap()),

@@ -70,3 +70,14 @@ pub async fn wait_for(what: &str, every: Duration, mut check: impl AsyncFnMut() 
         tokio::time::sleep(every).await;
     }
 }
+
+/// A process a test started (kurz as its binary), stopped when the test ends, also
+/// when it fails half-way: a failed test must not leave a server running.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
