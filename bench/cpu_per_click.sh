@@ -21,7 +21,7 @@ ROUNDS=${ROUNDS:-4}
 SECS=${SECS:-15}
 DELAY_MS=${DELAY_MS:-8}
 CONNS=${CONNS:-32}
-KEY=bench-cpu-admin-key-0123456789
+KEY=bench-cpu-admin-key-0123456789abcdef0123456789
 WORK=$(mktemp -d /tmp/kurz-cpu.XXXXXX)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT

@@ -21,10 +21,15 @@
 #      (`kurz backup`/`kurz restore`) backups taken under write load, restored, checked;
 #   7. scripts/deny.sh: cargo deny check licenses bans sources (deny.toml);
 #   8. deploy/monitoring: promtool rule tests, amtool, dashboard schemas, and the
-#      live test (Prometheus + Alertmanager scraping two instances, an outage paged).
+#      live test (Prometheus + Alertmanager scraping two instances, an outage paged);
+#   9. tests/fuzz: Schemathesis against a live kurz, from its own OpenAPI document.
+#
+# Tests that need these servers are #[ignore]d for a plain `cargo test`; this script
+# runs them too (nextest --run-ignored all, cargo test --include-ignored), so a full
+# run skips none, and nextest's summary says how many ran.
 # The TLS tests get a PostgreSQL and a Redis that speak TLS only, with a test CA.
 #
-# Extra arguments go to the test runner (e.g. a test name filter) and skip steps 3-8.
+# Extra arguments go to the test runner (e.g. a test name filter) and skip steps 3-9.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -33,9 +38,9 @@ trap services_stop EXIT
 run_tests() {
     if cargo nextest --version >/dev/null 2>&1; then
         # Retries stay off: a flaky test is a bug to fix, not to hide.
-        cargo nextest run --locked --no-fail-fast "$@"
+        cargo nextest run --locked --no-fail-fast --run-ignored all "$@"
     else
-        cargo test --locked --no-fail-fast "$@"
+        cargo test --locked --no-fail-fast "$@" -- --include-ignored
     fi
 }
 
@@ -57,6 +62,10 @@ if [[ $# -eq 0 ]]; then
     cargo build --locked --bin kurz
     kurz_bin=$(realpath "${CARGO_TARGET_DIR:-target}/debug/kurz")
     DEPLOY_KURZ="$kurz_bin" timeout --kill-after=10 300 bash deploy/test.sh || status=1
+    # API fuzzing (issue 23): Schemathesis from kurz's own OpenAPI document, every
+    # check and phase, 120 s of cases; any failure or server error fails the suite.
+    printf '== %s\n' "schema-driven API fuzzing (tests/fuzz, Schemathesis)" >&2
+    KURZ_BIN="$kurz_bin" timeout --kill-after=10 600 bash tests/fuzz/run.sh || status=1
     printf '== %s\n' "the web interface in a real browser (tests/browser)" >&2
     KURZ_BIN="$kurz_bin" timeout --kill-after=10 900 bash tests/browser/run.sh || status=1
     printf '== %s\n' "the deployment files and the container image (deploy/check.sh)" >&2

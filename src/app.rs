@@ -3,6 +3,7 @@
 //! `Application::build` is what `main` and the integration tests both call, so the
 //! tests exercise exactly the production assembly (bound to port 0).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,11 +11,11 @@ use tokio::net::TcpListener;
 
 use crate::analytics::port::ClickStore;
 use crate::analytics::{self, Analytics, Enricher, EventSink, GeoDb, KafkaSink, StoreWriter};
-use crate::auth::Auth;
+use crate::auth::{Auth, SECRET_MIN_BYTES};
 use crate::cache::l2::INVALIDATION_CHANNEL;
 use crate::cache::{LinkCache, RedisCache};
-use crate::config::{AnalyticsConfig, Config, KafkaConfig, LimitsConfig, Secret};
-use crate::domain::target_url::host_of;
+use crate::config::{AnalyticsConfig, Config, KafkaConfig, LimitsConfig, Secret, ServerConfig};
+use crate::domain::target_url::{OwnHosts, host_of};
 use crate::http::AppState;
 use crate::http::observe::RequestLog;
 use crate::http::redirect::RedirectCaching;
@@ -149,7 +150,8 @@ async fn start_analytics(
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
+    pub async fn build(mut config: Config) -> Result<Self, StartupError> {
+        check_secrets(&config)?;
         let metrics = crate::telemetry::metrics_handle();
         // Before any TLS is set up, kurz's own or the drivers' (PostgreSQL, Redis).
         crate::http::tls::provider();
@@ -183,6 +185,7 @@ impl Application {
             store.clone(),
             &jwt_secret,
             Duration::from_secs(config.auth.jwt_ttl_secs),
+            Duration::from_secs(config.auth.cache_ttl_secs),
         );
         let generated_admin_key = auth
             .bootstrap_admin(config.auth.admin_api_key.as_ref().map(|s| s.expose()))
@@ -232,13 +235,30 @@ impl Application {
                 move || on_reconnect.clear(),
             ));
         }
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| StartupError::Bind(config.server.listen, e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind(config.server.listen, e))?;
+        if config.server.public_base_url.is_none() {
+            let base = base_url_of(bound);
+            if bound.ip().is_unspecified() {
+                tracing::warn!(
+                    base,
+                    "KURZ_PUBLIC_BASE_URL is not set: short URLs point at this machine's loopback; \
+                     set it to the name clients use"
+                );
+            }
+            config.server.public_base_url = Some(base);
+        }
         let links = LinkService::new(
             store.clone(),
             Stats::new(clicks.clone()),
             keygen.clone(),
             cache,
             l2,
-            host_of(&config.server.public_base_url),
+            own_hosts(&config.server, bound)?,
             config.auth.allow_anonymous,
         );
         let ip_key = visitor_key(config.analytics.visitor_hash_secret.as_ref(), store.as_ref()).await?;
@@ -247,9 +267,6 @@ impl Application {
             background.push(tls.reloader);
             tls.acceptor
         });
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .map_err(|e| StartupError::Bind(config.server.listen, e))?;
         let state = Arc::new(AppState {
             limiter: RateLimiter::new(tier_limits(&config.limits), redis.clone(), ip_key),
             ip_key,
@@ -305,9 +322,12 @@ impl Application {
             header_timeout: Duration::from_secs(server.header_timeout_secs),
             shutdown_grace: Duration::from_secs(server.shutdown_grace_secs),
             tls: self.tls,
+            max_connections: server.max_connections.max(1),
         };
         let retention = chrono::Duration::days(i64::from(self.config.analytics.retention_days));
         let clicks = state.analytics.is_some().then(|| self.clicks.clone());
+        // Set before the first scrape can come; housekeeping keeps it current.
+        metrics::gauge!("kurz_kgs_keys_left").set(state.keygen.keys_left() as f64);
         let upkeep = tokio::spawn(housekeeping(state.clone(), clicks, retention));
         let warm_up = self.config.cache.warm.then(|| {
             let state = state.clone();
@@ -340,6 +360,55 @@ impl Application {
     }
 }
 
+/// Refuses to start with a configured secret short enough to guess: an admin key or
+/// a JWT signing key of a few characters would open the whole API.
+fn check_secrets(config: &Config) -> Result<(), StartupError> {
+    let secrets = [
+        ("KURZ_ADMIN_API_KEY", &config.auth.admin_api_key),
+        ("KURZ_JWT_SECRET", &config.auth.jwt_secret),
+    ];
+    for (name, secret) in secrets {
+        if let Some(s) = secret
+            && s.expose().len() < SECRET_MIN_BYTES
+        {
+            return Err(StartupError::Config(format!(
+                "{name} is {} bytes long; use at least {SECRET_MIN_BYTES} random bytes \
+                 (e.g. `openssl rand -hex 32`)",
+                s.expose().len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The public base URL when none is configured: the address kurz listens on, with
+/// this machine's loopback for "all addresses", so that a laptop's short URLs work
+/// on whatever port it was given.
+fn base_url_of(bound: SocketAddr) -> String {
+    let ip = match bound.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, bound.port()))
+}
+
+/// The hosts that are this service: the public base URL's, the listen address and
+/// `KURZ_SELF_HOSTS`.
+fn own_hosts(server: &ServerConfig, bound: SocketAddr) -> Result<OwnHosts, StartupError> {
+    let mut own = OwnHosts::default();
+    own.add_ip(bound.ip());
+    let base = host_of(server.public_base())
+        .ok_or_else(|| StartupError::Config("KURZ_PUBLIC_BASE_URL must be a URL with a host".into()))?;
+    own.add(&base)
+        .map_err(|e| StartupError::Config(format!("KURZ_PUBLIC_BASE_URL: {e}")))?;
+    for host in &server.self_hosts {
+        own.add(host.trim())
+            .map_err(|e| StartupError::Config(format!("KURZ_SELF_HOSTS: {e}")))?;
+    }
+    Ok(own)
+}
+
 /// The rate-limit tiers from their settings.
 fn tier_limits(limits: &LimitsConfig) -> TierLimits {
     TierLimits {
@@ -348,6 +417,7 @@ fn tier_limits(limits: &LimitsConfig) -> TierLimits {
         pro: limits.pro,
         enterprise: limits.enterprise,
         redirect: limits.redirect,
+        auth_failures: limits.auth_failures,
     }
 }
 

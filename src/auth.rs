@@ -21,9 +21,9 @@ pub const ADMIN_EMAIL: &str = "admin@kurz.local";
 const KEY_PREFIX: &str = "kurz_";
 /// 32 base62 characters ≈ 190 bits, well above the 128 the design asks for.
 const KEY_CHARS: usize = 32;
-/// Resolved keys are remembered briefly so an authenticated request does not cost a
-/// store query each time; a revoked key lives on for at most this long.
-const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Shortest secret accepted for `KURZ_ADMIN_API_KEY` and `KURZ_JWT_SECRET`: 256 bits
+/// if random, what an HS256 key should have.
+pub const SECRET_MIN_BYTES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -66,17 +66,36 @@ struct Claims {
     iat: u64,
 }
 
+impl AuthError {
+    /// A credential that was sent but is wrong: what the failed-authentication limit
+    /// counts.
+    pub fn is_bad_credential(&self) -> bool {
+        matches!(self, Self::BadKey | Self::BadToken | Self::BadScheme)
+    }
+}
+
 pub struct Auth {
     store: Arc<dyn LinkStore>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     token_ttl: Duration,
+    /// Resolved keys and token subjects are remembered this long, so an authenticated
+    /// request does not cost a store query each time; a removed user's key or token
+    /// works for at most this long after.
+    cache_ttl: Duration,
     keys: Cache<String, (Caller, Instant)>,
+    /// The users tokens name, by id; `None` for one that no longer exists.
+    subjects: Cache<i64, (Option<Caller>, Instant)>,
 }
 
 impl Auth {
-    pub fn new(store: Arc<dyn LinkStore>, jwt_secret: &[u8], token_ttl: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn LinkStore>,
+        jwt_secret: &[u8],
+        token_ttl: Duration,
+        cache_ttl: Duration,
+    ) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         Self {
@@ -85,14 +104,16 @@ impl Auth {
             decoding: DecodingKey::from_secret(jwt_secret),
             validation,
             token_ttl,
+            cache_ttl,
             keys: Cache::new(10_000),
+            subjects: Cache::new(10_000),
         }
     }
 
     pub async fn from_api_key(&self, key: &str) -> Result<Caller, AuthError> {
         let hash = hash_key(key);
         if let Some((caller, at)) = self.keys.get(&hash)
-            && at.elapsed() < KEY_CACHE_TTL
+            && at.elapsed() < self.cache_ttl
         {
             return Ok(caller);
         }
@@ -109,13 +130,23 @@ impl Auth {
         Ok(caller)
     }
 
-    pub fn from_bearer(&self, token: &str) -> Result<Caller, AuthError> {
+    /// A signed, unexpired token whose subject still exists, with the tier the store
+    /// has for it now (not the one in the token).
+    pub async fn from_bearer(&self, token: &str) -> Result<Caller, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| AuthError::BadToken)?;
-        Ok(Caller::User {
-            id: data.claims.sub,
-            tier: data.claims.tier,
-        })
+        let id = data.claims.sub;
+        if let Some((caller, at)) = self.subjects.get(&id)
+            && at.elapsed() < self.cache_ttl
+        {
+            return caller.ok_or(AuthError::BadToken);
+        }
+        let caller = self.store.user_by_id(id).await?.map(|u| Caller::User {
+            id: u.id,
+            tier: u.tier,
+        });
+        self.subjects.insert(id, (caller.clone(), Instant::now()));
+        caller.ok_or(AuthError::BadToken)
     }
 
     /// Resolves the request's credentials: `X-API-Key` or `Authorization: Bearer`.
@@ -134,7 +165,7 @@ impl Auth {
                 if !scheme.eq_ignore_ascii_case("bearer") {
                     return Err(AuthError::BadScheme);
                 }
-                self.from_bearer(token.trim())
+                self.from_bearer(token.trim()).await
             }
         }
     }

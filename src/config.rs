@@ -210,13 +210,25 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
 
     /// The base of every short URL handed out; its host may not be a link target.
+    /// Unset: `http://` and the listen address (127.0.0.1 for 0.0.0.0, [::1] for ::),
+    /// right for a laptop; set it to the public name anywhere else.
     #[arg(
         id = "public-base-url",
         long = "public-base-url",
-        env = "KURZ_PUBLIC_BASE_URL",
-        default_value = "http://127.0.0.1:8080"
+        env = "KURZ_PUBLIC_BASE_URL"
     )]
-    pub public_base_url: String,
+    pub public_base_url: Option<String>,
+
+    /// More hosts that are this service (comma list, e.g. a CDN's name or the
+    /// machine's public IP): links to them are refused like links to the public base
+    /// URL's host, so no short link can redirect to another.
+    #[arg(
+        id = "self-hosts",
+        long = "self-hosts",
+        env = "KURZ_SELF_HOSTS",
+        value_delimiter = ','
+    )]
+    pub self_hosts: Vec<String>,
 
     /// Proxies whose `X-Forwarded-For` and `CF-IPCountry` are believed (comma list of IPs or CIDRs).
     #[arg(
@@ -227,7 +239,8 @@ pub struct ServerConfig {
     )]
     pub trusted_proxies: Vec<IpNet>,
 
-    /// Seconds a request may take before it is answered 503.
+    /// Seconds a request may take before it is answered 503 (408 while its body is
+    /// still arriving).
     #[arg(
         id = "request-timeout-secs",
         long = "request-timeout-secs",
@@ -285,6 +298,16 @@ pub struct ServerConfig {
         default_value_t = 0
     )]
     pub cache_control_temporary_secs: u32,
+
+    /// Most client connections open at once; past it a new connection is answered
+    /// 503 and closed. Each costs at most 16 KiB of header buffer while it waits.
+    #[arg(
+        id = "max-connections",
+        long = "max-connections",
+        env = "KURZ_MAX_CONNECTIONS",
+        default_value_t = 4096
+    )]
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -293,8 +316,12 @@ impl ServerConfig {
     }
 
     /// The public base without a trailing slash, ready for `format!("{base}/{code}")`.
+    /// Empty only before `app` has derived it from the listen address.
     pub fn public_base(&self) -> &str {
-        self.public_base_url.trim_end_matches('/')
+        self.public_base_url
+            .as_deref()
+            .unwrap_or_default()
+            .trim_end_matches('/')
     }
 }
 
@@ -381,6 +408,16 @@ pub struct AuthConfig {
         default_value_t = 900
     )]
     pub jwt_ttl_secs: u64,
+
+    /// Seconds an API key or a token's user is trusted before the store is asked
+    /// again: a deleted user's key and tokens stop working within this time.
+    #[arg(
+        id = "auth-cache-ttl-secs",
+        long = "auth-cache-ttl-secs",
+        env = "KURZ_AUTH_CACHE_TTL_SECS",
+        default_value_t = 30
+    )]
+    pub cache_ttl_secs: u64,
 }
 
 /// The store.
@@ -606,6 +643,16 @@ pub struct LimitsConfig {
         default_value_t = 10_000
     )]
     pub enterprise: u32,
+
+    /// Failed authentications (a wrong API key or token) per minute per client IP,
+    /// before that client is answered 429 without a lookup (0 = unlimited).
+    #[arg(
+        id = "rate-limit-auth-failures",
+        long = "rate-limit-auth-failures",
+        env = "KURZ_RATE_LIMIT_AUTH_FAILURES",
+        default_value_t = 20
+    )]
+    pub auth_failures: u32,
 
     /// Redirects per minute per client IP (0 = off, the default).
     #[arg(

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cache::{CachedLink, LinkCache, RedisCache};
 use crate::domain::link::{parse_future_instant, resolve_expiry};
 use crate::domain::stats::StatsRange;
+use crate::domain::target_url::OwnHosts;
 use crate::domain::{Alias, Caller, Invalid, Link, LinkState, Metadata, RedirectType, ShortCode, TargetUrl};
 use crate::keygen::KeyGenerator;
 use crate::stats::{Stats, StatsError};
@@ -163,8 +164,8 @@ pub struct LinkService {
     cache: Arc<LinkCache>,
     /// The shared L2 cache and invalidation bus, when Redis is configured.
     l2: Option<Arc<RedisCache>>,
-    /// kurz's own host: links pointing at it are refused.
-    own_host: Option<String>,
+    /// kurz's own hosts: links pointing at them are refused.
+    own_hosts: OwnHosts,
     /// `KURZ_ALLOW_ANONYMOUS`: may callers without credentials create links?
     allow_anonymous: bool,
     writer: mpsc::Sender<WriteJob>,
@@ -177,18 +178,20 @@ impl LinkService {
         keygen: Arc<KeyGenerator>,
         cache: Arc<LinkCache>,
         l2: Option<Arc<RedisCache>>,
-        own_host: Option<String>,
+        own_hosts: OwnHosts,
         allow_anonymous: bool,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(group_commit(store.clone(), rx));
+        // Registered at zero, so dashboards see the series before the first create.
+        metrics::counter!("kurz_links_created_total").increment(0);
         Self {
             store,
             stats,
             keygen,
             cache,
             l2,
-            own_host,
+            own_hosts,
             allow_anonymous,
             writer: tx,
         }
@@ -216,7 +219,7 @@ impl LinkService {
     }
 
     fn validate(&self, caller: &Caller, req: CreateInput, now: DateTime<Utc>) -> Result<Draft, Invalid> {
-        let original_url = TargetUrl::parse(&req.original_url, self.own_host.as_deref())?;
+        let original_url = TargetUrl::parse(&req.original_url, Some(&self.own_hosts))?;
         let alias = req.custom_alias.as_deref().map(Alias::parse).transpose()?;
         let expires_at = resolve_expiry(req.expires_in_days, req.expires_at.as_deref(), now)?;
         let redirect_type = req
@@ -426,7 +429,7 @@ impl LinkService {
             original_url: req
                 .original_url
                 .as_deref()
-                .map(|u| TargetUrl::parse(u, self.own_host.as_deref()))
+                .map(|u| TargetUrl::parse(u, Some(&self.own_hosts)))
                 .transpose()?,
             expires_at: req
                 .expires_at
@@ -470,16 +473,7 @@ impl LinkService {
         if !(1..=LIST_MAX).contains(&limit) {
             return Err(Invalid::request(format!("limit must be between 1 and {LIST_MAX}")).into());
         }
-        let after_id = input
-            .cursor
-            .as_deref()
-            .map(|c| {
-                i64::from_str_radix(c, 16)
-                    .ok()
-                    .filter(|v| *v > 0)
-                    .ok_or_else(|| Invalid::request("invalid cursor"))
-            })
-            .transpose()?;
+        let after_id = input.cursor.as_deref().map(parse_cursor).transpose()?;
         let oldest_first = match input.order.as_deref() {
             None | Some("desc") => false,
             Some("asc") => true,
@@ -515,15 +509,35 @@ impl LinkService {
             .ok_or(LinkError::NotFound)
     }
 
+    /// Stats of a link the caller manages. The range is checked only once the caller
+    /// is known to manage the link: someone who may not see it gets 401, 403 or 404,
+    /// never an answer about its parameters.
     pub async fn stats(
         &self,
         caller: &Caller,
         code: &str,
-        range: &StatsRange,
-    ) -> Result<LinkStats, LinkError> {
+        range: Result<StatsRange, Invalid>,
+    ) -> Result<(StatsRange, LinkStats), LinkError> {
         let link = self.owned(caller, code).await?;
-        Ok(self.stats.of_link(link.code.as_str(), range).await?)
+        let range = range?;
+        let stats = self.stats.of_link(link.code.as_str(), &range).await?;
+        Ok((range, stats))
     }
+}
+
+/// Most hex digits of a cursor: every id below 2^60 fits, and any such string is an
+/// i64.
+pub const CURSOR_MAX_DIGITS: usize = 15;
+
+/// A `next_cursor` as [`LinkService::list`] writes it: the hex id (lower case, no
+/// sign) of a page's last link, which is never 0.
+fn parse_cursor(c: &str) -> Result<i64, Invalid> {
+    let hex = (1..=CURSOR_MAX_DIGITS).contains(&c.len())
+        && c.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| i64::from_str_radix(c, 16).ok())
+        .flatten()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| Invalid::request("invalid cursor"))
 }
 
 /// The group-commit writer: one transaction for every create queued at that moment.

@@ -106,6 +106,7 @@ async fn create_user(database: &DatabaseConfig, email: &str, tier: &str) -> Resu
         store,
         b"unused: no tokens are issued here",
         std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(1),
     );
     let (user, key) = auth
         .create_user_unchecked(email, tier)

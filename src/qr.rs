@@ -30,21 +30,35 @@ pub fn svg(text: &str, size: u32) -> Result<String, QrError> {
     Ok(svg.replacen("<svg ", &format!("<svg width=\"{size}\" height=\"{size}\" "), 1))
 }
 
-/// A grayscale PNG at least `size` pixels wide (rounded to whole pixels per module).
+/// A grayscale PNG exactly `size` pixels wide and high. Modules are whole pixels
+/// wide when they fit (the rest is quiet zone, around the code); on a size smaller
+/// than the code has modules, pixels are sampled from the module grid.
 pub fn png(text: &str, size: u32) -> Result<Vec<u8>, QrError> {
     let qr = matrix(text)?;
     let modules = qr.size + 2 * QUIET_ZONE;
-    let scale = (size as usize).div_ceil(modules).max(1);
-    let px = modules * scale;
+    let px = size as usize;
+    let scale = px / modules;
+    let dark = |x: usize, y: usize| -> bool {
+        // (x, y) in modules, quiet zone included.
+        let (Some(mx), Some(my)) = (x.checked_sub(QUIET_ZONE), y.checked_sub(QUIET_ZONE)) else {
+            return false;
+        };
+        mx < qr.size && my < qr.size && qr.data[my * qr.size + mx].value()
+    };
+    let module_of = |p: usize| -> Option<usize> {
+        if scale == 0 {
+            return Some(p * modules / px);
+        }
+        let margin = (px - modules * scale) / 2;
+        let m = p.checked_sub(margin)? / scale;
+        (m < modules).then_some(m)
+    };
     let mut pixels = vec![255u8; px * px];
-    for y in 0..qr.size {
-        for x in 0..qr.size {
-            if qr.data[y * qr.size + x].value() {
-                for dy in 0..scale {
-                    let row = (y + QUIET_ZONE) * scale + dy;
-                    let start = row * px + (x + QUIET_ZONE) * scale;
-                    pixels[start..start + scale].fill(0);
-                }
+    for y in 0..px {
+        let Some(my) = module_of(y) else { continue };
+        for x in 0..px {
+            if module_of(x).is_some_and(|mx| dark(mx, my)) {
+                pixels[y * px + x] = 0;
             }
         }
     }
@@ -70,6 +84,29 @@ mod tests {
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         let reader = decoder.read_info().unwrap();
         assert!(reader.info().width >= 256);
+    }
+
+    /// Issue 23: `size` is the image's width, exactly (259 and 518 before), also
+    /// below the code's own module count.
+    #[test]
+    fn png_is_exactly_the_size_asked() {
+        for size in [SIZE_MIN, 100, SIZE_DEFAULT, 333, 512, SIZE_MAX] {
+            let bytes = png("http://127.0.0.1:8080/abc1234", size).unwrap();
+            let reader = png::Decoder::new(std::io::Cursor::new(bytes))
+                .read_info()
+                .unwrap();
+            assert_eq!(
+                (reader.info().width, reader.info().height),
+                (size, size),
+                "{size}"
+            );
+        }
+        let long = format!("https://sho.rt/{}", "x".repeat(200));
+        let bytes = png(&long, SIZE_MIN).unwrap();
+        let reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap();
+        assert_eq!(reader.info().width, SIZE_MIN);
     }
 
     #[test]

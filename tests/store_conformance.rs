@@ -311,6 +311,8 @@ pub async fn users_unique_email_and_key_lookup(store: Backend) {
     assert!(matches!(dup, Err(StoreError::Conflict)));
     assert_eq!(store.user_by_key_hash("h1").await.unwrap().unwrap().id, u.id);
     assert!(store.user_by_key_hash("h2").await.unwrap().is_none());
+    assert_eq!(store.user_by_id(u.id).await.unwrap().unwrap(), u);
+    assert!(store.user_by_id(u.id + 1000).await.unwrap().is_none());
     assert!(!store.has_admin().await.unwrap());
     let admin = store.upsert_admin("admin@x.example", "ha").await.unwrap();
     assert_eq!(admin.tier, Tier::Admin);
@@ -713,10 +715,10 @@ pub async fn click_writes_racing_a_compaction_lose_nothing(store: Backend) {
 
 /// Generates one `#[tokio::test]` per contract check for a backend's `fresh()`.
 macro_rules! conformance {
-    ($backend:ident, $fresh:expr) => {
+    ($backend:ident, $fresh:expr $(, #[$attr:meta])?) => {
         mod $backend {
             use super::*;
-            conformance!(@tests $fresh;
+            conformance!(@tests $fresh; $(#[$attr];)?
                 insert_then_get_round_trips,
                 codes_are_case_sensitive_and_conflicts_are_per_item,
                 delete_keeps_the_code_reserved,
@@ -736,6 +738,17 @@ macro_rules! conformance {
                 click_writes_racing_a_compaction_lose_nothing,
             );
         }
+    };
+    // With an attribute for every test (`ignore` for a backend that needs a server).
+    (@tests $fresh:expr; #[$attr:meta]; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[$attr]
+            async fn $name() {
+                let Some((store, _guard)) = $fresh.await else { return };
+                super::$name(store).await;
+            }
+        )*
     };
     (@tests $fresh:expr; $($name:ident),* $(,)?) => {
         $(
@@ -773,17 +786,23 @@ async fn fresh_postgres() -> Option<(Backend, String)> {
 }
 
 conformance!(sqlite, fresh_sqlite());
-conformance!(postgres, fresh_postgres());
+conformance!(postgres, fresh_postgres(), #[ignore = "needs PostgreSQL: run scripts/test.sh"]);
 
 /// Migrations are checked: a fresh database has them all pending, none after.
 #[tokio::test]
-async fn pending_migrations_are_counted_on_both_backends() {
+async fn pending_migrations_are_counted_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
     let sqlite = kurz::store::SqliteStore::connect(&url, 1).await.unwrap();
     assert!(sqlite.pending_migrations().await.unwrap() > 0);
     sqlite.migrate().await.unwrap();
     assert_eq!(sqlite.pending_migrations().await.unwrap(), 0);
+}
+
+/// The same on PostgreSQL.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
+async fn pending_migrations_are_counted_on_postgres() {
     let Some(admin) = support::server("KURZ_TEST_PG") else {
         return;
     };
@@ -798,6 +817,7 @@ async fn pending_migrations_are_counted_on_both_backends() {
 /// on the server. `marker_through` waits for it: a write under a marker holds the
 /// marker's row locked, here by hand, until it commits; the answer comes after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
 async fn a_marker_is_read_only_after_the_write_holding_it_ends() {
     let Some((store, url)) = fresh_postgres().await else {
         return;
@@ -827,6 +847,7 @@ async fn a_marker_is_read_only_after_the_write_holding_it_ends() {
 /// again, and until that write commits its row is invisible to a plain read. The
 /// answer still comes only after the commit, so a replay cannot count it twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
 async fn a_pruned_marker_is_read_only_after_the_write_recreating_it_ends() {
     let Some((store, url)) = fresh_postgres().await else {
         return;
@@ -857,6 +878,7 @@ async fn a_pruned_marker_is_read_only_after_the_write_recreating_it_ends() {
 /// Reads go to the replica; a link just written is still found at once
 /// (read-your-writes), even though the replica may not have it yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL with a replica: run scripts/test.sh"]
 async fn replica_reads_keep_read_your_writes() {
     let Some(admin) = support::server("KURZ_TEST_PG") else {
         return;
@@ -1013,6 +1035,7 @@ async fn replica_reads_keep_read_your_writes() {
 /// Retention on PostgreSQL drops whole daily partitions of raw click events (never a
 /// row-by-row DELETE) and leaves newer days and every rollup alone.
 #[tokio::test]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
 async fn click_retention_drops_old_day_partitions_only() {
     let Some((store, url)) = fresh_postgres().await else {
         return;
@@ -1082,6 +1105,7 @@ async fn click_retention_drops_old_day_partitions_only() {
 /// instance's retention dropped it: a failed write makes it ask the database again, so
 /// at worst one write fails (in the pipeline, its batch is spooled and replayed).
 #[tokio::test]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
 async fn a_partition_dropped_by_another_instance_is_created_again() {
     let Some((a, url)) = fresh_postgres().await else {
         return;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 use super::{Invalid, ShortCode, TargetUrl};
 
@@ -119,11 +119,13 @@ pub fn resolve_expiry(
     }
 }
 
-/// An RFC 3339 instant that lies in the future and within the 10-year bound.
+/// An RFC 3339 instant that lies in the future and within the 10-year bound, to the
+/// millisecond: what the stores keep, so an answer shows the instant as stored.
 pub fn parse_future_instant(at: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Invalid> {
     let t = DateTime::parse_from_rfc3339(at)
         .map_err(|_| Invalid::request("expires_at must be an RFC 3339 date-time"))?
-        .with_timezone(&Utc);
+        .with_timezone(&Utc)
+        .trunc_subsecs(3);
     if t <= now {
         return Err(Invalid::request("expires_at must be in the future"));
     }
@@ -203,6 +205,15 @@ mod tests {
         assert!(resolve_expiry(None, Some("2025-12-31T00:00:00Z"), now()).is_err());
         assert!(resolve_expiry(None, Some("tomorrow"), now()).is_err());
         assert!(resolve_expiry(Some(3), Some("2026-02-01T00:00:00Z"), now()).is_err());
+        // Kept to the millisecond, as stored (issue 23: the create answer showed ns).
+        assert_eq!(
+            resolve_expiry(None, Some("2026-02-01T00:00:00.123456789Z"), now()).unwrap(),
+            Some(
+                DateTime::parse_from_rfc3339("2026-02-01T00:00:00.123Z")
+                    .unwrap()
+                    .with_timezone(&Utc)
+            )
+        );
     }
 
     #[test]

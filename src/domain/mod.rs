@@ -11,6 +11,22 @@ pub mod target_url;
 pub mod user;
 pub mod visitor;
 
+/// The characters `str::trim` removes (Unicode `White_Space`), as the body of a regex
+/// class, for the patterns that allow them around a value the server trims. Written
+/// with `\uXXXX` escapes only, which Rust's regex, Python's `re` and ECMA-262 (JSON
+/// Schema) read alike.
+macro_rules! trimmed_class {
+    () => {
+        r"\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    };
+}
+pub(crate) use trimmed_class;
+
+/// Compiles one of the module's constant patterns (each checked by a unit test).
+pub(crate) fn pattern(p: &str) -> regex::Regex {
+    regex::Regex::new(p).unwrap_or_else(|e| panic!("bad constant pattern {p}: {e}"))
+}
+
 pub use code::{Alias, ShortCode};
 pub use link::{Link, LinkState, Metadata, RedirectType};
 pub use target_url::TargetUrl;

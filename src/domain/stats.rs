@@ -3,7 +3,7 @@
 //! Kept pure so the rules users hit most (date formats, inclusive end dates, bucket
 //! alignment, the cap on bucket count) are tested without a server.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, SubsecRound, TimeZone, Timelike, Utc};
 
 use super::Invalid;
 
@@ -56,12 +56,32 @@ pub struct StatsRange {
     pub granularity: Granularity,
 }
 
-/// A start bound: a date means its first instant.
+/// A bound: an RFC 3339 date-time, or a full date (`2026-01-31`) meaning its first
+/// instant (for an end, the next day's: end dates are inclusive). Exactly the two
+/// forms the OpenAPI document names (`date-time`, `date`): no other separator than
+/// `T`, and four-digit years.
 fn parse_bound(s: &str, name: &str, is_end: bool) -> Result<DateTime<Utc>, Invalid> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+    let b = s.as_bytes();
+    let full_date = |b: &[u8]| {
+        b.len() >= 10
+            && b[..10].iter().enumerate().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
+    };
+    if full_date(b)
+        && matches!(b.get(10), Some(b'T' | b't'))
+        && let Ok(t) = DateTime::parse_from_rfc3339(s)
+    {
         return Ok(t.with_timezone(&Utc));
     }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+    if b.len() == 10
+        && full_date(b)
+        && let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    {
         // An end *date* is inclusive: the whole day counts.
         let d = if is_end { d.succ_opt().unwrap_or(d) } else { d };
         return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default()));
@@ -93,9 +113,12 @@ impl StatsRange {
         if start >= end {
             return Err(Invalid::request("start_date must be before end_date"));
         }
+        // Clicks are kept in hourly rows, so the range used starts at the hour
+        // holding `start`; instants are kept to the millisecond like every other
+        // timestamp of the API. The answer echoes this range.
         let range = Self {
-            start,
-            end,
+            start: Granularity::Hour.truncate(start),
+            end: end.trunc_subsecs(3),
             granularity,
         };
         if range.bucket_count() > MAX_BUCKETS {
@@ -135,11 +158,11 @@ mod tests {
 
     #[test]
     fn defaults_to_last_30_days_by_day() {
-        let now = t("2026-03-31T10:30:00Z");
+        let now = t("2026-03-31T10:30:00.123456789Z");
         let r = StatsRange::parse(None, None, None, now).unwrap();
         assert_eq!(r.granularity, Granularity::Day);
-        assert_eq!(r.end, now);
-        assert_eq!(r.start, now - Duration::days(30));
+        assert_eq!(r.end, t("2026-03-31T10:30:00.123Z"));
+        assert_eq!(r.start, t("2026-03-01T10:00:00Z"), "widened to its hour");
         // 30 days starting mid-day touch 31 calendar days.
         assert_eq!(r.buckets().len(), 31);
     }
@@ -182,6 +205,11 @@ mod tests {
         assert!(StatsRange::parse(Some("yesterday"), None, None, now).is_err());
         assert!(StatsRange::parse(None, Some("2026-13-01"), None, now).is_err());
         assert!(StatsRange::parse(None, None, Some("minute"), now).is_err());
+        // Only the documented forms: no space separator, no short or signed years.
+        for odd in ["2026-03-01 06:00:00Z", "2026-3-1", "+2026-03-01", "20260301"] {
+            assert!(StatsRange::parse(Some(odd), None, None, now).is_err(), "{odd}");
+        }
+        assert!(StatsRange::parse(Some("2026-03-01t06:00:00z"), None, None, now).is_ok());
         assert!(StatsRange::parse(Some("2020-01-01"), Some("2026-01-01"), Some("hour"), now).is_err());
         assert!(StatsRange::parse(Some("2020-01-01"), Some("2026-01-01"), Some("week"), now).is_ok());
     }

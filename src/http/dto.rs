@@ -7,29 +7,34 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::stats::{Granularity, StatsRange};
-use crate::domain::{Link, Metadata};
+use crate::domain::{Link, Metadata, Tier};
 use crate::links::{CreateInput, LinkStats, LinkSummary, UpdateInput};
 
 /// A create request.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLink {
-    /// http(s) URL with a host, at most 2048 bytes.
+    /// http(s) URL with a host, at most 2048 characters as sent and 2048 bytes once
+    /// normalised (IDN hosts become punycode); not a link to this service.
     pub original_url: String,
-    /// 4–10 of `[A-Za-z0-9_-]`, not a reserved word.
+    /// 4–10 of `[A-Za-z0-9_-]`, not a reserved word in any case (`api`, `health`,
+    /// `healthz`, `metrics`, `static`, `admin`, `app`, `docs`, `openapi`, `login`,
+    /// `logout`, `assets`, `favicon`, `robots`, `well-known`, `kurz`, `about`, `help`).
     #[serde(default)]
     pub custom_alias: Option<String>,
     /// 1–3650; exclusive with `expires_at`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
     pub expires_in_days: Option<i64>,
-    /// RFC 3339, in the future; exclusive with `expires_in_days`.
+    /// RFC 3339, in the future and within 3650 days; exclusive with
+    /// `expires_in_days`. Kept to the millisecond.
     #[serde(default)]
     pub expires_at: Option<String>,
     /// 301 or 302 (default).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
     #[schema(value_type = Option<u16>)]
     pub redirect_type: Option<u16>,
-    /// Flat object of strings, at most 4 KiB.
+    /// Flat object of strings: at most 32 keys of 1–64 bytes, 4096 bytes of keys
+    /// and values in all, no NUL.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
@@ -48,21 +53,22 @@ impl From<CreateLink> for CreateInput {
     }
 }
 
-/// A PATCH body. Absent fields stay as they are; `expires_at: null` removes the expiry.
+/// A PATCH body: at least one field. Absent fields stay as they are;
+/// `expires_at: null` removes the expiry (no other field may be null).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateLink {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub original_url: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub is_active: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null_integral")]
     #[schema(value_type = Option<u16>)]
     pub redirect_type: Option<u16>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
@@ -82,6 +88,43 @@ impl From<UpdateLink> for UpdateInput {
 /// Tells "field absent" (`None`) from "field is null" (`Some(None)`).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
+}
+
+/// A field that may be absent but not null.
+fn not_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// An integer, also when written with a zero fraction (`163.0`): JSON (and JSON
+/// Schema's `integer`) does not tell the two apart, so neither does kurz.
+fn integer<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    // Beyond 2^53 a float no longer holds every integer; no field takes such values.
+    let whole = n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    });
+    let whole = whole.ok_or_else(|| D::Error::custom(format!("invalid value: {n}, expected an integer")))?;
+    T::try_from(whole).map_err(|_| D::Error::custom(format!("invalid value: {n} is out of range")))
+}
+
+fn integral<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<IntegerValue<T>>::deserialize(d).map(|v| v.map(|v| v.0))
+}
+
+fn not_null_integral<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
+    integer(d).map(Some)
+}
+
+/// [`integer`] as a type, for `Option<…>`.
+struct IntegerValue<T>(T);
+
+impl<'de, T: TryFrom<i64>> Deserialize<'de> for IntegerValue<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        integer(d).map(Self)
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -216,11 +259,15 @@ pub struct LinkList {
     pub next_cursor: Option<String>,
 }
 
+/// Up to 1000 creates. Each item is read on its own: one that is not a valid create
+/// (a wrong type, an unknown field) is that item's failure in a 207, never the whole
+/// request's.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
     /// 1 to 1000 create requests.
-    pub urls: Vec<CreateLink>,
+    #[schema(value_type = Vec<CreateLink>)]
+    pub urls: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -330,10 +377,12 @@ impl StatsView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    /// The user's address, unique (compared ignoring case).
     pub email: String,
     /// free (default), pro, enterprise or admin.
     #[serde(default)]
-    pub tier: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub tier: Option<Tier>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -29,6 +29,7 @@ pub enum ErrorCode {
     RateLimitExceeded,
     IdempotencyKeyReused,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     Internal,
 }
@@ -90,6 +91,13 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
             "request body is too large",
+        )
+    }
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            "the request body did not arrive in time",
         )
     }
     pub fn rate_limited(retry_after: u64) -> Self {

@@ -2,8 +2,9 @@
 //! method and status; the request id (a trusted proxy's `X-Request-Id`, else a new
 //! one, sent back in the response) with the W3C `traceparent`'s trace id on every log
 //! line of an API request; the optional, sampled access log; the one log line for
-//! internal errors; and the request timeout for API routes. (Panics become 500s in
-//! tower-http's `CatchPanicLayer`, inside.)
+//! internal errors; and the request timeout for API routes, 408 while the client is
+//! still sending its body and 503 after. (Panics become 500s in tower-http's
+//! `CatchPanicLayer`, inside.)
 //!
 //! The route label is axum's [`MatchedPath`], so it can never disagree with the
 //! router. `Router::layer` gives every route's handler its own [`Observe`] service,
@@ -13,14 +14,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::Body as _;
 use ipnet::IpNet;
 use metrics::{Counter, Histogram};
 use tower::{Layer, Service};
@@ -277,18 +281,33 @@ where
             }
             span
         });
-        let call = self.inner.call(req);
         let handled: Pin<Box<dyn Future<Output = _> + Send>> = match &span {
-            None => Box::pin(call),
-            Some(span) => Box::pin(
-                async move {
-                    match tokio::time::timeout(timeout, call).await {
-                        Ok(res) => res,
-                        Err(_) => Ok(ApiError::unavailable("the request took too long").into_response()),
+            None => Box::pin(self.inner.call(req)),
+            Some(span) => {
+                // Notes when the client's body has arrived, so a timeout can tell a
+                // client still sending (408) from a slow server (503).
+                let received = Arc::new(AtomicBool::new(false));
+                let req = req.map(|body| {
+                    received.store(body.is_end_stream(), Ordering::Relaxed);
+                    Body::new(Watched {
+                        inner: body,
+                        received: received.clone(),
+                    })
+                });
+                let call = self.inner.call(req);
+                Box::pin(
+                    async move {
+                        match tokio::time::timeout(timeout, call).await {
+                            Ok(res) => res,
+                            Err(_) if !received.load(Ordering::Relaxed) => {
+                                Ok(ApiError::request_timeout().into_response())
+                            }
+                            Err(_) => Ok(ApiError::unavailable("the request took too long").into_response()),
+                        }
                     }
-                }
-                .instrument(span.clone()),
-            ),
+                    .instrument(span.clone()),
+                )
+            }
         };
         Box::pin(async move {
             let Ok(mut res) = handled.await;
@@ -328,6 +347,36 @@ where
             res.headers_mut().insert(REQUEST_ID, request_id);
             Ok(res)
         })
+    }
+}
+
+/// A request body that notes when it has been read to its end (see the timeout).
+struct Watched {
+    inner: Body,
+    received: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.received.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -14,7 +14,10 @@ use super::dto::{Components, Health};
     get,
     path = "/health",
     tag = "ops",
-    responses((status = 200, body = Health), (status = 503, body = Health))
+    responses(
+        (status = 200, description = "the database answers (other components may be degraded)", body = Health),
+        (status = 503, description = "the database does not answer", body = Health),
+    )
 )]
 pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, axum::Json<Health>) {
     let db_ok = matches!(
@@ -49,6 +52,12 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, axum::Js
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     metrics::gauge!("kurz_cache_entries").set(state.links.cache().len() as f64);
     crate::telemetry::process().collect();

@@ -29,14 +29,15 @@ use crate::analytics::event::bounded;
 use crate::domain::RedirectType;
 
 #[utoipa::path(
-    get,
+    method(get, head),
     path = "/{code}",
     tag = "redirect",
+    description = "Redirects to the link's target. HEAD answers the same without counting a click.",
     params(("code" = String, Path, description = "short code or alias")),
     responses(
         (status = 302, description = "redirect (default)", headers(("Location" = String))),
         (status = 301, description = "permanent redirect, if the link asks for it"),
-        (status = 404, body = super::error::ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = super::error::ErrorBody),
         (status = 410, description = "EXPIRED or DISABLED", body = super::error::ErrorBody),
     )
 )]

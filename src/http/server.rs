@@ -1,10 +1,12 @@
 //! The accept loop: hyper HTTP/1.1 connections over our axum router, or with
 //! `KURZ_TLS_CERT`, TLS connections speaking HTTP/1.1 or HTTP/2 (by ALPN).
 //!
-//! We drive hyper directly (instead of `axum::serve`) for two settings a public
-//! service needs: a header read timeout, so slow-loris clients cannot hold
-//! connections open, and graceful shutdown that stops accepting, lets in-flight
-//! requests finish within a grace period, then returns.
+//! We drive hyper directly (instead of `axum::serve`) for what a public service
+//! needs: a header read timeout, so slow-loris clients cannot hold connections open;
+//! a cap on open connections and on each one's header buffer, so that many clients
+//! sending huge headers slowly cannot grow memory without bound; and graceful
+//! shutdown that stops accepting, lets in-flight requests finish within a grace
+//! period, then returns.
 //!
 //! The plain path is the redirect benchmark's: accept, one HTTP/1.1 connection task,
 //! nothing else. The TLS path does its handshake in the connection's task (bounded
@@ -12,6 +14,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -20,6 +23,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -28,13 +32,35 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Set: every connection is TLS (see [`super::tls`]).
     pub tls: Option<TlsAcceptor>,
+    /// Connections open at once; a connection past it is answered 503 and closed.
+    pub max_connections: usize,
 }
+
+/// Largest request head (request line and headers) hyper buffers; past it the client
+/// gets 431. 16 KiB is what common proxies allow.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most header lines in one request (past it: 431).
+pub const MAX_HEADERS: usize = 64;
+
+/// What a connection past the cap gets before it is closed: a complete answer in the
+/// contract's error shape, so a client can tell "busy" from "broken".
+static TOO_MANY_CONNECTIONS: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let body = r#"{"error":"too many open connections; retry shortly","code":"SERVICE_UNAVAILABLE"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+});
 
 fn http1(settings: &ServerSettings) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
         .keep_alive(true);
     builder
 }
@@ -46,6 +72,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let open = metrics::gauge!("kurz_http_connections_open");
+    let rejected = metrics::counter!("kurz_http_connections_rejected_total");
+    open.set(0.0);
+    rejected.increment(0);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -60,7 +91,15 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            rejected.increment(1);
+            // Best effort and never waiting: the answer fits any socket buffer.
+            let _ = stream.try_write(&TOO_MANY_CONNECTIONS);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let open = open.clone();
+        open.increment(1.0);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
@@ -71,6 +110,8 @@ pub async fn serve(
             let timeout = settings.header_timeout;
             tokio::spawn(async move {
                 let Some(tls) = handshake(&acceptor, stream, timeout).await else {
+                    open.decrement(1.0);
+                    drop(slot);
                     return;
                 };
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -85,6 +126,8 @@ pub async fn serve(
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
+                open.decrement(1.0);
+                drop(slot);
             });
             continue;
         }
@@ -94,6 +137,8 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            open.decrement(1.0);
+            drop(slot);
         });
     }
     drop(listener);

@@ -14,8 +14,10 @@ use super::AppState;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppQuery};
+use super::middleware::{ClientIp, rate_headers};
 use crate::domain::Caller;
 use crate::domain::stats::StatsRange;
+use crate::limits::Decision;
 use crate::links::{BULK_MAX, ListInput};
 use crate::qr;
 
@@ -24,15 +26,11 @@ use crate::qr;
     path = "/api/v1/urls",
     tag = "urls",
     request_body = CreateLink,
-    params(("X-Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
     responses(
-        (status = 201, body = LinkView, headers(("Location" = String))),
-        (status = 400, description = "INVALID_URL, INVALID_ALIAS or INVALID_REQUEST", body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 201, description = "created", body = LinkView, headers(("Location" = String, description = "the link's info endpoint"))),
+        (status = 400, description = "INVALID_URL, INVALID_ALIAS or INVALID_REQUEST: a field breaks its rule", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: anonymous creation is turned off", body = ErrorBody),
         (status = 409, description = "ALIAS_EXISTS", body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 422, description = "IDEMPOTENCY_KEY_REUSED", body = ErrorBody),
-        (status = 429, body = ErrorBody),
     )
 )]
 pub async fn create(
@@ -54,18 +52,20 @@ pub async fn create(
     path = "/api/v1/urls/bulk",
     tag = "urls",
     request_body = BulkRequest,
+    description = "Creates up to 1000 links; each item succeeds or fails on its own (a malformed item \
+        too). A bulk costs the caller one request of their rate limit per link.",
     responses(
         (status = 201, description = "all created", body = BulkResponse),
         (status = 207, description = "some failed; see each result", body = BulkResponse),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody),
+        (status = 400, description = "INVALID_REQUEST: `urls` is empty or holds over 1000 items", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: anonymous creation is turned off", body = ErrorBody),
+        (status = 429, description = "RATE_LIMIT_EXCEEDED: more links than the caller's budget has left", body = ErrorBody),
     )
 )]
 pub async fn bulk(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     AppJson(req): AppJson<BulkRequest>,
 ) -> Result<Response, ApiError> {
     if req.urls.is_empty() || req.urls.len() > BULK_MAX {
@@ -73,13 +73,36 @@ pub async fn bulk(
             "urls must hold 1 to {BULK_MAX} items"
         )));
     }
-    let originals: Vec<String> = req.urls.iter().map(|u| u.original_url.clone()).collect();
-    let inputs = req.urls.into_iter().map(Into::into).collect();
-    let outcomes = state.links.create_many(&caller, inputs).await?;
+    let charged = match charge_bulk(&state, &caller, ip, req.urls.len()).await {
+        Ok(d) => d,
+        Err(refused) => return Ok(refused),
+    };
+    let originals: Vec<String> = req
+        .urls
+        .iter()
+        .map(|u| u["original_url"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    // Items that are not creates at all are failed here; the rest go on together.
+    let mut malformed = Vec::new();
+    let mut inputs = Vec::new();
+    for (index, item) in req.urls.into_iter().enumerate() {
+        match serde_json::from_value::<CreateLink>(item) {
+            Ok(c) => inputs.push(c.into()),
+            Err(e) => malformed.push((index, ApiError::bad_request(format!("invalid item: {e}")))),
+        }
+    }
+    let mut created = state.links.create_many(&caller, inputs).await?.into_iter();
+    let mut malformed = malformed.into_iter().peekable();
+    let outcomes = (0..originals.len()).map(|i| match malformed.next_if(|(at, _)| *at == i) {
+        Some((_, e)) => Err(e),
+        None => created
+            .next()
+            .unwrap_or_else(|| Err(crate::links::LinkError::Internal("a result is missing".into())))
+            .map_err(ApiError::from),
+    });
     let base = state.server.public_base();
     let mut all_ok = true;
     let results = outcomes
-        .into_iter()
         .zip(originals)
         .enumerate()
         .map(|(index, (outcome, original_url))| match outcome {
@@ -94,7 +117,6 @@ pub async fn bulk(
             },
             Err(e) => {
                 all_ok = false;
-                let e = ApiError::from(e);
                 BulkItem {
                     index,
                     original_url,
@@ -112,7 +134,48 @@ pub async fn bulk(
     } else {
         StatusCode::MULTI_STATUS
     };
-    Ok((status, axum::Json(BulkResponse { results })).into_response())
+    let mut res = (status, axum::Json(BulkResponse { results })).into_response();
+    if let Some(d) = &charged {
+        rate_headers(res.headers_mut(), d);
+    }
+    Ok(res)
+}
+
+/// A bulk costs the caller one request of their budget per link: the gate took one
+/// for the request, this takes the rest. A bulk larger than the whole budget could
+/// never pass and is refused as such.
+async fn charge_bulk(
+    state: &AppState,
+    caller: &Caller,
+    ip: std::net::IpAddr,
+    links: usize,
+) -> Result<Option<Decision>, Response> {
+    let budget = state.limiter.limits().for_caller(caller);
+    if budget == 0 {
+        return Ok(None);
+    }
+    if links > budget as usize {
+        let mut e = ApiError::rate_limited(60);
+        e.message = format!(
+            "a bulk costs one request per link, and {links} links are more than your \
+             {budget} a minute: send at most {budget} at a time"
+        );
+        return Err(e.into_response());
+    }
+    let extra = u32::try_from(links - 1).unwrap_or(u32::MAX);
+    if extra == 0 {
+        return Ok(None);
+    }
+    match state.limiter.charge_api(caller, ip, extra).await {
+        Some(d) if !d.allowed => {
+            let mut e = ApiError::rate_limited(d.retry_after_secs);
+            e.message = format!("rate limit exceeded: a bulk of {links} links costs {links} requests");
+            let mut res = e.into_response();
+            rate_headers(res.headers_mut(), &d);
+            Err(res)
+        }
+        other => Ok(other),
+    }
 }
 
 #[utoipa::path(
@@ -190,6 +253,7 @@ pub async fn delete(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1–100, default 20.
     pub limit: Option<u32>,
@@ -206,7 +270,11 @@ pub struct ListParams {
     path = "/api/v1/urls",
     tag = "urls",
     params(ListParams),
-    responses((status = 200, body = LinkList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+    responses(
+        (status = 200, body = LinkList),
+        (status = 400, description = "INVALID_REQUEST: a parameter breaks its rule", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no credentials", body = ErrorBody),
+    )
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -233,6 +301,7 @@ pub async fn list(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// ISO 8601 date or date-time; default 30 days before `end_date`.
     pub start_date: Option<String>,
@@ -266,12 +335,13 @@ pub async fn stats(
         p.end_date.as_deref(),
         p.granularity.as_deref(),
         Utc::now(),
-    )?;
-    let stats = state.links.stats(&caller, &code, &range).await?;
+    );
+    let (range, stats) = state.links.stats(&caller, &code, range).await?;
     Ok(axum::Json(StatsView::new(&code, &range, &stats)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QrParams {
     /// png (default) or svg.
     pub format: Option<String>,
@@ -285,8 +355,11 @@ pub struct QrParams {
     tag = "urls",
     params(("code" = String, Path), QrParams),
     responses(
-        (status = 200, description = "image/png or image/svg+xml"),
-        (status = 400, body = ErrorBody),
+        (status = 200, description = "the QR code of the short URL, `size` pixels wide and high", content(
+            (Vec<u8> = "image/png"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 400, description = "INVALID_REQUEST: a parameter breaks its rule", body = ErrorBody),
         (status = 404, body = ErrorBody),
     )
 )]

@@ -16,6 +16,8 @@ use crate::domain::Caller;
     post,
     path = "/api/v1/users",
     tag = "users",
+    description = "Creates a user (admins only) and answers its API key, shown only here. Takes no \
+        `X-Idempotency-Key`: its answer is a credential, and kurz never stores one.",
     request_body = CreateUserRequest,
     responses(
         (status = 201, body = UserCreated),
@@ -33,8 +35,8 @@ pub async fn create_user(
     if caller == Caller::Anonymous {
         return Err(ApiError::unauthorized("credentials required"));
     }
-    let tier = req.tier.as_deref().unwrap_or("free");
-    let (user, api_key) = state.auth.create_user(&caller, &req.email, tier).await?;
+    let tier = req.tier.unwrap_or(crate::domain::Tier::Free);
+    let (user, api_key) = state.auth.create_user(&caller, &req.email, tier.as_str()).await?;
     let limits = state.limiter.limits();
     let rate_limit = limits.for_caller(&Caller::User {
         id: user.id,
@@ -56,8 +58,12 @@ pub async fn create_user(
     post,
     path = "/api/v1/auth/token",
     tag = "users",
-    params(("X-API-Key" = String, Header)),
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody))
+    description = "Exchanges the API key in `X-API-Key` for a short-lived JWT. Takes no \
+        `X-Idempotency-Key`: its answer is a credential, and kurz never stores one.",
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "UNAUTHORIZED: no API key (a token does not mint a token)", body = ErrorBody),
+    )
 )]
 pub async fn token(
     State(state): State<Arc<AppState>>,

@@ -16,12 +16,63 @@ use crate::store::{IdempotencyClaim, LinkStore, StoreError};
 
 pub const KEY_MAX_LEN: usize = 255;
 const POLL_EVERY: Duration = Duration::from_millis(20);
+/// Marks a stored response written with its headers (see [`StoredResponse::encode`]).
+/// Records without it hold a bare JSON body.
+const ENVELOPE: &[u8] = b"kurz-response-v1\n";
+
+/// A finished response as it is kept for replay: the status, the headers a replay
+/// must carry (`Location`, content type) and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl StoredResponse {
+    /// The store keeps one opaque body per key; the headers ride in front of it, as a
+    /// JSON line after a marker, so the store's schema needs no column per header.
+    fn encode(&self) -> Vec<u8> {
+        // A list of string pairs always serialises.
+        let headers = serde_json::to_vec(&self.headers).unwrap_or_else(|_| b"[]".to_vec());
+        let mut out = Vec::with_capacity(ENVELOPE.len() + headers.len() + 1 + self.body.len());
+        out.extend_from_slice(ENVELOPE);
+        out.extend_from_slice(&headers);
+        out.push(b'\n');
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Reads what [`Self::encode`] wrote; a record from before headers were kept is
+    /// a JSON body alone.
+    fn decode(status: u16, stored: Vec<u8>) -> Self {
+        let legacy = |body| Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+        };
+        let Some(rest) = stored.strip_prefix(ENVELOPE) else {
+            return legacy(stored);
+        };
+        let Some(split) = rest.iter().position(|b| *b == b'\n') else {
+            return legacy(stored);
+        };
+        match serde_json::from_slice(&rest[..split]) {
+            Ok(headers) => Self {
+                status,
+                headers,
+                body: rest[split + 1..].to_vec(),
+            },
+            Err(_) => legacy(stored),
+        }
+    }
+}
 
 pub enum Begin {
     /// Run the request, then `complete` (or `release` on a retryable failure).
     Proceed,
     /// The stored first response.
-    Replay { status: u16, body: Vec<u8> },
+    Replay(StoredResponse),
     /// The key was used with a different request.
     Mismatch,
     /// The first request with this key is still running after the wait limit.
@@ -76,10 +127,10 @@ impl Idempotency {
                     return Ok(Begin::Mismatch);
                 }
                 IdempotencyClaim::Existing {
-                    response: Some((status, body)),
+                    response: Some((status, stored)),
                     ..
                 } => {
-                    return Ok(Begin::Replay { status, body });
+                    return Ok(Begin::Replay(StoredResponse::decode(status, stored)));
                 }
                 IdempotencyClaim::Existing { response: None, .. } => {
                     if tokio::time::Instant::now() >= deadline {
@@ -91,8 +142,10 @@ impl Idempotency {
         }
     }
 
-    pub async fn complete(&self, key: &str, status: u16, body: &[u8]) -> Result<(), StoreError> {
-        self.store.idempotency_complete(key, status, body).await
+    pub async fn complete(&self, key: &str, response: &StoredResponse) -> Result<(), StoreError> {
+        self.store
+            .idempotency_complete(key, response.status, &response.encode())
+            .await
     }
 
     pub async fn release(&self, key: &str) -> Result<(), StoreError> {
@@ -118,6 +171,25 @@ mod tests {
         assert_eq!(
             request_hash("POST", "/a", b"{}"),
             request_hash("POST", "/a", b"{}")
+        );
+    }
+
+    #[test]
+    fn stored_responses_keep_their_headers_and_old_records_still_replay() {
+        let r = StoredResponse {
+            status: 201,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("location".into(), "/api/v1/urls/abc1234".into()),
+            ],
+            body: b"{\"a\":\"line\\nbreak\"}\n".to_vec(),
+        };
+        assert_eq!(StoredResponse::decode(201, r.encode()), r);
+        let old = StoredResponse::decode(400, b"{\"code\":\"INVALID_URL\"}".to_vec());
+        assert_eq!(old.body, b"{\"code\":\"INVALID_URL\"}");
+        assert_eq!(
+            old.headers,
+            vec![("content-type".into(), "application/json".into())]
         );
     }
 }

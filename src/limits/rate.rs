@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, QuantaClock};
 use governor::middleware::StateInformationMiddleware;
@@ -28,6 +28,8 @@ pub struct TierLimits {
     pub enterprise: u32,
     /// Redirects per minute per client IP; 0 (the default) turns it off.
     pub redirect: u32,
+    /// Failed authentications per minute per client IP; 0 turns the limit off.
+    pub auth_failures: u32,
 }
 
 impl TierLimits {
@@ -139,6 +141,10 @@ pub struct RateLimiter {
     pro: Option<Bucket>,
     enterprise: Option<Bucket>,
     redirect: Option<Bucket>,
+    auth_failures: Option<Bucket>,
+    /// Clients out of failed authentications, until when: they are answered 429
+    /// before their credential costs a lookup.
+    auth_blocked: quick_cache::sync::Cache<IpAddr, Instant>,
     /// Key of the IPs' hash: a Redis key names an anonymous caller by it, never by
     /// the IP itself.
     ip_key: [u8; 16],
@@ -195,6 +201,8 @@ impl RateLimiter {
             pro: Bucket::new(limits.pro, &clock),
             enterprise: Bucket::new(limits.enterprise, &clock),
             redirect: Bucket::new(limits.redirect, &clock),
+            auth_failures: Bucket::new(limits.auth_failures, &clock),
+            auth_blocked: quick_cache::sync::Cache::new(10_000),
             clock,
             limits,
             ip_key,
@@ -223,12 +231,18 @@ impl RateLimiter {
 
     /// Takes one token for an API request. `None` when the caller is unlimited.
     pub async fn check_api(&self, caller: &Caller, ip: IpAddr) -> Option<Decision> {
+        self.charge_api(caller, ip, 1).await
+    }
+
+    /// Takes `cost` tokens at once (a bulk create costs one per link). A cost above
+    /// the caller's whole budget is refused, whatever the bucket holds.
+    pub async fn charge_api(&self, caller: &Caller, ip: IpAddr, cost: u32) -> Option<Decision> {
         let tier = tier_index(caller);
         let Some((bucket, subject, scope)) = self.select(caller, ip) else {
             self.decisions.count(tier, true);
             return None;
         };
-        let d = self.check_shared(bucket, &subject, scope).await;
+        let d = self.check_shared(bucket, &subject, scope, cost).await;
         self.decisions.count(tier, d.allowed);
         Some(d)
     }
@@ -237,19 +251,47 @@ impl RateLimiter {
     /// (not counted then: that would be a counter update per redirect for nothing).
     pub async fn check_redirect(&self, ip: IpAddr) -> Option<Decision> {
         let bucket = self.redirect.as_ref()?;
-        let d = self.check_shared(bucket, &Subject::Ip(ip), "redirect").await;
+        let d = self.check_shared(bucket, &Subject::Ip(ip), "redirect", 1).await;
         self.decisions.count(5, d.allowed);
         Some(d)
     }
 
-    async fn check_shared(&self, bucket: &Bucket, subject: &Subject, scope: &str) -> Decision {
+    /// Whether `ip` ran out of failed authentications: its refusal, until the bucket
+    /// has a token again. Checked before a credential is looked up.
+    pub fn auth_blocked(&self, ip: IpAddr) -> Option<Decision> {
+        let bucket = self.auth_failures.as_ref()?;
+        let until = self.auth_blocked.get(&ip)?;
+        let wait = until.checked_duration_since(Instant::now())?;
+        Some(Decision {
+            allowed: false,
+            limit: bucket.limit,
+            remaining: 0,
+            reset_secs: refill_secs(bucket.limit, bucket.limit),
+            retry_after_secs: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+        })
+    }
+
+    /// Counts a failed authentication from `ip`. Not allowed: the client is out of
+    /// attempts, and stays blocked until its bucket refills a token. `None` when
+    /// failures are unlimited.
+    pub async fn auth_failed(&self, ip: IpAddr) -> Option<Decision> {
+        let bucket = self.auth_failures.as_ref()?;
+        let d = self.check_shared(bucket, &Subject::Ip(ip), "authfail", 1).await;
+        if !d.allowed {
+            self.auth_blocked
+                .insert(ip, Instant::now() + Duration::from_secs(d.retry_after_secs));
+        }
+        Some(d)
+    }
+
+    async fn check_shared(&self, bucket: &Bucket, subject: &Subject, scope: &str, cost: u32) -> Decision {
         if let Some((redis, script)) = &self.redis {
             let id = match subject {
                 Subject::Ip(ip) => crate::domain::visitor::ip_subject(&self.ip_key, *ip),
                 Subject::User(id) => id.to_string(),
             };
             let key = redis.key(&["rl", scope, &id]);
-            let args = [bucket.limit.to_string(), "1".to_owned()];
+            let args = [bucket.limit.to_string(), cost.to_string()];
             match redis
                 .script::<(i64, i64, i64, i64)>("rate_limit", script, &[&key], &args)
                 .await
@@ -270,11 +312,25 @@ impl RateLimiter {
                 Err(e) => tracing::debug!(error = %e, "redis rate limit unavailable; using the local bucket"),
             }
         }
-        self.check(bucket, subject)
+        self.check(bucket, subject, cost)
     }
 
-    fn check(&self, bucket: &Bucket, subject: &Subject) -> Decision {
-        match bucket.gcra.check_key(subject) {
+    fn check(&self, bucket: &Bucket, subject: &Subject, cost: u32) -> Decision {
+        let refused = |retry_after_secs| Decision {
+            allowed: false,
+            limit: bucket.limit,
+            remaining: 0,
+            reset_secs: refill_secs(bucket.limit, bucket.limit),
+            retry_after_secs,
+        };
+        let Some(n) = NonZeroU32::new(cost) else {
+            return refused(1);
+        };
+        let Ok(checked) = bucket.gcra.check_key_n(subject, n) else {
+            // More than the bucket ever holds: no wait makes it fit.
+            return refused(refill_secs(bucket.limit, bucket.limit));
+        };
+        match checked {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Decision {
@@ -288,13 +344,7 @@ impl RateLimiter {
             Err(not_until) => {
                 let wait: Duration = not_until.wait_time_from(self.clock.now());
                 let retry = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                Decision {
-                    allowed: false,
-                    limit: bucket.limit,
-                    remaining: 0,
-                    reset_secs: refill_secs(bucket.limit, bucket.limit),
-                    retry_after_secs: retry.max(1),
-                }
+                refused(retry.max(1))
             }
         }
     }
@@ -307,6 +357,7 @@ impl RateLimiter {
             &self.pro,
             &self.enterprise,
             &self.redirect,
+            &self.auth_failures,
         ]
         .into_iter()
         .flatten()
@@ -314,6 +365,8 @@ impl RateLimiter {
             b.gcra.retain_recent();
             b.gcra.shrink_to_fit();
         }
+        let now = Instant::now();
+        self.auth_blocked.retain(|_, until| *until > now);
     }
 }
 
@@ -329,6 +382,7 @@ mod tests {
             pro: 1000,
             enterprise: 10_000,
             redirect: 0,
+            auth_failures: 2,
         }
     }
 
@@ -405,6 +459,52 @@ mod tests {
             .is_none()
         );
         assert!(rl.redirect.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cost_takes_that_many_tokens_and_never_more_than_the_bucket() {
+        let rl = RateLimiter::new(limits(10), None, [0; 16]);
+        let alice = Caller::User {
+            id: 1,
+            tier: Tier::Free,
+        };
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let d = rl.charge_api(&alice, ip, 4).await.unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 6);
+        assert!(!rl.charge_api(&alice, ip, 7).await.unwrap().allowed);
+        assert!(rl.charge_api(&alice, ip, 6).await.unwrap().allowed);
+        let over = rl.charge_api(&alice, ip, 11).await.unwrap();
+        assert!(!over.allowed);
+        assert_eq!(
+            over.retry_after_secs, 60,
+            "a full bucket's time, though it never fits"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_authentications_block_a_client_once_spent() {
+        let rl = RateLimiter::new(limits(5), None, [0; 16]);
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        for _ in 0..2 {
+            assert!(rl.auth_blocked(a).is_none());
+            assert!(rl.auth_failed(a).await.unwrap().allowed);
+        }
+        let refused = rl.auth_failed(a).await.unwrap();
+        assert!(!refused.allowed);
+        let blocked = rl.auth_blocked(a).unwrap();
+        assert!(!blocked.allowed && blocked.retry_after_secs >= 1);
+        assert!(rl.auth_blocked(b).is_none(), "another client is not");
+        let off = RateLimiter::new(
+            TierLimits {
+                auth_failures: 0,
+                ..limits(5)
+            },
+            None,
+            [0; 16],
+        );
+        assert!(off.auth_failed(a).await.is_none());
     }
 
     #[test]

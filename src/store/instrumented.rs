@@ -236,6 +236,11 @@ impl<S: LinkStore> LinkStore for Instrumented<S> {
             .timed(Op::UserLookup, self.inner.user_by_key_hash(api_key_hash))
             .await
     }
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        self.metrics
+            .timed(Op::UserLookup, self.inner.user_by_id(id))
+            .await
+    }
     async fn upsert_admin(&self, email: &str, api_key_hash: &str) -> StoreResult<User> {
         self.metrics
             .timed(Op::CreateUser, self.inner.upsert_admin(email, api_key_hash))

@@ -214,6 +214,8 @@ pub trait LinkStore: Send + Sync + 'static {
 
     async fn create_user(&self, user: &NewUser) -> StoreResult<User>;
     async fn user_by_key_hash(&self, api_key_hash: &str) -> StoreResult<Option<User>>;
+    /// The user a JWT names, so a token of a user that is gone stops working.
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
     /// Creates or re-keys the admin user for `KURZ_ADMIN_API_KEY`.
     async fn upsert_admin(&self, email: &str, api_key_hash: &str) -> StoreResult<User>;
     async fn has_admin(&self) -> StoreResult<bool>;

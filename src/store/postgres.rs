@@ -767,6 +767,18 @@ impl LinkStore for PgStore {
         .await
     }
 
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        self.read_fresh(false, |pool| async move {
+            let row = sqlx::query("SELECT id, email, tier, created_at FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&pool)
+                .await
+                .map_err(map_err)?;
+            row.as_ref().map(user_from_row).transpose()
+        })
+        .await
+    }
+
     async fn upsert_admin(&self, email: &str, api_key_hash: &str) -> StoreResult<User> {
         let row = sqlx::query(
             "INSERT INTO users (email, api_key_hash, tier) VALUES ($1, $2, 'admin') \

@@ -420,6 +420,15 @@ impl LinkStore for SqliteStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT id, email, tier, created_at FROM users WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
     async fn upsert_admin(&self, email: &str, api_key_hash: &str) -> StoreResult<User> {
         let row = sqlx::query(
             "INSERT INTO users (email, api_key_hash, tier, created_at) VALUES (?1, ?2, 'admin', ?3) \

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support;
 
-pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789";
 pub const BASE: &str = "http://kurz.test";
 
 /// Which store a test app runs on: SQLite by default, PostgreSQL + Redis when the
@@ -92,7 +92,7 @@ async fn pg_redis_config_from(
 
 fn base(config: &mut Config) {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.public_base_url = BASE.into();
+    config.server.public_base_url = Some(BASE.into());
     config.auth.admin_api_key = Some(ADMIN_KEY.parse().unwrap());
     config.limits.anonymous = 0;
     config.limits.free = 0;

@@ -132,3 +132,153 @@ async fn bulk_is_idempotent_too() {
         .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
 }
+
+/// The app's database, one connection kept open (a poll must be quicker than the
+/// request it watches).
+enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Db {
+    async fn open(app: &TestApp) -> Self {
+        match &app.backend {
+            Backend::Sqlite(path) => Db::Sqlite(
+                sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap(),
+            ),
+            Backend::Postgres(url) => Db::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
+        }
+    }
+
+    async fn count(&self, sql: &'static str) -> i64 {
+        match self {
+            Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+            Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        }
+    }
+}
+
+/// Bug 1 of issue 23: a bulk create whose client resets the connection while the
+/// server is working on it left its key claimed for good, and every retry waited 10 s
+/// for a 503. Now the retry gets the finished answer (or runs again) at once.
+///
+/// The reset is sent only once the key's record is claimed and still has no answer,
+/// so the request is cut mid-way; on PostgreSQL a lock on `links` holds the insert
+/// until then, on SQLite (one lock for the whole file) a bulk of 1,000 long URLs is
+/// slow enough, and the test says so if it ever finished first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reset_mid_request_does_not_keep_its_key_claimed() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let db = Db::open(&app).await;
+    let n = 1000;
+    let urls: Vec<Value> = (0..n)
+        .map(|i| json!({ "original_url": format!("https://example.com/reset/{i}/{}", "p".repeat(1500)) }))
+        .collect();
+    let body = serde_json::to_vec(&json!({ "urls": urls })).unwrap();
+    let port = app.addr.rsplit(':').next().unwrap();
+    let head = format!(
+        "POST /api/v1/urls/bulk HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {ADMIN_KEY}\r\n\
+         X-Idempotency-Key: reset-1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+
+    // On PostgreSQL, inserts into `links` wait behind this lock; the claim does not.
+    let lock = match &app.backend {
+        Backend::Postgres(url) => {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+            sqlx::query("LOCK TABLE links IN EXCLUSIVE MODE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            Some(c)
+        }
+        Backend::Sqlite(_) => None,
+    };
+    let mut stream = tokio::net::TcpStream::connect(&app.addr["http://".len()..])
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while db
+        .count("SELECT COUNT(*) FROM idempotency_keys WHERE status IS NULL")
+        .await
+        == 0
+    {
+        assert_eq!(
+            db.count("SELECT COUNT(*) FROM idempotency_keys").await,
+            0,
+            "the bulk finished before the test could reset its connection: make it slower"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never claimed its key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // A zero linger turns the close into a TCP reset.
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    if let Some(mut c) = lock {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+    }
+
+    let started = std::time::Instant::now();
+    let res = app
+        .client
+        .post(app.url("/api/v1/urls/bulk"))
+        .header("X-API-Key", ADMIN_KEY)
+        .header("X-Idempotency-Key", "reset-1")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(res.status(), 201, "{:?}", res.text().await);
+    // A claim left behind makes a retry wait IDEMPOTENCY_WAIT (10 s) and then 409;
+    // the bound sits under that, with room for a debug build of 1,000 creates on a
+    // busy machine.
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "the retry took {took:?}: it waited behind the reset request's claim"
+    );
+    let results: Value = res.json().await.unwrap();
+    assert_eq!(results["results"].as_array().unwrap().len(), n);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM links").await,
+        n as i64,
+        "each link once: the retry replayed the first run or ran alone"
+    );
+}
+
+/// Bug 5 of issue 23: a replay carries the original's status, body, `Location` and
+/// content type.
+#[tokio::test]
+async fn a_replay_carries_the_original_location_and_content_type() {
+    let app = spawn_app().await;
+    let send = || {
+        app.client
+            .post(app.url("/api/v1/urls"))
+            .header("X-API-Key", ADMIN_KEY)
+            .header("X-Idempotency-Key", "loc-1")
+            .json(&json!({ "original_url": "https://example.com/loc" }))
+            .send()
+    };
+    let first = send().await.unwrap();
+    let again = send().await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    for h in ["location", "content-type"] {
+        assert_eq!(first.headers().get(h), again.headers().get(h), "{h}");
+    }
+    assert!(location(&again).starts_with("/api/v1/urls/"));
+    assert_eq!(first.bytes().await.unwrap(), again.bytes().await.unwrap());
+}

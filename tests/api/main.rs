@@ -9,6 +9,7 @@ mod backup;
 mod bad_input;
 mod caching;
 mod functional;
+mod hardening;
 #[allow(dead_code)]
 mod helpers;
 mod idempotency;
@@ -16,6 +17,7 @@ mod links;
 mod logs;
 mod ops;
 mod rate_limits;
+mod secrets;
 mod shutdown;
 #[path = "../support/mod.rs"]
 mod support;

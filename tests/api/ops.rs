@@ -64,6 +64,7 @@ async fn openapi_document_lists_every_endpoint() {
     got.sort();
     let expected = [
         ("/api/v1/auth/token", "post"),
+        ("/api/v1/openapi.json", "get"),
         ("/api/v1/urls", "get"),
         ("/api/v1/urls", "post"),
         ("/api/v1/urls/bulk", "post"),
@@ -74,12 +75,64 @@ async fn openapi_document_lists_every_endpoint() {
         ("/api/v1/urls/{code}/stats", "get"),
         ("/api/v1/users", "post"),
         ("/health", "get"),
+        ("/metrics", "get"),
         ("/{code}", "get"),
+        ("/{code}", "head"),
     ];
     let got: Vec<(&str, &str)> = got.iter().map(|(p, m)| (*p, m.as_str())).collect();
     assert_eq!(got, expected);
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+}
+
+/// The whole document against its snapshot, `docs/openapi.json`, so that any change
+/// to the API shows in review. After an intended change, write the new snapshot with
+/// `KURZ_UPDATE_OPENAPI=1 cargo nextest run --test api openapi_document_matches` and
+/// commit it.
+#[tokio::test]
+async fn openapi_document_matches_its_snapshot() {
+    let app = spawn_app().await;
+    let served: Value = app.get("/api/v1/openapi.json", None).await.json().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    let pretty = format!("{}\n", serde_json::to_string_pretty(&served).unwrap());
+    if std::env::var_os("KURZ_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &pretty).unwrap();
+    }
+    let snapshot = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        snapshot == pretty,
+        "the served OpenAPI document differs from docs/openapi.json; if the change is meant, \
+         run with KURZ_UPDATE_OPENAPI=1 and commit the file"
+    );
+}
+
+/// Each operation says who may call it: nothing for the public ones, an optional
+/// credential where anonymous callers are welcome, a key for the token exchange.
+#[tokio::test]
+async fn openapi_security_is_per_operation() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/api/v1/openapi.json", None).await.json().await.unwrap();
+    assert!(doc.get("security").is_none(), "no global requirement");
+    let security = |path: &str, method: &str| doc["paths"][path][method]["security"].to_string();
+    for (path, method) in [
+        ("/health", "get"),
+        ("/{code}", "get"),
+        ("/{code}", "head"),
+        ("/metrics", "get"),
+    ] {
+        assert_eq!(security(path, method), "[]", "{method} {path}");
+    }
+    let optional = r#"[{},{"api_key":[]},{"bearer":[]}]"#;
+    assert_eq!(security("/api/v1/urls", "post"), optional);
+    assert_eq!(security("/api/v1/urls/{code}/qr", "get"), optional);
+    assert_eq!(
+        security("/api/v1/urls", "get"),
+        r#"[{"api_key":[]},{"bearer":[]}]"#
+    );
+    assert_eq!(security("/api/v1/auth/token", "post"), r#"[{"api_key":[]}]"#);
+    let limit = &doc["paths"]["/api/v1/urls"]["get"]["parameters"][0];
+    assert_eq!(limit["in"], "query");
+    assert_eq!(limit["schema"]["maximum"], 100);
 }
 
 #[tokio::test]

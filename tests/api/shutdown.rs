@@ -16,7 +16,7 @@ fn kurz_process(dir: &std::path::Path, port: u16) -> Child {
             format!("sqlite://{}", dir.join("k.db").display()),
         )
         .env("KURZ_ANALYTICS_SPOOL_DIR", dir.join("spool"))
-        .env("KURZ_ADMIN_API_KEY", "shutdown-admin-key")
+        .env("KURZ_ADMIN_API_KEY", "shutdown-admin-key-0123456789abcdef0123")
         .env("KURZ_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -70,7 +70,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         tasks.push(tokio::spawn(async move {
             let sent = client
                 .post(url)
-                .header("X-API-Key", "shutdown-admin-key")
+                .header("X-API-Key", "shutdown-admin-key-0123456789abcdef0123")
                 .json(&json!({ "original_url": format!("https://example.com/{i}") }))
                 .send()
                 .await
@@ -121,7 +121,7 @@ async fn sigterm_during_redirect_traffic_every_302_is_counted_after_restart() {
     wait_up(&client, &base).await;
     let res = client
         .post(format!("{base}/api/v1/urls"))
-        .header("X-API-Key", "shutdown-admin-key")
+        .header("X-API-Key", "shutdown-admin-key-0123456789abcdef0123")
         .json(&json!({ "original_url": "https://example.com/term" }))
         .send()
         .await
@@ -166,7 +166,7 @@ async fn sigterm_during_redirect_traffic_every_302_is_counted_after_restart() {
     let info = || async {
         client
             .get(format!("{base}/api/v1/urls/{code}"))
-            .header("X-API-Key", "shutdown-admin-key")
+            .header("X-API-Key", "shutdown-admin-key-0123456789abcdef0123")
             .send()
             .await
             .unwrap()

@@ -78,7 +78,9 @@ secret() { python3 -c 'import secrets; print(secrets.token_hex(32))'; }
 export KURZ_FUZZ_ADMIN_KEY=kurz_fuzz_$(secret)
 log "starting $KURZ_BIN on $BASE"
 # Every API limit is far above what the fuzzer sends (1 worker for MAX_TIME seconds),
-# so no answer is a 429 and the limiter code still runs on every request.
+# so no answer is a 429 and the limiter code still runs on every request. That holds
+# for failed authentication too: the fuzzer sends wrong credentials on purpose, and
+# each must be answered 401, not the 429 that stops a guesser.
 KURZ_LISTEN=127.0.0.1:$port \
 KURZ_PUBLIC_BASE_URL=$BASE \
 KURZ_DATABASE_URL=sqlite://$TMP/kurz.db \
@@ -91,6 +93,7 @@ KURZ_RATE_LIMIT_ANONYMOUS=1000000 \
 KURZ_RATE_LIMIT_FREE=1000000 \
 KURZ_RATE_LIMIT_PRO=1000000 \
 KURZ_RATE_LIMIT_ENTERPRISE=1000000 \
+KURZ_RATE_LIMIT_AUTH_FAILURES=1000000 \
 KURZ_REDIRECT_RATE_LIMIT=0 \
 KURZ_LOG_FORMAT=json \
 KURZ_LOG=warn \

@@ -31,6 +31,7 @@ async fn behind_pg_proxy(adjust: impl FnOnce(&mut kurz::Config)) -> Option<(Test
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
 async fn c02_postgres_down_cached_redirects_302_writes_503_then_recover_without_restart() {
     let Some((_base, proxy, app)) = behind_pg_proxy(|_| {}).await else {
         return;
@@ -83,6 +84,7 @@ async fn c02_postgres_down_cached_redirects_302_writes_503_then_recover_without_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
 async fn redis_down_redirects_and_creates_keep_working_health_degraded_then_recovers() {
     let Some(base) = spawn_pg(|_| {}).await else {
         return;
@@ -182,6 +184,7 @@ async fn redis_down_redirects_and_creates_keep_working_health_degraded_then_reco
 /// redirect traffic. Redirects are unaffected, the clicks are spooled, and once the
 /// database is back every one of them is counted, exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
 async fn c06_store_down_mid_traffic_clicks_spooled_then_counted_exactly() {
     let Some((_base, proxy, app)) = behind_pg_proxy(|c| c.analytics.sink_timeout_secs = 2).await else {
         return;
@@ -248,6 +251,7 @@ async fn c06_store_down_mid_traffic_clicks_spooled_then_counted_exactly() {
 /// same. The replay asks the store, sees the write is in, and skips it: every click is
 /// counted exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
 async fn a_write_committed_after_its_timeout_is_not_counted_twice() {
     let Some(app) = spawn_pg(|c| c.analytics.sink_timeout_secs = 1).await else {
         return;

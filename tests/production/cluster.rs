@@ -195,6 +195,7 @@ async fn remaining(app: &TestApp, key: &str, i: usize) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and redis-server (for a Redis Cluster): run scripts/test.sh"]
 async fn c01_redis_cluster_master_killed_replica_promoted_kurz_follows_without_restart() {
     let Some(server) = support::server("KURZ_TEST_REDIS_SERVER") else {
         return;

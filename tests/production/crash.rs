@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::pg_servers::query_one;
 use crate::support;
 
-const ADMIN: &str = "crash-admin-key-0123456789";
+const ADMIN: &str = "crash-admin-key-0123456789abcdef0123456789";
 /// kurz's default `KURZ_ANALYTICS_FLUSH_MS`, which this test runs with.
 const FLUSH: Duration = Duration::from_millis(1000);
 

@@ -9,6 +9,7 @@ use crate::helpers::*;
 use crate::{spawn_pg, support};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
 async fn create_on_a_redirects_on_b() {
     let Some(a) = spawn_pg(|_| {}).await else { return };
     let b = a.twin().await;
@@ -21,6 +22,7 @@ async fn create_on_a_redirects_on_b() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
 async fn patch_on_a_is_seen_on_b_within_one_second() {
     let Some(a) = spawn_pg(|_| {}).await else { return };
     let b = a.twin().await;
@@ -62,6 +64,7 @@ async fn patch_on_a_is_seen_on_b_within_one_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
 async fn a_rate_limit_of_n_per_minute_is_n_across_instances() {
     let Some(a) = spawn_pg(|c| c.limits.free = 7).await else {
         return;
@@ -88,6 +91,7 @@ async fn a_rate_limit_of_n_per_minute_is_n_across_instances() {
 /// An anonymous caller's bucket is shared through Redis under the keyed hash of its
 /// IP: the limit holds across instances, and no Redis key holds the address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
 async fn anonymous_limits_are_shared_under_a_hashed_ip_never_the_ip() {
     let Some(a) = spawn_pg(|c| c.limits.anonymous = 4).await else {
         return;
@@ -131,6 +135,7 @@ async fn anonymous_limits_are_shared_under_a_hashed_ip_never_the_ip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
 async fn idempotency_keys_hold_across_instances() {
     let Some(a) = spawn_pg(|_| {}).await else { return };
     let b = a.twin().await;
@@ -163,6 +168,7 @@ async fn idempotency_keys_hold_across_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
 async fn instances_never_hand_out_the_same_code() {
     let Some(a) = spawn_pg(|c| c.keys.block_size = 10).await else {
         return;
@@ -194,6 +200,7 @@ async fn instances_never_hand_out_the_same_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL with a replica, and Redis: run scripts/test.sh"]
 async fn redirects_read_the_replica_and_never_404_right_after_a_create() {
     let Some(replica_server) = support::server("KURZ_TEST_PG_REPLICA") else {
         return;
@@ -265,6 +272,7 @@ async fn redirects_read_the_replica_and_never_404_right_after_a_create() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
 async fn serve_refuses_to_start_with_pending_migrations() {
     let Some(admin) = support::server("KURZ_TEST_PG") else {
         return;

@@ -181,6 +181,7 @@ fn ip(i: u64) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL, Redis, Tansu (Kafka), S3 and the Python tools: run scripts/test.sh"]
 async fn kafka_events_consumed_back_match_the_store_and_clickhouse_rollups_match_kurz_stats() {
     let Some((tansu, python, s3)) = needs() else {
         return;
@@ -388,6 +389,7 @@ async fn clicks_in_topic_when(broker: &str, topic: &str, want: &BTreeSet<u64>) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL, Redis, Tansu (Kafka), S3 and the Python tools: run scripts/test.sh"]
 async fn c06_kafka_broker_stopped_and_killed_mid_traffic_every_event_arrives() {
     let Some((tansu, _, s3)) = needs() else { return };
     let mut broker = Broker::new(&tansu, support::free_port(), &s3).await;

@@ -24,8 +24,8 @@ mod tls_backends;
 use helpers::{TestApp, start};
 use kurz::Config;
 
-/// A kurz instance on a fresh PostgreSQL database with the test Redis, or `None`
-/// (outside CI) when the servers are not running.
+/// A kurz instance on a fresh PostgreSQL database with the test Redis. Always
+/// `Some`: without the servers the test fails (it is `#[ignore]`d for a plain run).
 pub async fn spawn_pg(adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
     support::server("KURZ_TEST_PG")?;
     support::server("KURZ_TEST_REDIS")?;

@@ -1,8 +1,9 @@
 //! Shared by the test binaries: reaching the real servers `scripts/test.sh` starts.
 //!
-//! A test that needs a server reads its address from the environment. Under CI
-//! (`CI` set) a missing server is a failure, never a skip; run by hand without the
-//! script, such tests say so and pass without checking anything.
+//! A test that needs a server is `#[ignore = "needs …: run scripts/test.sh"]`, so a
+//! plain `cargo test` or `cargo nextest run` lists it as ignored (skipped), never as
+//! passed; the script starts the servers and runs the ignored tests too. A test run
+//! without its server fails here, saying which one: it never passes unchecked.
 #![allow(dead_code)]
 
 pub mod pki;
@@ -10,17 +11,13 @@ pub mod pki;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The value of `var`, or `None` (outside CI) when the script did not set it.
+/// The value of `var`, which scripts/test.sh sets to a server's address. Always
+/// `Some` (the callers' `let Some(…) else` form is kept): without the variable the
+/// test fails at once.
 pub fn server(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set: CI must run the tests through scripts/test.sh")
-        }
-        _ => {
-            eprintln!("SKIPPED (no {var}; run scripts/test.sh to start the servers)");
-            None
-        }
+        _ => panic!("needs {var}: run scripts/test.sh, which starts the servers and sets it"),
     }
 }
 
@@ -78,5 +75,16 @@ pub async fn wait_for(what: &str, every: Duration, mut check: impl AsyncFnMut() 
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(every).await;
+    }
+}
+
+/// A process a test started (kurz as its binary), stopped when the test ends, also
+/// when it fails half-way: a failed test must not leave a server running.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
