@@ -471,3 +471,25 @@ async fn the_listen_address_alone_sets_the_short_urls() {
         "a short link to itself"
     );
 }
+
+/// Slow-loris: a client that never finishes its request head is cut off after
+/// `KURZ_HEADER_TIMEOUT_SECS`, so it cannot hold a connection slot for ever.
+#[tokio::test]
+async fn a_head_that_never_ends_is_cut_off_after_the_header_timeout() {
+    let app = spawn_with(|c| c.server.header_timeout_secs = 1).await;
+    let mut c = tokio::net::TcpStream::connect(host_port(&app)).await.unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // Well past the 1 s timeout, well short of the 30 s request timeout.
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut answer))
+        .await
+        .expect("a connection with an unfinished head was kept open past the header timeout")
+        .unwrap_or_default();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+}
