@@ -323,6 +323,29 @@ pub async fn users_unique_email_and_key_lookup(store: Backend) {
     assert_eq!(store.user_by_key_hash("hb").await.unwrap().unwrap().id, admin.id);
 }
 
+/// Instances started together all make sure of the one admin: none of them fails
+/// on the others' insert (the monitoring test started two and lost one to this).
+pub async fn concurrent_admin_upserts_all_succeed(store: Backend) {
+    // The race is narrow (two inserts between PostgreSQL's conflict check and their
+    // index entries): many rounds make it likely to be hit without the fix.
+    for round in 0..50 {
+        let email = format!("admin{round}@x.example");
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (s, email) = (store.clone(), email.clone());
+            let hash = format!("key-{round}");
+            tasks.push(tokio::spawn(async move { s.upsert_admin(&email, &hash).await }));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for t in tasks {
+            ids.insert(t.await.unwrap().expect("every instance's upsert succeeds").id);
+        }
+        assert_eq!(ids.len(), 1, "one admin");
+        let user = store.user_by_key_hash(&format!("key-{round}")).await.unwrap();
+        assert_eq!(user.map(|u| u.tier), Some(Tier::Admin));
+    }
+}
+
 pub async fn idempotency_claims(store: Backend) {
     let now = Utc::now();
     let old = now - Duration::hours(24);
@@ -728,6 +751,7 @@ macro_rules! conformance {
                 leases_are_disjoint_and_bounded,
                 settings_keep_the_first_value,
                 users_unique_email_and_key_lookup,
+                concurrent_admin_upserts_all_succeed,
                 idempotency_claims,
                 concurrent_idempotency_claims_have_one_winner,
                 clicks_add_up_across_batches,

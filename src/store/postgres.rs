@@ -780,17 +780,29 @@ impl LinkStore for PgStore {
     }
 
     async fn upsert_admin(&self, email: &str, api_key_hash: &str) -> StoreResult<User> {
-        let row = sqlx::query(
-            "INSERT INTO users (email, api_key_hash, tier) VALUES ($1, $2, 'admin') \
-             ON CONFLICT (email) DO UPDATE SET api_key_hash = excluded.api_key_hash, tier = 'admin' \
-             RETURNING id, email, tier, created_at",
-        )
-        .bind(email)
-        .bind(api_key_hash)
-        .fetch_one(self.primary.pool())
-        .await
-        .map_err(map_err)?;
-        user_from_row(&row)
+        // Instances started together upsert the same admin at once. `ON CONFLICT
+        // (email)` covers only the email: two inserts that both pass its check collide
+        // on `api_key_hash`'s unique index instead, and the loser gets a unique
+        // violation. By then the winner has committed, so a second try takes the
+        // update path.
+        let mut tries = 0;
+        loop {
+            let res = sqlx::query(
+                "INSERT INTO users (email, api_key_hash, tier) VALUES ($1, $2, 'admin') \
+                 ON CONFLICT (email) DO UPDATE SET api_key_hash = excluded.api_key_hash, tier = 'admin' \
+                 RETURNING id, email, tier, created_at",
+            )
+            .bind(email)
+            .bind(api_key_hash)
+            .fetch_one(self.primary.pool())
+            .await
+            .map_err(map_err);
+            tries += 1;
+            match res {
+                Err(StoreError::Conflict) if tries < 3 => continue,
+                res => return user_from_row(&res?),
+            }
+        }
     }
 
     async fn has_admin(&self) -> StoreResult<bool> {
