@@ -77,11 +77,18 @@ impl RequestLog {
         {
             return id.clone();
         }
-        let mut id = String::with_capacity(24);
-        id.push_str(&self.prefix);
-        id.push('-');
-        id.push_str(&format!("{n:x}"));
-        HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"))
+        // Written on the stack: the header value's own copy is the one allocation.
+        let mut id = [0u8; 8 + 1 + 16];
+        let prefix = self.prefix.as_bytes();
+        let len = prefix.len().min(8);
+        id[..len].copy_from_slice(&prefix[..len]);
+        id[len] = b'-';
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+        for (i, slot) in id[len + 1..len + 1 + digits].iter_mut().enumerate() {
+            let nibble = (n >> (4 * (digits - 1 - i))) & 0xf;
+            *slot = b"0123456789abcdef"[nibble as usize];
+        }
+        HeaderValue::from_bytes(&id[..len + 1 + digits]).unwrap_or(HeaderValue::from_static("-"))
     }
 
     fn sampled(&self, n: u64) -> bool {
@@ -266,14 +273,13 @@ where
                 crate::domain::visitor::ip_subject(&log.ip_key, client),
             )
         });
-        let id = request_id.to_str().unwrap_or("-").to_owned();
         // A span per API request, so every line logged while it runs carries its ids;
         // none on the hot path: a redirect logs nothing unless it fails, and that line
         // and its access line carry the id themselves.
         let span = (route != REDIRECT).then(|| {
             let span = tracing::info_span!(
                 "request",
-                request_id = %id,
+                request_id = request_id.to_str().unwrap_or("-"),
                 trace_id = tracing::field::Empty
             );
             if let Some(trace) = trace_id(req.headers()) {
@@ -313,6 +319,7 @@ where
             let Ok(mut res) = handled.await;
             let elapsed = start.elapsed();
             slots.record(route, method, status_index(res.status()), elapsed);
+            let id = request_id.to_str().unwrap_or("-");
             let log_lines = || {
                 if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
                     tracing::error!(request_id = %id, route, status = res.status().as_u16(), error = %detail, "request failed");
@@ -404,6 +411,22 @@ mod tests {
             "garbage",
         ] {
             assert_eq!(with(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_request_ids_are_the_prefix_and_the_counter_in_hex() {
+        let log = RequestLog::new(Vec::new(), 0.0, [0; 16]);
+        let req = Request::new(Body::empty());
+        let prefix = log.prefix.clone();
+        for (n, hex) in [
+            (0, "0"),
+            (9, "9"),
+            (255, "ff"),
+            (0x1234_abcd, "1234abcd"),
+            (u64::MAX, "ffffffffffffffff"),
+        ] {
+            assert_eq!(log.request_id(&req, n), format!("{prefix}-{hex}").as_str(), "{n}");
         }
     }
 
