@@ -7,7 +7,10 @@ number of links (created through the bulk API), analytics on, its defaults; the
 reference answers 302s from a map of the newest kurz's codes. Requests pick a random
 code and a random browser User-Agent (a mix of six), so clicks are human clicks.
 
-Per round (rounds alternate the servers' order, so drift favours none):
+The same binaries also run with KURZ_ANALYTICS=false ("-off"): what a redirect costs
+without recording its click.
+
+Per round (rounds rotate the servers' order, so drift favours none):
   - warm-up: wrk, 64 connections, BENCH_WARM seconds (fills each cache);
   - saturation: wrk, 64 connections, BENCH_SECONDS: redirects/s, and the server's
     own CPU time per redirect (utime + stime from /proc) at saturation;
@@ -77,8 +80,9 @@ def peak_rss_mib(pid):
 
 
 class Server:
-    def __init__(self, name, kind, binary, work):
+    def __init__(self, name, kind, binary, work, env=None):
         self.name, self.kind, self.binary, self.work = name, kind, binary, work
+        self.env = env or {}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -106,6 +110,7 @@ class Server:
                 "KURZ_RATE_LIMIT_ANONYMOUS": "0",
                 "KURZ_RATE_LIMIT_FREE": "0",
             })
+            env.update(self.env)
             env.update(env_extra or {})
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env)
         PROCS.append(self.proc)
@@ -289,15 +294,17 @@ def run(args, work, out_dir):
     kurzes = [Server(args.new_label, "kurz", args.kurz, work)]
     if args.old:
         kurzes.append(Server(args.old_label, "kurz", args.old, work))
+    # The same binaries with the click pipeline off: what a redirect alone costs.
+    offs = [Server(k.name + "-off", "kurz", k.binary, work, {"KURZ_ANALYTICS": "false"}) for k in kurzes]
     ref = Server("reference", "reference", args.reference, work)
     map_file = work / "map.tsv"
-    for k in kurzes:
+    for k in kurzes + offs:
         k.start()
         log(f"{k.name}: creating {args.links:,} links")
         create_links(k, args.links, map_file if k is kurzes[0] else None)
     ref.codes = kurzes[0].codes
     ref.start(map_file=map_file)
-    servers = [ref] + kurzes
+    servers = [ref] + kurzes + offs
     figures = {s.name: {"sat_rps": [], "sat_cpu_us": [], "fixed_p99": [], "fixed_cpu_us": [], "fixed_rate": []}
                for s in servers}
     for rnd in range(args.rounds):
@@ -315,7 +322,8 @@ def run(args, work, out_dir):
             figures[s.name]["fixed_rate"].append(fixed["achieved"])
     for s in servers:
         figures[s.name]["rss_mib"] = peak_rss_mib(s.proc.pid)
-    ref.stop()
+    for s in [ref] + offs:
+        s.stop()
     extra = {}
     for k in kurzes:
         warm_rps = statistics.median(figures[k.name]["sat_rps"])
@@ -358,7 +366,7 @@ def run(args, work, out_dir):
     result = {"figures": figures, "extra": extra, "args": vars(args), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "nproc": os.cpu_count()}
     (out_dir / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = summary(result, [s.name for s in servers], [k.name for k in kurzes])
+    table = summary(result, [s.name for s in servers], [k.name for k in kurzes], [o.name for o in offs])
     (out_dir / "summary.md").write_text(table)
     print(table)
 
@@ -370,7 +378,7 @@ def harness_fresh_pg(admin_url, name):
     return admin_url.rsplit("/", 1)[0] + "/" + db
 
 
-def summary(result, names, kurzes):
+def summary(result, names, kurzes, offs):
     f, e = result["figures"], result["extra"]
     ref = f["reference"]
     lines = [f"Redirect benchmark — {result['date']}, nproc {result['nproc']}, "
@@ -383,10 +391,11 @@ def summary(result, names, kurzes):
         lines.append(f"| {n} | {fmt(x['sat_rps'], 0)} | {fmt(x['sat_cpu_us'], 2)} | {fmt(x['fixed_cpu_us'], 2)} "
                      f"| {fmt(x['fixed_p99'], 2)} | {x['rss_mib']:,.0f} |")
     lines += ["", "Ratios to the reference (medians): CPU per redirect at the fixed rate (target ≤ 1.5× with "
-              "analytics on), p99 at the fixed rate (target ≤ 1.3×), per-busy-core throughput (1 / CPU at saturation).", "",
+              "analytics on, ≤ 1.25× off), p99 at the fixed rate (target ≤ 1.3×, analytics on), per-busy-core "
+              "throughput (1 / CPU at saturation).", "",
               "| | CPU at fixed rate | p99 at fixed rate | per busy core | saturation throughput |", "|---|---|---|---|---|"]
     med = lambda v: statistics.median(v)
-    for n in kurzes:
+    for n in kurzes + offs:
         x = f[n]
         lines.append(f"| {n} | {med(x['fixed_cpu_us']) / med(ref['fixed_cpu_us']):.2f}× "
                      f"| {med(x['fixed_p99']) / med(ref['fixed_p99']):.2f}× "
