@@ -163,7 +163,27 @@ async fn idempotent(state: Arc<AppState>, key: String, req: Request, next: Next)
     let Ok(bytes) = to_bytes(body, state.server.max_bulk_body_bytes).await else {
         return ApiError::payload_too_large().into_response();
     };
+    // From the claim on, the work runs in a task of its own: when the client goes
+    // away or the request times out, this future is dropped but the task is not. A
+    // claim that committed while its answer was on the way back is then still taken
+    // up, the work it stands for finishes, and its answer is kept for the retry. If
+    // the handler panics, the claim's guard frees the key instead.
     let hash = request_hash(parts.method.as_str(), parts.uri.path(), &bytes);
+    let req = Request::from_parts(parts, Body::from(bytes));
+    let task = tokio::spawn(claim_and_run(state, key, hash, req, next));
+    match task.await {
+        Ok(res) => res,
+        Err(e) => ApiError::internal(format!("idempotent request failed: {e}")).into_response(),
+    }
+}
+
+async fn claim_and_run(
+    state: Arc<AppState>,
+    key: String,
+    hash: String,
+    req: Request,
+    next: Next,
+) -> Response {
     match state.idempotency.begin(&key, &hash).await {
         Err(e) => ApiError::from(e).into_response(),
         Ok(Begin::Mismatch) => ApiError::new(
@@ -200,16 +220,7 @@ async fn idempotent(state: Arc<AppState>, key: String, req: Request, next: Next)
                 state: state.clone(),
                 key: Some(key),
             };
-            let req = Request::from_parts(parts, Body::from(bytes));
-            // The handler runs in a task of its own: when the client goes away or the
-            // request times out, this future is dropped but the task is not, so the
-            // work it started finishes and its answer is kept for the retry. If the
-            // handler panics, the claim's guard frees the key instead.
-            let task = tokio::spawn(async move { claim.finish(next.run(req).await).await });
-            match task.await {
-                Ok(res) => res,
-                Err(e) => ApiError::internal(format!("idempotent request failed: {e}")).into_response(),
-            }
+            claim.finish(next.run(req).await).await
         }
     }
 }

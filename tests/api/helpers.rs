@@ -260,6 +260,36 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// An admin POST with `X-Idempotency-Key`, retried as a client does: on 503
+    /// "still running" it waits a second (the Retry-After) and sends again, until
+    /// another answer or `bound` has passed. Returns the last answer and how long the
+    /// retries took.
+    pub async fn post_idempotent_retrying(
+        &self,
+        path: &str,
+        key: &str,
+        body: Vec<u8>,
+        bound: std::time::Duration,
+    ) -> (Response, std::time::Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let res = self
+                .client
+                .post(self.url(path))
+                .header("X-API-Key", ADMIN_KEY)
+                .header("X-Idempotency-Key", key)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            if res.status() != 503 || started.elapsed() > bound {
+                return (res, started.elapsed());
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
     /// Creates a link as admin and returns its code.
     pub async fn create_code(&self, url: &str) -> String {
         let res = self

@@ -234,28 +234,18 @@ async fn a_client_reset_mid_request_does_not_keep_its_key_claimed() {
     // Retry-After and sends again. A claim left behind by the reset request answers
     // 503 for the key's whole lifetime (24 h), so the bound only has to be far below
     // that and above a debug build's 1,000 creates on a busy machine.
-    let started = std::time::Instant::now();
-    let res = loop {
-        let res = app
-            .client
-            .post(app.url("/api/v1/urls/bulk"))
-            .header("X-API-Key", ADMIN_KEY)
-            .header("X-Idempotency-Key", "reset-1")
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        if res.status() != 503 || started.elapsed() > std::time::Duration::from_secs(60) {
-            break res;
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    };
+    let (res, took) = app
+        .post_idempotent_retrying(
+            "/api/v1/urls/bulk",
+            "reset-1",
+            body,
+            std::time::Duration::from_secs(60),
+        )
+        .await;
     assert_eq!(
         res.status(),
         201,
-        "after {:?} the key is still claimed by the reset request: {:?}",
-        started.elapsed(),
+        "after {took:?} the key is still claimed by the reset request: {:?}",
         res.text().await
     );
     let results: Value = res.json().await.unwrap();

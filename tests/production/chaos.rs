@@ -312,3 +312,79 @@ async fn a_write_committed_after_its_timeout_is_not_counted_twice() {
     );
     assert_eq!(metric(&metrics, "kurz_click_events_dropped_total"), 0.0);
 }
+
+/// Bug 1 of issue 23, its last window: a client that goes away while its key is
+/// being claimed. The claim's INSERT commits on the server, but the request's future
+/// is dropped before the answer comes back, so nothing in kurz knows it holds the key;
+/// every retry then answered 503 "still running" for the key's whole lifetime (24 h).
+///
+/// The slow statement is a fault made on purpose (a trigger that sleeps in the first
+/// claim's INSERT), as the window is otherwise a few microseconds wide; the database,
+/// the instance and the client's reset are real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis: run scripts/test.sh"]
+async fn a_client_gone_while_its_key_is_claimed_leaves_no_claim_behind() {
+    use sqlx::Connection;
+    use tokio::io::AsyncWriteExt;
+    let Some(app) = spawn_pg(|_| {}).await else { return };
+    let Backend::Postgres(url) = app.backend.clone() else {
+        unreachable!()
+    };
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    for sql in [
+        "CREATE SEQUENCE slow_claims",
+        "CREATE FUNCTION slow_first_claim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF nextval('slow_claims') = 1 THEN PERFORM pg_sleep(1.5); END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER slow_first_claim BEFORE INSERT ON idempotency_keys \
+         FOR EACH ROW EXECUTE FUNCTION slow_first_claim()",
+    ] {
+        sqlx::query(sql).execute(&mut db).await.unwrap();
+    }
+
+    let body = r#"{"original_url":"https://example.com/gone-while-claiming"}"#;
+    let port = app.addr.rsplit(':').next().unwrap();
+    let head = format!(
+        "POST /api/v1/urls HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {ADMIN_KEY}\r\n\
+         X-Idempotency-Key: gone-1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(&app.addr["http://".len()..])
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sleeping: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'active' \
+             AND query LIKE 'INSERT INTO idempotency_keys%'",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        if sleeping > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the request never started its claim");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A zero linger turns the close into a TCP reset, while the claim is in flight.
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (res, took) = app
+        .post_idempotent_retrying("/api/v1/urls", "gone-1", body.into(), Duration::from_secs(25))
+        .await;
+    assert_eq!(
+        res.status(),
+        201,
+        "after {took:?} the key is still claimed by a request whose client left: {:?}",
+        res.text().await
+    );
+    let links: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM links WHERE original_url = $1")
+        .bind("https://example.com/gone-while-claiming")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(links, 1, "one link: the first run's, replayed to the retry");
+}
