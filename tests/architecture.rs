@@ -121,10 +121,22 @@ fn production_code(text: &str) -> String {
 /// Every `crate::a` or `crate::a::b` a piece of code names, as "a::b" when `b` is a
 /// module of `a` (lower case), else "a". `use crate::{a, b::c}` groups count too.
 fn imports(code: &str) -> BTreeSet<String> {
+    paths_after(code, "crate::")
+}
+
+/// Every path a piece of code names after `prefix` (`crate::`, `super::`), read as
+/// [`imports`] reads them.
+fn paths_after(code: &str, prefix: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    let mut rest = code;
-    while let Some(i) = rest.find("crate::") {
-        rest = &rest[i + "crate::".len()..];
+    let mut from = 0;
+    while let Some(i) = code[from..].find(prefix) {
+        let at = from + i;
+        from = at + prefix.len();
+        // The middle of a longer path (`a::super::b`, the second `super::` of two).
+        if code[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        let rest = &code[from..];
         if let Some(group) = rest.strip_prefix('{') {
             let end = group.find('}').unwrap_or(group.len());
             for item in group[..end].split(',') {
@@ -211,6 +223,31 @@ fn imports_follow_the_layering() {
     );
 }
 
+/// A cycle of any length through `node`, if there is one: depth-first search for a
+/// back edge.
+fn visit(
+    node: &str,
+    edges: &BTreeSet<(String, String)>,
+    stack: &mut Vec<String>,
+    done: &mut BTreeSet<String>,
+) -> Option<Vec<String>> {
+    if let Some(i) = stack.iter().position(|n| n == node) {
+        return Some(stack[i..].to_vec());
+    }
+    if done.contains(node) {
+        return None;
+    }
+    stack.push(node.to_owned());
+    for (_, to) in edges.iter().filter(|(from, _)| from == node) {
+        if let Some(cycle) = visit(to, edges, stack, done) {
+            return Some(cycle);
+        }
+    }
+    stack.pop();
+    done.insert(node.to_owned());
+    None
+}
+
 #[test]
 fn no_two_modules_import_each_other_and_nobody_imports_app() {
     let graph = graph();
@@ -218,29 +255,6 @@ fn no_two_modules_import_each_other_and_nobody_imports_app() {
         .iter()
         .flat_map(|(m, used)| used.iter().map(move |u| (m.clone(), top(u).to_owned())))
         .collect();
-    // A cycle of any length: depth-first search for a back edge.
-    fn visit(
-        node: &str,
-        edges: &BTreeSet<(String, String)>,
-        stack: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-    ) -> Option<Vec<String>> {
-        if let Some(i) = stack.iter().position(|n| n == node) {
-            return Some(stack[i..].to_vec());
-        }
-        if done.contains(node) {
-            return None;
-        }
-        stack.push(node.to_owned());
-        for (_, to) in edges.iter().filter(|(from, _)| from == node) {
-            if let Some(cycle) = visit(to, edges, stack, done) {
-                return Some(cycle);
-            }
-        }
-        stack.pop();
-        done.insert(node.to_owned());
-        None
-    }
     let mut done = BTreeSet::new();
     for module in graph.keys() {
         let cycle = visit(module, &edges, &mut Vec::new(), &mut done);
@@ -254,6 +268,46 @@ fn no_two_modules_import_each_other_and_nobody_imports_app() {
     assert!(importers.is_empty(), "app is imported by {importers:?}");
 }
 
+/// Inside a module, its files (but `mod.rs`, which declares and re-exports them)
+/// import each other in one direction too: no cycle of any length among them.
+#[test]
+fn no_import_cycle_among_the_files_of_a_module() {
+    for (module, _) in RULES {
+        let dir = src().join(module);
+        if !dir.is_dir() {
+            continue;
+        }
+        let files: BTreeMap<String, String> = files_of(module)
+            .into_iter()
+            .filter(|f| f.parent() == Some(dir.as_path()) && !f.ends_with("mod.rs"))
+            .map(|f| {
+                let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
+                (stem, production_code(&std::fs::read_to_string(&f).unwrap()))
+            })
+            .collect();
+        let mut edges = BTreeSet::new();
+        for (file, code) in &files {
+            let named = paths_after(code, "super::")
+                .into_iter()
+                .chain(paths_after(code, &format!("crate::{module}::")));
+            for path in named {
+                let to = top(&path);
+                if to != file && files.contains_key(to) {
+                    edges.insert((file.clone(), to.to_owned()));
+                }
+            }
+        }
+        let mut done = BTreeSet::new();
+        for file in files.keys() {
+            let cycle = visit(file, &edges, &mut Vec::new(), &mut done);
+            assert!(
+                cycle.is_none(),
+                "import cycle among the files of src/{module}: {cycle:?}"
+            );
+        }
+    }
+}
+
 /// The reader this test relies on sees through the shapes imports take.
 #[test]
 fn the_import_reader_finds_paths_groups_and_skips_tests_and_comments() {
@@ -263,4 +317,7 @@ fn the_import_reader_finds_paths_groups_and_skips_tests_and_comments() {
     );
     let found: Vec<String> = imports(&code).into_iter().collect();
     assert_eq!(found, ["a::b", "d", "e::f", "g", "i::j"]);
+    let code = "use super::{error::ApiError, extract};\nfn y() { super::super::z(); other::super::w(); }";
+    let found: Vec<String> = paths_after(code, "super::").into_iter().collect();
+    assert_eq!(found, ["error", "extract", "super::z"]);
 }

@@ -14,6 +14,10 @@ use crate::domain::{Invalid, InvalidKind};
 use crate::links::LinkError;
 use crate::store::StoreError;
 
+/// What a CDN or browser may not keep at all: errors here, API answers and
+/// disabled links in the redirect path and the router.
+pub const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -137,8 +141,7 @@ impl IntoResponse for ApiError {
         let mut res = (self.status, Json(body)).into_response();
         // An error is about this moment (a link disabled, a limit hit): a CDN or
         // browser must never answer it again on kurz's behalf.
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, super::redirect::NO_STORE);
+        res.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
         if let Some(secs) = self.retry_after {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -87,6 +87,6 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn no_store_unless_set(mut res: Response) -> Response {
     res.headers_mut()
         .entry(header::CACHE_CONTROL)
-        .or_insert(redirect::NO_STORE);
+        .or_insert(error::NO_STORE);
     res
 }

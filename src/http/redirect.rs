@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, NO_STORE};
 use super::extract::{client_ip, peer_ip};
 use super::middleware::rate_limited;
 use crate::analytics::Captured;
@@ -88,9 +88,6 @@ pub struct RedirectCaching {
     permanent: (u32, HeaderValue),
     temporary: (u32, HeaderValue),
 }
-
-/// What a CDN or browser may not keep at all.
-pub const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
 impl RedirectCaching {
     /// 0 seconds is `no-store`. The values are leaked into `'static` strings (a few
