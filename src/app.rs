@@ -120,7 +120,7 @@ async fn start_analytics(
         .as_deref()
         .map(GeoDb::open)
         .transpose()
-        .map_err(StartupError::Config)?;
+        .map_err(|e| StartupError::Config(e.to_string()))?;
     let enricher = Enricher::new(ip_key, geo);
     let settings = analytics::Settings {
         queue_capacity: config.queue,

@@ -233,11 +233,23 @@ pub struct GeoDb {
     reader: maxminddb::Reader<Vec<u8>>,
 }
 
+/// A GeoIP database that cannot be read: kurz does not start with a setting it
+/// cannot honour.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open GeoIP database {path}: {source}")]
+pub struct GeoDbError {
+    path: String,
+    source: maxminddb::MaxMindDbError,
+}
+
 impl GeoDb {
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, GeoDbError> {
         maxminddb::Reader::open_readfile(path)
             .map(|reader| Self { reader })
-            .map_err(|e| format!("cannot open GeoIP database {}: {e}", path.display()))
+            .map_err(|source| GeoDbError {
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     /// (country, city) for an address, if the database knows it.
