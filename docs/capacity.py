@@ -25,19 +25,20 @@ INPUTS = {
     # --- kurz, measured on this project's 2-core benchmark machine ---
     "cpu_redirect_us": (15.9, "µs", MEASURED,
                         "kurz CPU per redirect, analytics on, fixed 15,000/s, Zipf: median of 5 rounds "
-                        "(15.2, 20.0, 18.7, 15.9, 14.4) — bench/README.md, click analytics benchmark, "
+                        "(15.2, 20.0, 18.7, 15.9, 14.4) — bench/results/2026-11-22_to_2026-12-04.md, click analytics benchmark, "
                         "run of 2026-12-04 (night), kurz be448a5; on SQLite, whose click writes run inside kurz's "
                         "process, so on PostgreSQL kurz's own share is if anything lower"),
     "cpu_create_us": (146, "µs", MEASURED,
                       "upper bound: 2 cores / 13,724 creates/s on PostgreSQL, the whole machine "
-                      "(kurz + PostgreSQL + oha) — bench/README.md, production benchmark, 2026-11-22 00:26 UTC"),
+                      "(kurz + PostgreSQL + oha) — bench/results/2026-11-22_to_2026-12-04.md, production benchmark, 2026-11-22 00:26 UTC"),
     "pg_cpu_per_click_us": (31, "µs", MEASURED,
                             "upper bound: 2 cores / 64,105 clicks stored per s end to end on PostgreSQL, "
-                            "the whole machine (kurz + PostgreSQL + oha, fsync off) — bench/README.md, "
+                            "the whole machine (kurz + PostgreSQL + oha, fsync off) — bench/results/2026-11-22_to_2026-12-04.md, "
                             "click analytics benchmark, 2026-12-04 (night)"),
-    "kurz_rss_mib": (452, "MiB", MEASURED,
-                     "kurz peak RSS, 100,000 links, analytics on — bench/README.md, load benchmark "
-                     "2026-12-02 (366 and 452 MiB in two runs)"),
+    "kurz_rss_mib": (686, "MiB", MEASURED,
+                     "kurz peak RSS, 100,000 links, analytics on, saturating redirect load — bench/README.md, "
+                     "redirect benchmark 2026-12-05, kurz 3b05653 (80 MiB with analytics off; about 60 MiB at "
+                     "the k6 scenarios' rates); earlier runs 366–812 MiB"),
     "pg_link_bytes": (272, "B", MEASURED,
                       "a link in PostgreSQL 15: heap + indexes of all `links` partitions / rows, "
                       "50,000 links of 100-byte URLs (SQLite: 172 B)"),
