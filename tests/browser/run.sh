@@ -22,7 +22,7 @@ NPM_DIR=$ROOT/target/browser-npm
 CHROMIUM=${KURZ_UI_CHROMIUM:-/usr/bin/chromium}
 
 log() { printf '== %s\n' "$*" >&2; }
-healthy() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/health", timeout=2)' "$1" >/dev/null 2>&1; }
+source "$ROOT/scripts/kurz_process.sh"
 
 apt_install() {
     if [[ $(id -u) -ne 0 ]]; then
@@ -108,16 +108,7 @@ else
     KURZ_LOG_FORMAT=json \
         "$KURZ_BIN" serve >"$TMP/kurz.log" 2>&1 &
     KURZ_PID=$!
-    for _ in $(seq 1 100); do
-        if healthy "$KURZ_UI_URL"; then break; fi
-        if ! kill -0 "$KURZ_PID" 2>/dev/null; then
-            cat "$TMP/kurz.log" >&2
-            echo "kurz exited at start" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    healthy "$KURZ_UI_URL" || { cat "$TMP/kurz.log" >&2; echo "kurz did not answer /health" >&2; exit 1; }
+    kurz_wait_healthy "$KURZ_UI_URL" "$KURZ_PID" "$TMP/kurz.log"
 fi
 
 # 5. The tests. Exit code 5 (no test ran) counts as a failure.

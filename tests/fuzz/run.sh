@@ -33,7 +33,7 @@ MAX_EXAMPLES=${KURZ_FUZZ_MAX_EXAMPLES:-50}
 SEED=${KURZ_FUZZ_SEED:-1}
 
 log() { printf '== %s\n' "$*" >&2; }
-healthy() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/health", timeout=2)' "$1" >/dev/null 2>&1; }
+source "$ROOT/scripts/kurz_process.sh"
 
 # 1. The venv, rebuilt whenever requirements.txt changes.
 stamp=$(sha256sum "$REQS" | cut -d' ' -f1)
@@ -99,16 +99,7 @@ KURZ_LOG_FORMAT=json \
 KURZ_LOG=warn \
     "$KURZ_BIN" serve >"$TMP/kurz.log" 2>&1 &
 KURZ_PID=$!
-for _ in $(seq 1 100); do
-    if healthy "$BASE"; then break; fi
-    if ! kill -0 "$KURZ_PID" 2>/dev/null; then
-        cat "$TMP/kurz.log" >&2
-        echo "kurz exited at start" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-healthy "$BASE" || { cat "$TMP/kurz.log" >&2; echo "kurz did not answer /health" >&2; exit 1; }
+kurz_wait_healthy "$BASE" "$KURZ_PID" "$TMP/kurz.log"
 
 # 3. The links the fuzzer works on (their aliases are in schemathesis.toml).
 "$VENV/bin/python" "$ROOT/tests/fuzz/seed.py" "$BASE" "$KURZ_FUZZ_ADMIN_KEY" >&2
