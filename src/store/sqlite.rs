@@ -2,10 +2,12 @@
 //!
 //! SQLite allows one writer at a time, so writes go through a pool of exactly one
 //! connection (no `SQLITE_BUSY` retry storms) while reads use a separate pool that
-//! WAL mode lets run beside the writer. Creates arrive here already grouped by the
+//! WAL mode lets run beside the writer. On that connection link writes go before
+//! click writes ([`LinksFirst`]). Creates arrive here already grouped by the
 //! link service's group commit, so one write transaction carries many inserts.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +29,56 @@ use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    links_first: LinksFirst,
+}
+
+/// Longest a click transaction waits for link writes to finish before it begins
+/// anyway: clicks must not starve under a steady stream of creates.
+const CLICKS_YIELD_AT_MOST: Duration = Duration::from_millis(250);
+
+/// Link writes go first on SQLite's one write connection. A click write is a run of
+/// transactions (parts of a hold) that would otherwise take the connection back each
+/// time it frees it; here a click transaction does not begin while a link write is
+/// waiting for the connection or running, so a create waits for at most the one click
+/// part already running, not for a queue of them.
+#[derive(Default)]
+struct LinksFirst {
+    links: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// A link write's place in [`LinksFirst`], held until the write is done.
+struct LinkTurn<'a>(&'a LinksFirst);
+
+impl LinksFirst {
+    fn link(&self) -> LinkTurn<'_> {
+        self.links.fetch_add(1, Ordering::SeqCst);
+        LinkTurn(self)
+    }
+
+    /// Returns when no link write is waiting or running, or after [`CLICKS_YIELD_AT_MOST`].
+    async fn clicks(&self) {
+        let deadline = tokio::time::Instant::now() + CLICKS_YIELD_AT_MOST;
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.links.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for LinkTurn<'_> {
+    fn drop(&mut self) {
+        if self.0.links.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// `SELECT <columns of t> FROM (VALUES (code, time), ...) AS k JOIN <table> t ...`: the
@@ -106,7 +158,11 @@ impl SqliteStore {
             .connect_with(options.read_only(false))
             .await
             .map_err(map_err)?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            links_first: LinksFirst::default(),
+        })
     }
 }
 
@@ -235,6 +291,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn insert_links(&self, links: &[NewLink]) -> StoreResult<Vec<Option<Link>>> {
+        let _turn = self.links_first.link();
         let mut tx = self.write.begin().await.map_err(map_err)?;
         let mut out = Vec::with_capacity(links.len());
         for l in links {
@@ -303,6 +360,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>> {
+        let _turn = self.links_first.link();
         let row = sqlx::query(concat!(
             "UPDATE links SET ",
             "original_url = COALESCE(?1, original_url), ",
@@ -328,6 +386,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn delete_link(&self, code: &str) -> StoreResult<bool> {
+        let _turn = self.links_first.link();
         let done = sqlx::query(
             "UPDATE links SET deleted_at = ?1, original_url = '', metadata = '{}', is_active = 0 \
              WHERE code = ?2 AND deleted_at IS NULL",
@@ -367,6 +426,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn lease_block(&self, size: u64, max: u64) -> StoreResult<u64> {
+        let _turn = self.links_first.link();
         let size = i64::try_from(size).map_err(|_| StoreError::Other("block too large".into()))?;
         let max = i64::try_from(max).map_err(|_| StoreError::Other("bad counter bound".into()))?;
         let start: Option<i64> = sqlx::query_scalar(
@@ -383,6 +443,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn setting_get_or_init(&self, name: &str, value: &str) -> StoreResult<String> {
+        let _turn = self.links_first.link();
         sqlx::query("INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(value)
@@ -397,6 +458,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn create_user(&self, user: &NewUser) -> StoreResult<User> {
+        let _turn = self.links_first.link();
         let row = sqlx::query(
             "INSERT INTO users (email, api_key_hash, tier, created_at) VALUES (?1, ?2, ?3, ?4) \
              RETURNING id, email, tier, created_at",
@@ -430,6 +492,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn upsert_admin(&self, email: &str, api_key_hash: &str) -> StoreResult<User> {
+        let _turn = self.links_first.link();
         let row = sqlx::query(
             "INSERT INTO users (email, api_key_hash, tier, created_at) VALUES (?1, ?2, 'admin', ?3) \
              ON CONFLICT (email) DO UPDATE SET api_key_hash = excluded.api_key_hash, tier = 'admin' \
@@ -458,6 +521,7 @@ impl LinkStore for SqliteStore {
         now: DateTime<Utc>,
         fresh_after: DateTime<Utc>,
     ) -> StoreResult<IdempotencyClaim> {
+        let _turn = self.links_first.link();
         let claimed: Option<String> = sqlx::query_scalar(
             "INSERT INTO idempotency_keys (key, request_hash, created_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
@@ -489,6 +553,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn idempotency_complete(&self, key: &str, status: u16, body: &[u8]) -> StoreResult<()> {
+        let _turn = self.links_first.link();
         sqlx::query("UPDATE idempotency_keys SET status = ?1, body = ?2 WHERE key = ?3")
             .bind(i64::from(status))
             .bind(body)
@@ -500,6 +565,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn idempotency_release(&self, key: &str) -> StoreResult<()> {
+        let _turn = self.links_first.link();
         sqlx::query("DELETE FROM idempotency_keys WHERE key = ?1 AND status IS NULL")
             .bind(key)
             .execute(&self.write)
@@ -509,6 +575,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let _turn = self.links_first.link();
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
             .bind(ms(before))
             .execute(&self.write)
@@ -530,6 +597,7 @@ fn rollup_key(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(String, StoredRollu
 #[async_trait]
 impl ClickStore for SqliteStore {
     async fn begin(&self) -> ClickResult<Box<dyn ClickTx>> {
+        self.links_first.clicks().await;
         let tx = self.write.begin().await.map_err(cerr)?;
         Ok(Box::new(SqliteClickTx { tx }))
     }
@@ -910,6 +978,7 @@ mod tests {
     use super::*;
     use crate::analytics::port::ClickStore;
     use crate::store::LinkStore;
+    use std::sync::Arc;
 
     /// Migration 0004 moves raw click rows into blocks; the `click_events` view shows
     /// them as before, next to blocks written afterwards by the store.
@@ -1065,5 +1134,86 @@ mod tests {
         assert_eq!(store.name_through("w-old-build").await.unwrap(), Some(9));
         let after = Utc::now() + chrono::Duration::seconds(2);
         assert_eq!(store.purge_names(after).await.unwrap(), 1);
+    }
+
+    fn new_link(code: &str) -> NewLink {
+        NewLink {
+            code: ShortCode::parse(code).unwrap(),
+            original_url: TargetUrl::parse("https://example.com/", None).unwrap(),
+            owner_id: None,
+            created_at: Utc::now(),
+            expires_at: None,
+            redirect_type: RedirectType::Temporary,
+            metadata: Metadata::default(),
+        }
+    }
+
+    /// A create that arrives while click parts queue for the one write connection
+    /// goes before them. Click part 1 holds the connection; create A waits for it;
+    /// click part 2 asks for it; create B arrives. In a plain first-come queue part 2
+    /// gets the connection before B, and B waits for all of part 2 (seconds on a
+    /// loaded machine, for every create arriving during a big click write).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn creates_go_before_click_parts_waiting_for_the_write_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("first.db").display());
+        let store = Arc::new(SqliteStore::connect(&url, 1).await.unwrap());
+        store.migrate().await.unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let part1 = ClickStore::begin(store.as_ref()).await.unwrap();
+        let create = |code: &'static str| {
+            let (store, order) = (store.clone(), order.clone());
+            tokio::spawn(async move {
+                assert!(store.insert_links(&[new_link(code)]).await.unwrap()[0].is_some());
+                order.lock().unwrap().push(code);
+            })
+        };
+        // Waits until `n` link writes are under way (waiting for the connection).
+        let links_under_way = |n: usize| {
+            let store = store.clone();
+            async move {
+                while store.links_first.links.load(Ordering::SeqCst) < n {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        let a = create("createa");
+        links_under_way(1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let part2 = {
+            let (store, order) = (store.clone(), order.clone());
+            tokio::spawn(async move {
+                let tx = ClickStore::begin(store.as_ref()).await.unwrap();
+                order.lock().unwrap().push("part2");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                tx.commit().await.unwrap();
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let b = create("createb");
+        links_under_way(2).await;
+        part1.commit().await.unwrap();
+        for task in [a, part2, b] {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["createa", "createb", "part2"]);
+    }
+
+    /// Clicks yield to link writes for a bounded time only: under an endless stream
+    /// of link writes a click transaction still begins.
+    #[tokio::test]
+    async fn a_click_part_waits_for_link_writes_for_a_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bounded.db").display());
+        let store = SqliteStore::connect(&url, 1).await.unwrap();
+        store.migrate().await.unwrap();
+        let endless = store.links_first.link();
+        let started = tokio::time::Instant::now();
+        let tx = ClickStore::begin(&store).await.unwrap();
+        let waited = started.elapsed();
+        assert!(waited >= CLICKS_YIELD_AT_MOST, "began after {waited:?}");
+        assert!(waited < CLICKS_YIELD_AT_MOST * 4, "began after {waited:?}");
+        tx.commit().await.unwrap();
+        drop(endless);
     }
 }
