@@ -341,15 +341,12 @@ impl ClickBatch {
         if self.rows <= max_rows {
             return Vec::new();
         }
-        let hours = &self.folded().hours;
-        let mut part_of: HashMap<(u32, i64), usize> = HashMap::with_capacity(hours.len());
-        for (i, (code, delta)) in hours.iter().enumerate() {
-            part_of.insert(
-                (*code, delta.hour.timestamp_millis().div_euclid(HOUR_MS)),
-                i / max_rows,
-            );
+        let keys = self.row_keys();
+        let mut part_of: HashMap<(u32, i64), usize> = HashMap::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            part_of.insert(*key, i / max_rows);
         }
-        let mut parts: Vec<ClickBatch> = (0..hours.len().div_ceil(max_rows))
+        let mut parts: Vec<ClickBatch> = (0..keys.len().div_ceil(max_rows))
             .map(|_| ClickBatch::default())
             .collect();
         let label = |t: &Interner, id: u32| t.strings.get(id as usize).cloned().unwrap_or_else(|| "".into());
@@ -410,9 +407,33 @@ impl ClickBatch {
 
     /// Sorts the clicks by link (code order) and hour, then builds each link-hour's
     /// delta in one pass.
-    fn fold_all(&self) -> Folded {
+    /// Code ids in code order: the order of the deltas and of the parts.
+    fn code_order(&self) -> Vec<u32> {
         let mut order: Vec<u32> = (0..self.codes.len() as u32).collect();
         order.sort_unstable_by(|a, b| self.codes.get(*a).cmp(self.codes.get(*b)));
+        order
+    }
+
+    /// The batch's link-hours (code id, hour since the epoch) in the deltas' order,
+    /// from the hours each link counted as clicks came in. Cutting parts from these
+    /// instead of from the deltas matters for memory: the deltas of a whole hold
+    /// (100,000 link-hours under load, each with its dimension maps and visitor
+    /// sketch) would otherwise live for the whole write, beside the parts.
+    fn row_keys(&self) -> Vec<(u32, i64)> {
+        let mut keys = Vec::with_capacity(self.rows);
+        for code in self.code_order() {
+            let Some(link) = self.links.get(code as usize) else {
+                continue;
+            };
+            let mut hours = link.hours.clone();
+            hours.sort_unstable();
+            keys.extend(hours.into_iter().map(|h| (code, h)));
+        }
+        keys
+    }
+
+    fn fold_all(&self) -> Folded {
+        let order = self.code_order();
         let mut rank = vec![0u32; order.len()];
         for (r, id) in order.iter().enumerate() {
             if let Some(slot) = rank.get_mut(*id as usize) {
@@ -983,6 +1004,37 @@ mod tests {
                 .collect()
         };
         assert_eq!(keys(&again), keys(&parts));
+    }
+
+    /// Parts are the deltas' rows cut in order, which a journal's replay relies on to
+    /// skip the parts that committed, and cutting them leaves the batch unfolded: the
+    /// deltas of a whole hold would otherwise stay in memory for its whole write.
+    #[test]
+    fn parts_cut_the_deltas_in_order_without_folding_the_batch() {
+        let mut events = Vec::new();
+        for link in [10, 2, 1, 30, 3] {
+            for hour in [4, 1, 3] {
+                for visitor in 0..2 {
+                    let at = format!("2026-03-01T{hour:02}:{visitor:02}:00Z");
+                    events.push(event(&format!("c{link}"), &at, "DE", visitor, link == 3));
+                }
+            }
+        }
+        let whole = fold(&events);
+        let parts = whole.parts(4);
+        assert!(
+            whole.folded.get().is_none(),
+            "cutting parts folded the whole batch"
+        );
+        let keys = |b: &ClickBatch| -> Vec<(String, DateTime<Utc>)> {
+            b.rollups()
+                .into_iter()
+                .map(|(c, h)| (c.to_owned(), h.hour))
+                .collect()
+        };
+        let in_parts: Vec<_> = parts.iter().flat_map(keys).collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(in_parts, keys(&whole));
     }
 
     /// The one-pass fold over sorted rows against the obvious per-click fold.
