@@ -393,7 +393,6 @@ mod tests {
     use super::super::spool::Spool;
     use super::super::{Analytics, Captured, Enricher, Settings};
     use super::*;
-    use crate::domain::{Metadata, RedirectType, ShortCode, TargetUrl};
     use crate::store::{LinkStore, NewLink, SqliteStore};
 
     /// The real SQLite click store, counting the click writes that reach it and the
@@ -666,18 +665,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.join("kurz.db").display());
         let store = SqliteStore::connect(&url, 1).await.unwrap();
         store.migrate().await.unwrap();
-        store
-            .insert_links(&[NewLink {
-                code: ShortCode::parse("hold123").unwrap(),
-                original_url: TargetUrl::parse("https://example.com/", None).unwrap(),
-                owner_id: None,
-                created_at: Utc::now(),
-                expires_at: None,
-                redirect_type: RedirectType::Temporary,
-                metadata: Metadata::default(),
-            }])
-            .await
-            .unwrap();
+        store.insert_links(&[NewLink::example("hold123")]).await.unwrap();
         Arc::new(store)
     }
 
@@ -871,15 +859,7 @@ mod tests {
         // The write has the store's one write connection now.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let started = tokio::time::Instant::now();
-        let link = NewLink {
-            code: ShortCode::parse("create1").unwrap(),
-            original_url: TargetUrl::parse("https://example.com/create", None).unwrap(),
-            owner_id: None,
-            created_at: Utc::now(),
-            expires_at: None,
-            redirect_type: RedirectType::Temporary,
-            metadata: Metadata::default(),
-        };
+        let link = NewLink::example("create1");
         assert!(store.insert_links(&[link]).await.unwrap()[0].is_some());
         let waited = started.elapsed();
         write.await.unwrap();

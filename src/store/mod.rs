@@ -62,6 +62,22 @@ pub struct NewLink {
     pub metadata: Metadata,
 }
 
+#[cfg(test)]
+impl NewLink {
+    /// Code `code` to `https://example.com/`, no owner, no expiry: a link for tests.
+    pub(crate) fn example(code: &str) -> Self {
+        Self {
+            code: ShortCode::parse(code).unwrap(),
+            original_url: TargetUrl::parse("https://example.com/", None).unwrap(),
+            owner_id: None,
+            created_at: Utc::now(),
+            expires_at: None,
+            redirect_type: RedirectType::Temporary,
+            metadata: Metadata::default(),
+        }
+    }
+}
+
 /// A partial update: `None` leaves a field as it is. `expires_at: Some(None)` clears
 /// the expiry.
 #[derive(Debug, Clone, Default)]

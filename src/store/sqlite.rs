@@ -1075,9 +1075,7 @@ mod tests {
     #[tokio::test]
     async fn batch_reads_of_rollup_rows_are_key_lookups_not_scans() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
-        let store = SqliteStore::connect(&url, 1).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(dir.path(), "plan.db").await;
         let keys = [("abc", 1_i64), ("def", 2)];
         for (table, time, columns) in [
             ("click_rollups", "hour", ROLLUP_COLUMNS),
@@ -1136,16 +1134,12 @@ mod tests {
         assert_eq!(store.purge_names(after).await.unwrap(), 1);
     }
 
-    fn new_link(code: &str) -> NewLink {
-        NewLink {
-            code: ShortCode::parse(code).unwrap(),
-            original_url: TargetUrl::parse("https://example.com/", None).unwrap(),
-            owner_id: None,
-            created_at: Utc::now(),
-            expires_at: None,
-            redirect_type: RedirectType::Temporary,
-            metadata: Metadata::default(),
-        }
+    /// A migrated store in a fresh file `name` under `dir`.
+    async fn migrated(dir: &std::path::Path, name: &str) -> SqliteStore {
+        let url = format!("sqlite://{}", dir.join(name).display());
+        let store = SqliteStore::connect(&url, 1).await.unwrap();
+        store.migrate().await.unwrap();
+        store
     }
 
     /// A create that arrives while click parts queue for the one write connection
@@ -1156,15 +1150,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn creates_go_before_click_parts_waiting_for_the_write_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("first.db").display());
-        let store = Arc::new(SqliteStore::connect(&url, 1).await.unwrap());
-        store.migrate().await.unwrap();
+        let store = Arc::new(migrated(dir.path(), "first.db").await);
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let part1 = ClickStore::begin(store.as_ref()).await.unwrap();
         let create = |code: &'static str| {
             let (store, order) = (store.clone(), order.clone());
             tokio::spawn(async move {
-                assert!(store.insert_links(&[new_link(code)]).await.unwrap()[0].is_some());
+                assert!(store.insert_links(&[NewLink::example(code)]).await.unwrap()[0].is_some());
                 order.lock().unwrap().push(code);
             })
         };
@@ -1204,9 +1196,7 @@ mod tests {
     #[tokio::test]
     async fn a_click_part_waits_for_link_writes_for_a_bounded_time() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("bounded.db").display());
-        let store = SqliteStore::connect(&url, 1).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(dir.path(), "bounded.db").await;
         let endless = store.links_first.link();
         let started = tokio::time::Instant::now();
         let tx = ClickStore::begin(&store).await.unwrap();
