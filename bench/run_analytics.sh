@@ -75,7 +75,7 @@ ADMIN=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
 
 
 # The sum of click_count over all links, once the pipeline has written everything.
-click_total_sqlite() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select coalesce(sum(click_count),0) from links").fetchone()[0])' "$1"; }
+click_total_sqlite() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select coalesce(sum(click_count),0) from link_clicks").fetchone()[0])' "$1"; }
 click_total_pg() { psql -Atq "$1" -c 'select coalesce(sum(click_count),0) from links'; }
 
 # stats_latency NAME PORT — the 30-day stats query of link p10link, 200 times in a row.

@@ -405,8 +405,6 @@ impl ClickBatch {
         self.folded.get_or_init(|| self.fold_all())
     }
 
-    /// Sorts the clicks by link (code order) and hour, then builds each link-hour's
-    /// delta in one pass.
     /// Code ids in code order: the order of the deltas and of the parts.
     fn code_order(&self) -> Vec<u32> {
         let mut order: Vec<u32> = (0..self.codes.len() as u32).collect();
@@ -432,6 +430,8 @@ impl ClickBatch {
         keys
     }
 
+    /// Sorts the clicks by link (code order) and hour, then builds each link-hour's
+    /// delta in one pass.
     fn fold_all(&self) -> Folded {
         let order = self.code_order();
         let mut rank = vec![0u32; order.len()];

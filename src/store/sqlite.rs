@@ -122,13 +122,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// up to 100 of those, each a prepared statement of up to megabytes.
 const CHUNK_ROWS: usize = 3_000;
 
-/// `SELECT <every link column> FROM links <tail>` as a `&'static str`, so every
+/// `SELECT <every link column> FROM links l <tail>` as a `&'static str`, so every
 /// query stays a literal (sqlx only takes non-literal SQL behind `AssertSqlSafe`).
+/// The click counters live in `link_clicks` (migration 0007): `<tail>` names the
+/// link's columns as `l.…`.
 macro_rules! link_select {
     ($tail:literal) => {
         concat!(
-            "SELECT id, code, original_url, owner_id, created_at, expires_at, is_active, ",
-            "redirect_type, metadata, click_count, last_accessed_at FROM links ",
+            "SELECT l.id, l.code, l.original_url, l.owner_id, l.created_at, l.expires_at, ",
+            "l.is_active, l.redirect_type, l.metadata, COALESCE(c.click_count, 0) AS click_count, ",
+            "c.last_accessed_at FROM links l LEFT JOIN link_clicks c ON c.code = l.code ",
             $tail
         )
     };
@@ -331,7 +334,8 @@ impl LinkStore for SqliteStore {
     async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>> {
         let mut out = Vec::with_capacity(codes.len());
         for chunk in codes.chunks(CHUNK_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(link_select!("WHERE deleted_at IS NULL AND code IN ("));
+            let mut q =
+                QueryBuilder::<Sqlite>::new(link_select!("WHERE l.deleted_at IS NULL AND l.code IN ("));
             let mut list = q.separated(", ");
             for code in chunk {
                 list.push_bind(code.as_str());
@@ -351,7 +355,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>> {
-        let row = sqlx::query(link_select!("WHERE code = ?1 AND deleted_at IS NULL"))
+        let row = sqlx::query(link_select!("WHERE l.code = ?1 AND l.deleted_at IS NULL"))
             .bind(code)
             .fetch_optional(&self.read)
             .await
@@ -370,7 +374,11 @@ impl LinkStore for SqliteStore {
             "metadata = COALESCE(?6, metadata) ",
             "WHERE code = ?7 AND deleted_at IS NULL RETURNING ",
             "id, code, original_url, owner_id, created_at, expires_at, is_active, ",
-            "redirect_type, metadata, click_count, last_accessed_at"
+            "redirect_type, metadata, ",
+            "COALESCE((SELECT c.click_count FROM link_clicks c WHERE c.code = links.code), 0) ",
+            "AS click_count, ",
+            "(SELECT c.last_accessed_at FROM link_clicks c WHERE c.code = links.code) ",
+            "AS last_accessed_at"
         ))
         .bind(patch.original_url.as_ref().map(TargetUrl::as_str))
         .bind(patch.expires_at.is_some())
@@ -403,15 +411,15 @@ impl LinkStore for SqliteStore {
         // LIKE ignores ASCII case in SQLite; codes and stored URLs are ASCII.
         let sql = if query.oldest_first {
             link_select!(
-                "WHERE owner_id = ?1 AND deleted_at IS NULL AND id > ?2 \
-                 AND (?3 IS NULL OR code LIKE ?3 ESCAPE '\\' OR original_url LIKE ?3 ESCAPE '\\') \
-                 ORDER BY id ASC LIMIT ?4"
+                "WHERE l.owner_id = ?1 AND l.deleted_at IS NULL AND l.id > ?2 \
+                 AND (?3 IS NULL OR l.code LIKE ?3 ESCAPE '\\' OR l.original_url LIKE ?3 ESCAPE '\\') \
+                 ORDER BY l.id ASC LIMIT ?4"
             )
         } else {
             link_select!(
-                "WHERE owner_id = ?1 AND deleted_at IS NULL AND id < ?2 \
-                 AND (?3 IS NULL OR code LIKE ?3 ESCAPE '\\' OR original_url LIKE ?3 ESCAPE '\\') \
-                 ORDER BY id DESC LIMIT ?4"
+                "WHERE l.owner_id = ?1 AND l.deleted_at IS NULL AND l.id < ?2 \
+                 AND (?3 IS NULL OR l.code LIKE ?3 ESCAPE '\\' OR l.original_url LIKE ?3 ESCAPE '\\') \
+                 ORDER BY l.id DESC LIMIT ?4"
             )
         };
         let rows = sqlx::query(sql)
@@ -891,18 +899,22 @@ impl ClickTx for SqliteClickTx {
         Ok(())
     }
 
+    /// Into `link_clicks`, keyed by code (migration 0007): `touches` come in code
+    /// order, so a part of a held write changes a few adjacent pages.
     async fn add_clicks(&mut self, touches: &[LinkTouch<'_>]) -> ClickResult<()> {
         for chunk in touches.chunks(CHUNK_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "UPDATE links SET click_count = links.click_count + t.column2, \
-                 last_accessed_at = MAX(COALESCE(links.last_accessed_at, 0), t.column3) FROM (",
-            );
+            let mut q =
+                QueryBuilder::<Sqlite>::new("INSERT INTO link_clicks (code, click_count, last_accessed_at) ");
             q.push_values(chunk, |mut row, t| {
                 row.push_bind(t.short_code)
                     .push_bind(t.clicks as i64)
                     .push_bind(ms(t.last_at));
             });
-            q.push(") AS t WHERE links.code = t.column1");
+            q.push(
+                " ON CONFLICT (code) DO UPDATE SET \
+                 click_count = link_clicks.click_count + excluded.click_count, \
+                 last_accessed_at = MAX(COALESCE(link_clicks.last_accessed_at, 0), excluded.last_accessed_at)",
+            );
             chunk_statement(&mut q, chunk.len())
                 .execute(&mut *self.tx)
                 .await
@@ -992,10 +1004,7 @@ mod tests {
             include_str!("../../migrations/sqlite/0002_clicks.sql"),
             include_str!("../../migrations/sqlite/0003_click_replays.sql"),
         ] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&store.write)
-                .await
-                .unwrap();
+            apply(&store, sql).await;
         }
         for (code, at, city, hash) in [
             ("old1234", 86_400_000_i64 * 20_000 + 5, Some("Osaka"), -7_i64),
@@ -1013,12 +1022,11 @@ mod tests {
             .await
             .unwrap();
         }
-        sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!(
-            "../../migrations/sqlite/0004_click_event_blocks.sql"
-        )))
-        .execute(&store.write)
-        .await
-        .unwrap();
+        apply(
+            &store,
+            include_str!("../../migrations/sqlite/0004_click_event_blocks.sql"),
+        )
+        .await;
         let blocks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_event_blocks")
             .fetch_one(&store.write)
             .await
@@ -1111,27 +1119,160 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("replays.db").display());
         let store = SqliteStore::connect(&url, 1).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!(
-            "../../migrations/sqlite/0003_click_replays.sql"
-        )))
-        .execute(&store.write)
-        .await
-        .unwrap();
+        apply(
+            &store,
+            include_str!("../../migrations/sqlite/0003_click_replays.sql"),
+        )
+        .await;
         sqlx::query("INSERT INTO click_replays (spool, through) VALUES ('w-old-build', 9)")
             .execute(&store.write)
             .await
             .unwrap();
         let before = Utc::now() - chrono::Duration::seconds(2);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(include_str!(
-            "../../migrations/sqlite/0006_click_replays_touched.sql"
-        )))
-        .execute(&store.write)
-        .await
-        .unwrap();
+        apply(
+            &store,
+            include_str!("../../migrations/sqlite/0006_click_replays_touched.sql"),
+        )
+        .await;
         assert_eq!(store.purge_names(before).await.unwrap(), 0);
         assert_eq!(store.name_through("w-old-build").await.unwrap(), Some(9));
         let after = Utc::now() + chrono::Duration::seconds(2);
         assert_eq!(store.purge_names(after).await.unwrap(), 1);
+    }
+
+    /// Migration 0007 moves each link's click counters into `link_clicks`; links
+    /// read afterwards carry the counts they had, and new clicks add to them.
+    #[tokio::test]
+    async fn click_counters_survive_their_move_out_of_the_links_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("counters.db").display());
+        let store = SqliteStore::connect(&url, 1).await.unwrap();
+        apply(&store, include_str!("../../migrations/sqlite/0001_init.sql")).await;
+        for (code, clicks, last) in [("old0001", 7_i64, Some(86_400_000_i64)), ("old0002", 0, None)] {
+            sqlx::query(
+                "INSERT INTO links (code, original_url, created_at, click_count, last_accessed_at) \
+                 VALUES (?1, 'https://example.com/', 0, ?2, ?3)",
+            )
+            .bind(code)
+            .bind(clicks)
+            .bind(last)
+            .execute(&store.write)
+            .await
+            .unwrap();
+        }
+        apply(
+            &store,
+            include_str!("../../migrations/sqlite/0007_link_clicks.sql"),
+        )
+        .await;
+        let read = |code: &'static str| {
+            let store = &store;
+            async move {
+                let link = store.get_link(code).await.unwrap().unwrap();
+                (
+                    link.click_count,
+                    link.last_accessed_at.map(|t| t.timestamp_millis()),
+                )
+            }
+        };
+        assert_eq!(read("old0001").await, (7, Some(86_400_000)));
+        assert_eq!(read("old0002").await, (0, None));
+        let mut tx = store.begin().await.unwrap();
+        let at = DateTime::from_timestamp_millis(2 * 86_400_000).unwrap();
+        tx.add_clicks(&[
+            LinkTouch {
+                short_code: "old0001",
+                clicks: 3,
+                last_at: at,
+            },
+            LinkTouch {
+                short_code: "old0002",
+                clicks: 2,
+                last_at: at,
+            },
+        ])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(read("old0001").await, (10, Some(2 * 86_400_000)));
+        assert_eq!(read("old0002").await, (2, Some(2 * 86_400_000)));
+        let patched = store
+            .update_link(
+                "old0001",
+                &LinkPatch {
+                    is_active: Some(false),
+                    ..LinkPatch::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((patched.click_count, patched.is_active), (10, false));
+    }
+
+    /// A held click write goes in parts, each a run of adjacent codes, and in WAL
+    /// mode every page a part changes is written again in full. The counters of a
+    /// run of codes must sit on a few pages: kept in the `links` rows (in creation
+    /// order, unrelated to code order) they took a page per link, and a hold of 50
+    /// parts rewrote most of the links table 50 times.
+    #[tokio::test]
+    async fn a_run_of_adjacent_codes_adds_its_clicks_on_a_few_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = migrated(dir.path(), "pages.db").await;
+        // Created in an order unrelated to the codes' order, as generated codes are.
+        let codes: Vec<String> = (0..20_000_u32)
+            .map(|i| format!("c{:07}", i.wrapping_mul(7_919) % 20_000))
+            .collect();
+        let links: Vec<NewLink> = codes.iter().map(|c| NewLink::example(c)).collect();
+        store.insert_links(&links).await.unwrap();
+        let mut sorted: Vec<&str> = codes.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        add_a_click(&store, &sorted).await;
+        // The WAL is emptied, then holds exactly the pages the next write changes.
+        let checkpoint = |mode: &'static str| {
+            let store = &store;
+            async move {
+                let (_, frames, _): (i64, i64, i64) =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("PRAGMA wal_checkpoint({mode})")))
+                        .fetch_one(&store.write)
+                        .await
+                        .unwrap();
+                frames
+            }
+        };
+        checkpoint("TRUNCATE").await;
+        add_a_click(&store, &sorted[10_000..10_500]).await;
+        let written = checkpoint("PASSIVE").await;
+        assert!(
+            written < 20,
+            "500 adjacent codes' counters rewrote {written} pages"
+        );
+        let link = store.get_link(sorted[10_000]).await.unwrap().unwrap();
+        assert_eq!(link.click_count, 2);
+    }
+
+    /// Adds one click to each of `codes` (sorted) in one click transaction.
+    async fn add_a_click(store: &SqliteStore, codes: &[&str]) {
+        let last_at = Utc::now();
+        let touches: Vec<LinkTouch<'_>> = codes
+            .iter()
+            .map(|short_code| LinkTouch {
+                short_code,
+                clicks: 1,
+                last_at,
+            })
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        tx.add_clicks(&touches).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// Runs one migration's SQL by hand, to set up a store as an older build left it.
+    async fn apply(store: &SqliteStore, sql: &'static str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&store.write)
+            .await
+            .unwrap();
     }
 
     /// A migrated store in a fresh file `name` under `dir`.
