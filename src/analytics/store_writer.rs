@@ -39,9 +39,11 @@ use super::spool::{Chunk, SpoolError};
 /// stats lag by only the flush interval unless traffic is heavy.
 pub const LIGHT_ROWS: usize = 1_000;
 /// A held write bigger than this many link-hours goes to the store in parts, one
-/// transaction each (~30 ms on SQLite): SQLite has one write connection, and a
-/// create must not wait seconds for a whole hold to commit.
-pub const PART_ROWS: usize = 2_000;
+/// transaction each: SQLite has one write connection, and a create waits for at
+/// most the part running. Under bench/run.sh's redirect load, creates at 300/s had
+/// a p99 of 61-97 ms with parts of 2,000, 38-47 ms with 1,000 and 28-36 ms with 500,
+/// at 4-6 % more CPU per redirect than 2,000 (bench/results/2026-12-05.md).
+pub const PART_ROWS: usize = 500;
 
 pub struct StoreWriter {
     writer: ClickWriter,
