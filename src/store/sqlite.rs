@@ -27,9 +27,39 @@ use super::{
 use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
 pub struct SqliteStore {
-    write: SqlitePool,
+    write: Writer,
     read: SqlitePool,
-    links_first: LinksFirst,
+}
+
+/// SQLite's one write connection. Every statement on it says what it is: a link
+/// write ([`Writer::link`], ahead of click parts: see [`LinksFirst`]), a click
+/// transaction ([`Writer::clicks`]) or neither ([`Writer::any`]: migrations, the click
+/// store's name marks and purges, reads that must see the latest write). A new link
+/// write is written against these three, not against a bare pool, so taking its
+/// turn is the obvious choice rather than a line to remember.
+struct Writer {
+    pool: SqlitePool,
+    gate: LinksFirst,
+}
+
+impl Writer {
+    /// The pool for a link write, which goes before click parts until dropped.
+    fn link(&self) -> LinkTurn<'_> {
+        self.gate.links.fetch_add(1, Ordering::SeqCst);
+        LinkTurn(self)
+    }
+
+    /// The pool for a click transaction, once no link write waits or runs (or after
+    /// [`CLICKS_YIELD_AT_MOST`]).
+    async fn clicks(&self) -> &SqlitePool {
+        self.gate.clicks().await;
+        &self.pool
+    }
+
+    /// The pool for a statement that is neither a link write nor a click part.
+    fn any(&self) -> &SqlitePool {
+        &self.pool
+    }
 }
 
 /// Longest a click transaction waits for link writes to finish before it begins
@@ -47,15 +77,19 @@ struct LinksFirst {
     idle: tokio::sync::Notify,
 }
 
-/// A link write's place in [`LinksFirst`], held until the write is done.
-struct LinkTurn<'a>(&'a LinksFirst);
+/// A link write's place in [`LinksFirst`], held until the write is done; the write
+/// connection's pool while it is held.
+struct LinkTurn<'a>(&'a Writer);
+
+impl std::ops::Deref for LinkTurn<'_> {
+    type Target = SqlitePool;
+
+    fn deref(&self) -> &SqlitePool {
+        &self.0.pool
+    }
+}
 
 impl LinksFirst {
-    fn link(&self) -> LinkTurn<'_> {
-        self.links.fetch_add(1, Ordering::SeqCst);
-        LinkTurn(self)
-    }
-
     /// Returns when no link write is waiting or running, or after [`CLICKS_YIELD_AT_MOST`].
     async fn clicks(&self) {
         let deadline = tokio::time::Instant::now() + CLICKS_YIELD_AT_MOST;
@@ -75,8 +109,9 @@ impl LinksFirst {
 
 impl Drop for LinkTurn<'_> {
     fn drop(&mut self) {
-        if self.0.links.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
+        let gate = &self.0.gate;
+        if gate.links.fetch_sub(1, Ordering::SeqCst) == 1 {
+            gate.idle.notify_waiters();
         }
     }
 }
@@ -162,9 +197,11 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(Self {
-            write,
+            write: Writer {
+                pool: write,
+                gate: LinksFirst::default(),
+            },
             read,
-            links_first: LinksFirst::default(),
         })
     }
 }
@@ -243,7 +280,7 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<User> {
 impl LinkStore for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR
-            .run(&self.write)
+            .run(self.write.any())
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
     }
@@ -252,12 +289,12 @@ impl LinkStore for SqliteStore {
         let exists: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
         )
-        .fetch_one(&self.write)
+        .fetch_one(self.write.any())
         .await
         .map_err(map_err)?;
         let applied: Vec<i64> = if exists {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.write)
+                .fetch_all(self.write.any())
                 .await
                 .map_err(map_err)?
         } else {
@@ -276,7 +313,7 @@ impl LinkStore for SqliteStore {
 
     fn pools(&self) -> Vec<PoolState> {
         vec![
-            PoolState::of("primary", &self.write),
+            PoolState::of("primary", self.write.any()),
             PoolState::of("read", &self.read),
         ]
     }
@@ -294,8 +331,8 @@ impl LinkStore for SqliteStore {
     }
 
     async fn insert_links(&self, links: &[NewLink]) -> StoreResult<Vec<Option<Link>>> {
-        let _turn = self.links_first.link();
-        let mut tx = self.write.begin().await.map_err(map_err)?;
+        let write = self.write.link();
+        let mut tx = write.begin().await.map_err(map_err)?;
         let mut out = Vec::with_capacity(links.len());
         for l in links {
             let id: Option<i64> = sqlx::query_scalar(
@@ -364,7 +401,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>> {
-        let _turn = self.links_first.link();
+        let write = self.write.link();
         let row = sqlx::query(concat!(
             "UPDATE links SET ",
             "original_url = COALESCE(?1, original_url), ",
@@ -387,21 +424,21 @@ impl LinkStore for SqliteStore {
         .bind(patch.redirect_type.map(|r| i64::from(r.status())))
         .bind(patch.metadata.as_ref().map(Metadata::to_json_string))
         .bind(code)
-        .fetch_optional(&self.write)
+        .fetch_optional(&*write)
         .await
         .map_err(map_err)?;
         row.as_ref().map(link_from_row).transpose()
     }
 
     async fn delete_link(&self, code: &str) -> StoreResult<bool> {
-        let _turn = self.links_first.link();
+        let write = self.write.link();
         let done = sqlx::query(
             "UPDATE links SET deleted_at = ?1, original_url = '', metadata = '{}', is_active = 0 \
              WHERE code = ?2 AND deleted_at IS NULL",
         )
         .bind(ms(Utc::now()))
         .bind(code)
-        .execute(&self.write)
+        .execute(&*write)
         .await
         .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
@@ -434,7 +471,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn lease_block(&self, size: u64, max: u64) -> StoreResult<u64> {
-        let _turn = self.links_first.link();
+        let write = self.write.link();
         let size = i64::try_from(size).map_err(|_| StoreError::Other("block too large".into()))?;
         let max = i64::try_from(max).map_err(|_| StoreError::Other("bad counter bound".into()))?;
         let start: Option<i64> = sqlx::query_scalar(
@@ -443,7 +480,7 @@ impl LinkStore for SqliteStore {
         )
         .bind(size)
         .bind(max)
-        .fetch_optional(&self.write)
+        .fetch_optional(&*write)
         .await
         .map_err(map_err)?;
         let start = start.ok_or_else(|| StoreError::Other("code counter exhausted".into()))?;
@@ -451,22 +488,22 @@ impl LinkStore for SqliteStore {
     }
 
     async fn setting_get_or_init(&self, name: &str, value: &str) -> StoreResult<String> {
-        let _turn = self.links_first.link();
+        let write = self.write.link();
         sqlx::query("INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(value)
-            .execute(&self.write)
+            .execute(&*write)
             .await
             .map_err(map_err)?;
         sqlx::query_scalar("SELECT value FROM settings WHERE name = ?1")
             .bind(name)
-            .fetch_one(&self.write)
+            .fetch_one(&*write)
             .await
             .map_err(map_err)
     }
 
     async fn create_user(&self, user: &NewUser) -> StoreResult<User> {
-        let _turn = self.links_first.link();
+        let write = self.write.link();
         let row = sqlx::query(
             "INSERT INTO users (email, api_key_hash, tier, created_at) VALUES (?1, ?2, ?3, ?4) \
              RETURNING id, email, tier, created_at",
@@ -475,7 +512,7 @@ impl LinkStore for SqliteStore {
         .bind(&user.api_key_hash)
         .bind(user.tier.as_str())
         .bind(ms(Utc::now()))
-        .fetch_one(&self.write)
+        .fetch_one(&*write)
         .await
         .map_err(map_err)?;
         user_from_row(&row)
@@ -500,7 +537,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn upsert_admin(&self, email: &str, api_key_hash: &str) -> StoreResult<User> {
-        let _turn = self.links_first.link();
+        let write = self.write.link();
         let row = sqlx::query(
             "INSERT INTO users (email, api_key_hash, tier, created_at) VALUES (?1, ?2, 'admin', ?3) \
              ON CONFLICT (email) DO UPDATE SET api_key_hash = excluded.api_key_hash, tier = 'admin' \
@@ -509,7 +546,7 @@ impl LinkStore for SqliteStore {
         .bind(email)
         .bind(api_key_hash)
         .bind(ms(Utc::now()))
-        .fetch_one(&self.write)
+        .fetch_one(&*write)
         .await
         .map_err(map_err)?;
         user_from_row(&row)
@@ -529,7 +566,7 @@ impl LinkStore for SqliteStore {
         now: DateTime<Utc>,
         fresh_after: DateTime<Utc>,
     ) -> StoreResult<IdempotencyClaim> {
-        let _turn = self.links_first.link();
+        let write = self.write.link();
         let claimed: Option<String> = sqlx::query_scalar(
             "INSERT INTO idempotency_keys (key, request_hash, created_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, \
@@ -540,7 +577,7 @@ impl LinkStore for SqliteStore {
         .bind(request_hash)
         .bind(ms(now))
         .bind(ms(fresh_after))
-        .fetch_optional(&self.write)
+        .fetch_optional(&*write)
         .await
         .map_err(map_err)?;
         if claimed.is_some() {
@@ -548,7 +585,7 @@ impl LinkStore for SqliteStore {
         }
         let row = sqlx::query("SELECT request_hash, status, body FROM idempotency_keys WHERE key = ?1")
             .bind(key)
-            .fetch_one(&self.write)
+            .fetch_one(&*write)
             .await
             .map_err(map_err)?;
         let get = |e: sqlx::Error| StoreError::Other(format!("bad idempotency row: {e}"));
@@ -561,32 +598,32 @@ impl LinkStore for SqliteStore {
     }
 
     async fn idempotency_complete(&self, key: &str, status: u16, body: &[u8]) -> StoreResult<()> {
-        let _turn = self.links_first.link();
+        let write = self.write.link();
         sqlx::query("UPDATE idempotency_keys SET status = ?1, body = ?2 WHERE key = ?3")
             .bind(i64::from(status))
             .bind(body)
             .bind(key)
-            .execute(&self.write)
+            .execute(&*write)
             .await
             .map_err(map_err)?;
         Ok(())
     }
 
     async fn idempotency_release(&self, key: &str) -> StoreResult<()> {
-        let _turn = self.links_first.link();
+        let write = self.write.link();
         sqlx::query("DELETE FROM idempotency_keys WHERE key = ?1 AND status IS NULL")
             .bind(key)
-            .execute(&self.write)
+            .execute(&*write)
             .await
             .map_err(map_err)?;
         Ok(())
     }
 
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let _turn = self.links_first.link();
+        let write = self.write.link();
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
             .bind(ms(before))
-            .execute(&self.write)
+            .execute(&*write)
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
@@ -605,8 +642,7 @@ fn rollup_key(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(String, StoredRollu
 #[async_trait]
 impl ClickStore for SqliteStore {
     async fn begin(&self) -> ClickResult<Box<dyn ClickTx>> {
-        self.links_first.clicks().await;
-        let tx = self.write.begin().await.map_err(cerr)?;
+        let tx = self.write.clicks().await.begin().await.map_err(cerr)?;
         Ok(Box::new(SqliteClickTx { tx }))
     }
 
@@ -617,7 +653,7 @@ impl ClickStore for SqliteStore {
         )
         .bind(name)
         .bind(ms(Utc::now()))
-        .execute(&self.write)
+        .execute(self.write.any())
         .await
         .map_err(cerr)?;
         Ok(())
@@ -628,7 +664,7 @@ impl ClickStore for SqliteStore {
         // before this runs, so the answer cannot change after it.
         let through: Option<i64> = sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = ?1")
             .bind(name)
-            .fetch_optional(&self.write)
+            .fetch_optional(self.write.any())
             .await
             .map_err(cerr)?;
         Ok(through.map(|t| t.max(0) as u64))
@@ -710,7 +746,7 @@ impl ClickStore for SqliteStore {
         let events: Vec<i64> =
             sqlx::query_scalar("DELETE FROM click_event_blocks WHERE last_at < ?1 RETURNING events")
                 .bind(ms(before))
-                .fetch_all(&self.write)
+                .fetch_all(self.write.any())
                 .await
                 .map_err(cerr)?;
         Ok(events.iter().map(|n| *n as u64).sum())
@@ -719,7 +755,7 @@ impl ClickStore for SqliteStore {
     async fn purge_names(&self, before: DateTime<Utc>) -> ClickResult<u64> {
         let done = sqlx::query("DELETE FROM click_replays WHERE touched_at < ?1")
             .bind(ms(before))
-            .execute(&self.write)
+            .execute(self.write.any())
             .await
             .map_err(cerr)?;
         Ok(done.rows_affected())
@@ -1018,7 +1054,7 @@ mod tests {
             .bind(at)
             .bind(city)
             .bind(hash)
-            .execute(&store.write)
+            .execute(store.write.any())
             .await
             .unwrap();
         }
@@ -1028,7 +1064,7 @@ mod tests {
         )
         .await;
         let blocks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_event_blocks")
-            .fetch_one(&store.write)
+            .fetch_one(store.write.any())
             .await
             .unwrap();
         assert_eq!(blocks, 2, "one block per day");
@@ -1037,7 +1073,7 @@ mod tests {
             "SELECT code, clicked_at, referrer, device, is_bot, country, city, visitor_hash \
              FROM click_events ORDER BY clicked_at",
         )
-        .fetch_all(&store.write)
+        .fetch_all(store.write.any())
         .await
         .unwrap();
         assert_eq!(
@@ -1072,7 +1108,7 @@ mod tests {
             .unwrap();
         assert_eq!(gone, 1);
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM click_events")
-            .fetch_one(&store.write)
+            .fetch_one(store.write.any())
             .await
             .unwrap();
         assert_eq!(left, 1);
@@ -1098,7 +1134,7 @@ mod tests {
             .bind(keys[0].1)
             .bind(keys[1].0)
             .bind(keys[1].1)
-            .fetch_all(&store.write)
+            .fetch_all(store.write.any())
             .await
             .unwrap()
             .iter()
@@ -1125,7 +1161,7 @@ mod tests {
         )
         .await;
         sqlx::query("INSERT INTO click_replays (spool, through) VALUES ('w-old-build', 9)")
-            .execute(&store.write)
+            .execute(store.write.any())
             .await
             .unwrap();
         let before = Utc::now() - chrono::Duration::seconds(2);
@@ -1156,7 +1192,7 @@ mod tests {
             .bind(code)
             .bind(clicks)
             .bind(last)
-            .execute(&store.write)
+            .execute(store.write.any())
             .await
             .unwrap();
         }
@@ -1234,7 +1270,7 @@ mod tests {
             async move {
                 let (_, frames, _): (i64, i64, i64) =
                     sqlx::query_as(sqlx::AssertSqlSafe(format!("PRAGMA wal_checkpoint({mode})")))
-                        .fetch_one(&store.write)
+                        .fetch_one(store.write.any())
                         .await
                         .unwrap();
                 frames
@@ -1270,7 +1306,7 @@ mod tests {
     /// Runs one migration's SQL by hand, to set up a store as an older build left it.
     async fn apply(store: &SqliteStore, sql: &'static str) {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&store.write)
+            .execute(store.write.any())
             .await
             .unwrap();
     }
@@ -1305,7 +1341,7 @@ mod tests {
         let links_under_way = |n: usize| {
             let store = store.clone();
             async move {
-                while store.links_first.links.load(Ordering::SeqCst) < n {
+                while store.write.gate.links.load(Ordering::SeqCst) < n {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
@@ -1338,7 +1374,7 @@ mod tests {
     async fn a_click_part_waits_for_link_writes_for_a_bounded_time() {
         let dir = tempfile::tempdir().unwrap();
         let store = migrated(dir.path(), "bounded.db").await;
-        let endless = store.links_first.link();
+        let endless = store.write.link();
         let started = tokio::time::Instant::now();
         let tx = ClickStore::begin(&store).await.unwrap();
         let waited = started.elapsed();
