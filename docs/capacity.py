@@ -35,9 +35,9 @@ INPUTS = {
                             "upper bound: 2 cores / 64,105 clicks stored per s end to end on PostgreSQL, "
                             "the whole machine (kurz + PostgreSQL + oha, fsync off) — bench/results/2026-11-22_to_2026-12-04.md, "
                             "click analytics benchmark, 2026-12-04 (night)"),
-    "kurz_rss_mib": (425, "MiB", MEASURED,
+    "kurz_rss_mib": (348, "MiB", MEASURED,
                      "kurz peak RSS, 100,000 links, analytics on, saturating redirect load — bench/README.md, "
-                     "redirect benchmark 2026-12-05 16:15 UTC, kurz 8b6267b (86 MiB with analytics off; about "
+                     "redirect benchmark 2026-12-05 17:10 UTC, kurz d725cdd (99 MiB with analytics off; about "
                      "60 MiB at the k6 scenarios' rates); earlier runs 366–857 MiB (bench/results/2026-12-05.md)"),
     "pg_link_bytes": (272, "B", MEASURED,
                       "a link in PostgreSQL 15: heap + indexes of all `links` partitions / rows, "
