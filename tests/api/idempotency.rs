@@ -166,9 +166,12 @@ impl Db {
 /// a retry gets that answer as soon as it is done (or runs again if it failed).
 ///
 /// The reset is sent only once the key's record is claimed and still has no answer,
-/// so the request is cut mid-way; on PostgreSQL a lock on `links` holds the insert
-/// until then, on SQLite (one lock for the whole file) a bulk of 1,000 long URLs is
-/// slow enough, and the test says so if it ever finished first.
+/// so the request is cut mid-way. On PostgreSQL a lock on `links` holds the insert
+/// until then. SQLite has one lock for the whole file, which would hold the claim
+/// too, so there the first link's insert is made slow in the database itself: a
+/// trigger that counts a cross join of a helper table. That delay is the one fake
+/// here (nothing else can hold an SQLite insert back while a claim goes through);
+/// without it a busy machine could finish the bulk between two polls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reset_mid_request_does_not_keep_its_key_claimed() {
     use tokio::io::AsyncWriteExt;
@@ -198,7 +201,22 @@ async fn a_client_reset_mid_request_does_not_keep_its_key_claimed() {
                 .unwrap();
             Some(c)
         }
-        Backend::Sqlite(_) => None,
+        Backend::Sqlite(_) => {
+            let Db::Sqlite(pool) = &db else {
+                unreachable!("the test database matches the app's backend")
+            };
+            for sql in [
+                "CREATE TABLE slow (x INTEGER)",
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 400) \
+                 INSERT INTO slow SELECT x FROM c",
+                "CREATE TRIGGER slow_first_link AFTER INSERT ON links \
+                 WHEN NEW.original_url LIKE 'https://example.com/reset/0/%' \
+                 BEGIN SELECT count(*) FROM slow a, slow b, slow c; END",
+            ] {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+            None
+        }
     };
     let mut stream = tokio::net::TcpStream::connect(&app.addr["http://".len()..])
         .await
