@@ -329,46 +329,57 @@ impl ClickBatch {
     }
 
     /// The batch cut into parts of at most `max_rows` link-hours each (a link's
-    /// hours may land in two parts), in code and hour order; empty when the batch is
+    /// hours may land in two parts), in code and hour order; none when the batch is
     /// no bigger than that. Why: one store write holds SQLite's only write
     /// connection until it commits, so a write of 100,000 link-hours (seconds) would
     /// keep every create waiting that long; written part by part, a create waits for
     /// one part at most. Each click goes, with its strings shared (no copy), to the
     /// part of its link-hour, so the parts together are exactly the batch, and the
     /// same clicks in any order cut into the same parts.
+    ///
+    /// Each part is built when it is read: a hold's parts all at once were a second
+    /// copy of its clicks for the whole write (tens of MB under load).
+    pub fn cut(&self, max_rows: usize) -> Parts<'_> {
+        let max_rows = max_rows.max(1);
+        let mut parts = Parts {
+            batch: self,
+            order: Vec::new(),
+            bounds: Vec::new(),
+            next: 0,
+        };
+        if self.rows <= max_rows {
+            return parts;
+        }
+        let (_, keys) = self.sorted_keys();
+        let mut rows = 0;
+        parts.bounds.push(0);
+        for (i, pair) in keys.windows(2).enumerate() {
+            if (pair[0].0, pair[0].1) != (pair[1].0, pair[1].1) {
+                rows += 1;
+                if rows == max_rows {
+                    parts.bounds.push(i + 1);
+                    rows = 0;
+                }
+            }
+        }
+        parts.bounds.push(keys.len());
+        parts.order = keys.into_iter().map(|(_, _, i)| i).collect();
+        parts
+    }
+
+    /// Every part at once ([`ClickBatch::cut`]): for a replay, and for tests.
     pub fn parts(&self, max_rows: usize) -> Vec<ClickBatch> {
+        self.cut(max_rows).collect()
+    }
+
+    /// How many parts [`ClickBatch::cut`] makes (0 for a batch it does not cut).
+    pub fn part_count(&self, max_rows: usize) -> usize {
         let max_rows = max_rows.max(1);
         if self.rows <= max_rows {
-            return Vec::new();
+            0
+        } else {
+            self.rows.div_ceil(max_rows)
         }
-        let keys = self.row_keys();
-        let mut part_of: HashMap<(u32, i64), usize> = HashMap::with_capacity(keys.len());
-        for (i, key) in keys.iter().enumerate() {
-            part_of.insert(*key, i / max_rows);
-        }
-        let mut parts: Vec<ClickBatch> = (0..keys.len().div_ceil(max_rows))
-            .map(|_| ClickBatch::default())
-            .collect();
-        let label = |t: &Interner, id: u32| t.strings.get(id as usize).cloned().unwrap_or_else(|| "".into());
-        for c in &self.clicks {
-            let key = (c.code, c.at_ms.div_euclid(HOUR_MS));
-            let Some(part) = part_of.get(&key).and_then(|i| parts.get_mut(*i)) else {
-                continue;
-            };
-            part.push(Pushed {
-                code: &label(&self.codes, c.code),
-                at_ms: c.at_ms,
-                referrer: &label(&self.values, c.referrer),
-                browser: &label(&self.values, c.browser),
-                os: &label(&self.values, c.os),
-                country: &label(&self.values, c.country),
-                city: (c.city != NO_CITY).then(|| self.values.get(c.city)),
-                device: c.device,
-                bot: c.bot,
-                visitor: c.visitor,
-            });
-        }
-        parts
     }
 
     /// When the earliest click taken in happened.
@@ -412,27 +423,10 @@ impl ClickBatch {
         order
     }
 
-    /// The batch's link-hours (code id, hour since the epoch) in the deltas' order,
-    /// from the hours each link counted as clicks came in. Cutting parts from these
-    /// instead of from the deltas matters for memory: the deltas of a whole hold
-    /// (100,000 link-hours under load, each with its dimension maps and visitor
-    /// sketch) would otherwise live for the whole write, beside the parts.
-    fn row_keys(&self) -> Vec<(u32, i64)> {
-        let mut keys = Vec::with_capacity(self.rows);
-        for code in self.code_order() {
-            let Some(link) = self.links.get(code as usize) else {
-                continue;
-            };
-            let mut hours = link.hours.clone();
-            hours.sort_unstable();
-            keys.extend(hours.into_iter().map(|h| (code, h)));
-        }
-        keys
-    }
-
-    /// Sorts the clicks by link (code order) and hour, then builds each link-hour's
-    /// delta in one pass.
-    fn fold_all(&self) -> Folded {
+    /// The code ids in code order, and every click as (its code's rank in that
+    /// order, its hour since the epoch, its index), sorted: the deltas' order, which
+    /// the parts follow too.
+    fn sorted_keys(&self) -> (Vec<u32>, Vec<(u32, i64, u32)>) {
         let order = self.code_order();
         let mut rank = vec![0u32; order.len()];
         for (r, id) in order.iter().enumerate() {
@@ -450,7 +444,13 @@ impl ClickBatch {
             })
             .collect();
         keys.sort_unstable();
+        (order, keys)
+    }
 
+    /// Sorts the clicks by link (code order) and hour, then builds each link-hour's
+    /// delta in one pass.
+    fn fold_all(&self) -> Folded {
+        let (order, keys) = self.sorted_keys();
         let mut hours: Vec<(u32, HourDelta)> = Vec::with_capacity(self.rows);
         for group in keys.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
             let (r, hour, _) = group[0];
@@ -619,6 +619,54 @@ impl ClickBatch {
             .collect()
     }
 }
+
+/// The parts of a batch, each built as it is read ([`ClickBatch::cut`]).
+pub struct Parts<'a> {
+    batch: &'a ClickBatch,
+    /// Click indices in the deltas' order.
+    order: Vec<u32>,
+    /// Where each part starts in `order`, then where the last ends.
+    bounds: Vec<usize>,
+    /// The part read next.
+    next: usize,
+}
+
+impl Iterator for Parts<'_> {
+    type Item = ClickBatch;
+
+    fn next(&mut self) -> Option<ClickBatch> {
+        let (start, end) = (*self.bounds.get(self.next)?, *self.bounds.get(self.next + 1)?);
+        self.next += 1;
+        let mut clicks: Vec<u32> = self.order.get(start..end)?.to_vec();
+        // In arrival order, as the batch holds them (raw events keep that order).
+        clicks.sort_unstable();
+        let b = self.batch;
+        let label = |t: &Interner, id: u32| t.strings.get(id as usize).cloned().unwrap_or_else(|| "".into());
+        let mut part = ClickBatch::default();
+        for c in clicks.iter().filter_map(|i| b.clicks.get(*i as usize)) {
+            part.push(Pushed {
+                code: &label(&b.codes, c.code),
+                at_ms: c.at_ms,
+                referrer: &label(&b.values, c.referrer),
+                browser: &label(&b.values, c.browser),
+                os: &label(&b.values, c.os),
+                country: &label(&b.values, c.country),
+                city: (c.city != NO_CITY).then(|| b.values.get(c.city)),
+                device: c.device,
+                bot: c.bot,
+                visitor: c.visitor,
+            });
+        }
+        Some(part)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.bounds.len().saturating_sub(self.next + 1);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Parts<'_> {}
 
 /// How much of a [`ClickBatch`] a journal has already been given: its code and value
 /// strings and its clicks, by count. See [`ClickBatch::encode_since`].
@@ -1035,6 +1083,47 @@ mod tests {
         let in_parts: Vec<_> = parts.iter().flat_map(keys).collect();
         assert_eq!(parts.len(), 4);
         assert_eq!(in_parts, keys(&whole));
+    }
+
+    /// A journal records how many parts a hold is written in before the parts are
+    /// cut (each is built only when its write comes): [`ClickBatch::part_count`] must
+    /// be the number [`ClickBatch::cut`] yields, every part within its rows, and the
+    /// parts together the batch's clicks, each part's in arrival order.
+    #[test]
+    fn parts_cut_one_at_a_time_are_as_many_as_counted_and_keep_arrival_order() {
+        use proptest::prelude::*;
+        let click = (0..30usize, 0..(2 * 24 * 60i64), any::<bool>());
+        proptest!(|(clicks in proptest::collection::vec(click, 0..300), max_rows in 1..40usize)| {
+            // Each click's visitor comes from its arrival index: it names the click below.
+            let events: Vec<ClickEvent> = clicks
+                .iter()
+                .enumerate()
+                .map(|(i, (code, minute, bot))| {
+                    let mut e = event(&format!("c{code}"), "2026-03-01T00:00:00Z", "DE", i as u64, *bot);
+                    e.clicked_at += chrono::Duration::minutes(*minute);
+                    e
+                })
+                .collect();
+            let batch = fold(&events);
+            let parts = batch.cut(max_rows);
+            prop_assert_eq!(parts.len(), batch.part_count(max_rows));
+            let parts: Vec<ClickBatch> = parts.collect();
+            prop_assert_eq!(parts.len(), batch.part_count(max_rows));
+            prop_assert!(parts.iter().all(|p| p.rows() <= max_rows));
+            if !parts.is_empty() {
+                prop_assert_eq!(parts.iter().map(ClickBatch::rows).sum::<usize>(), batch.rows());
+                let index: HashMap<u64, u64> =
+                    events.iter().enumerate().map(|(i, e)| (e.visitor_hash, i as u64)).collect();
+                let mut together: Vec<u64> = Vec::new();
+                for p in &parts {
+                    let mine: Vec<u64> = p.raw_events().filter_map(|e| index.get(&e.visitor_hash).copied()).collect();
+                    prop_assert!(mine.windows(2).all(|w| w[0] < w[1]), "a part's clicks left arrival order");
+                    together.extend(mine);
+                }
+                together.sort_unstable();
+                prop_assert_eq!(together, (0..events.len() as u64).collect::<Vec<_>>());
+            }
+        });
     }
 
     /// The one-pass fold over sorted rows against the obvious per-click fold.

@@ -108,20 +108,23 @@ impl StoreWriter {
         }
     }
 
-    /// Writes a hold in `parts` (from [`ClickBatch::parts`]), one transaction each,
-    /// named (writer, n), (writer, n + 1)…, after recording that in its journal: the
-    /// parts that committed are a prefix, and a replay asks the store how far the
-    /// writer's marks go to skip exactly those.
-    async fn write_parts(&mut self, held: &mut Journaled, parts: Vec<ClickBatch>) -> Result<(), Failed> {
+    /// Writes a hold in parts ([`ClickBatch::cut`]), one transaction each, named
+    /// (writer, n), (writer, n + 1)…, after recording that in its journal: the parts
+    /// that committed are a prefix, and a replay asks the store how far the writer's
+    /// marks go to skip exactly those. Each part is built just before its write.
+    async fn write_parts(&mut self, held: &mut Journaled) -> Result<(), Failed> {
         let first = self.names.next(&self.writer, self.timeout).await?;
-        if let Err(e) = held.split_as(&first, parts.len() as u64, self.part_rows as u64) {
+        let count = held.batch.part_count(self.part_rows) as u64;
+        if let Err(e) = held.split_as(&first, count, self.part_rows as u64) {
             metrics::counter!("kurz_click_journal_errors_total").increment(1);
             tracing::error!(error = %e, "cannot journal a write's parts");
         }
-        for (i, mut part) in parts.into_iter().enumerate() {
+        let mut parts = off_workers(|| held.batch.cut(self.part_rows));
+        let mut i = 0u64;
+        while let Some(mut part) = off_workers(|| parts.next()) {
             part.replay = Some(Replay {
                 spool: first.spool.clone(),
-                through: first.through + i as u64,
+                through: first.through + i,
             });
             if i > 0 {
                 // The writer's next name is the one computed above: keep them in step.
@@ -135,7 +138,9 @@ impl StoreWriter {
                 });
             }
             self.count_countries(&part);
+            i += 1;
         }
+        drop(parts);
         held.written();
         Ok(())
     }
@@ -203,12 +208,8 @@ impl LaneWriter for StoreWriter {
     async fn write(&mut self, held: &mut Journaled) -> Result<(), Failed> {
         // In parts only where a journal records how far they got (every pipeline
         // with a spool folder): a replay then skips the parts that committed.
-        let parts = match held.path() {
-            Some(_) => off_workers(|| held.batch.parts(self.part_rows)),
-            None => Vec::new(),
-        };
-        if !parts.is_empty() {
-            return self.write_parts(held, parts).await;
+        if held.path().is_some() && held.batch.part_count(self.part_rows) > 0 {
+            return self.write_parts(held).await;
         }
         // Nothing was attempted if the store did not even take a new writer name.
         let name = self.names.next(&self.writer, self.timeout).await?;
