@@ -18,7 +18,7 @@ use crate::config::{AnalyticsConfig, Config, KafkaConfig, LimitsConfig, Secret, 
 use crate::domain::target_url::{OwnHosts, host_of};
 use crate::http::AppState;
 use crate::http::observe::RequestLog;
-use crate::http::redirect::RedirectCaching;
+use crate::http::redirect::{FastRedirect, RedirectCaching};
 use crate::http::server::{ServerSettings, serve, shutdown_signal};
 use crate::keygen::KeyGenerator;
 use crate::limits::{Idempotency, RateLimiter, TierLimits};
@@ -344,7 +344,8 @@ impl Application {
             })
         });
         tracing::info!(addr = %server.listen, base = server.public_base(), tls = settings.tls.is_some(), "kurz is serving");
-        serve(self.listener, router, settings, stop).await;
+        let fast = Some(Arc::new(FastRedirect::new(state.clone())));
+        serve(self.listener, router, fast, settings, stop).await;
         // Every request has been answered; now every click they made is written (or
         // spooled) before the process may exit.
         if let Some(analytics) = &state.analytics {

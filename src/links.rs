@@ -10,7 +10,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cache::{CachedLink, LinkCache, RedisCache};
+pub use crate::cache::CachedLink;
+use crate::cache::{LinkCache, RedisCache};
 use crate::domain::link::{parse_future_instant, resolve_expiry};
 use crate::domain::stats::StatsRange;
 use crate::domain::target_url::OwnHosts;
@@ -392,6 +393,19 @@ impl LinkService {
             LinkState::Expired => Err(LinkError::Expired),
             LinkState::Disabled => Err(LinkError::Disabled),
         }
+    }
+
+    /// The active link for `code` if the cache holds it fresh, or `None`, in which
+    /// case [`Self::resolve`] gives the answer (a miss, an expired or disabled link,
+    /// a code cached as absent). Synchronous: the redirect fast path answers a
+    /// cache hit with it without entering the router.
+    pub fn resolve_cached(&self, code: &str) -> Option<Arc<CachedLink>> {
+        let entry = self.cache.get_fresh(code)?;
+        if entry.state(Utc::now()) != LinkState::Active {
+            return None;
+        }
+        self.cache.count_hit();
+        Some(entry)
     }
 
     /// A link the caller may manage, read from the store (never the cache).

@@ -115,6 +115,20 @@ impl LinkCache {
         }
     }
 
+    /// The fresh cached link for `code`, or `None` (not cached, stale, or cached as
+    /// absent), without loading anything: the redirect fast path's lookup. It counts
+    /// nothing; the caller counts a hit with [`Self::count_hit`] when it answers
+    /// from it, and otherwise [`Self::get_or_load`] counts the request.
+    pub fn get_fresh(&self, code: &str) -> Option<Arc<CachedLink>> {
+        let slot = self.map.get(code)?;
+        (slot.fresh_until > Instant::now()).then_some(slot.link).flatten()
+    }
+
+    /// Counts a request answered from [`Self::get_fresh`]'s link as a hit.
+    pub fn count_hit(&self) {
+        self.hits.increment(1);
+    }
+
     /// The cached entry for `code`, loading it with `load` on a miss. Only one
     /// `load` runs per code at a time; the others wait for its result.
     pub async fn get_or_load<E, F, Fut>(&self, code: &str, load: F) -> Result<Option<Arc<CachedLink>>, E>

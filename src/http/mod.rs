@@ -36,6 +36,10 @@ use error::ApiError;
 use observe::ObserveLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 
+/// The one-segment paths that routes other than `/{code}` take (it takes every other
+/// one): the redirect fast path ([`redirect::FastRedirect`]) leaves them to the router.
+pub const TOP_LEVEL: [&str; 3] = ["app", "health", "metrics"];
+
 pub fn router(state: Arc<AppState>) -> Router {
     let cfg = &state.server;
     let api = Router::new()

@@ -13,6 +13,7 @@
 //! atomic updates, not a registry lookup, on the redirect path too.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -67,10 +68,9 @@ impl RequestLog {
     }
 
     /// The request's id: the proxy's, if a trusted proxy sent a sane one, else new.
-    fn request_id(&self, req: &Request, n: u64) -> HeaderValue {
-        let peer = peer_ip(req.extensions());
+    fn request_id(&self, peer: IpAddr, headers: &HeaderMap, n: u64) -> HeaderValue {
         if self.trusted.iter().any(|net| net.contains(&peer))
-            && let Some(id) = req.headers().get(&REQUEST_ID)
+            && let Some(id) = headers.get(&REQUEST_ID)
             && !id.is_empty()
             && id.len() <= REQUEST_ID_MAX
             && id.as_bytes().iter().all(u8::is_ascii_graphic)
@@ -257,29 +257,24 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let start = Instant::now();
         let slots = self.slots.clone();
         let log = self.log.clone();
         let route = slots.route(&req);
-        let method = method_index(req.method());
         let timeout = self.request_timeout;
-        let n = log.next.fetch_add(1, Ordering::Relaxed);
-        let request_id = log.request_id(&req, n);
-        // Only sampled requests pay for the access log's fields.
-        let access = log.sampled(n).then(|| {
-            let client = client_ip(peer_ip(req.extensions()), req.headers(), &log.trusted);
-            (
-                req.method().clone(),
-                crate::domain::visitor::ip_subject(&log.ip_key, client),
-            )
-        });
+        let watch = Watch::start(
+            &log,
+            route,
+            peer_ip(req.extensions()),
+            req.method(),
+            req.headers(),
+        );
         // A span per API request, so every line logged while it runs carries its ids;
         // none on the hot path: a redirect logs nothing unless it fails, and that line
         // and its access line carry the id themselves.
         let span = (route != REDIRECT).then(|| {
             let span = tracing::info_span!(
                 "request",
-                request_id = request_id.to_str().unwrap_or("-"),
+                request_id = watch.request_id.to_str().unwrap_or("-"),
                 trace_id = tracing::field::Empty
             );
             if let Some(trace) = trace_id(req.headers()) {
@@ -317,45 +312,118 @@ where
         };
         Box::pin(async move {
             let Ok(mut res) = handled.await;
-            let elapsed = start.elapsed();
-            slots.record(route, method, status_index(res.status()), elapsed);
-            let id = request_id.to_str().unwrap_or("-");
-            let log_lines = || {
-                if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
-                    tracing::error!(request_id = %id, route, status = res.status().as_u16(), error = %detail, "request failed");
-                }
-                if let Some((method, client)) = &access {
-                    // The body's exact size where it is known (every body kurz sends
-                    // but a streamed one).
-                    let bytes = res
-                        .headers()
-                        .get(header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .or_else(|| axum::body::HttpBody::size_hint(res.body()).exact())
-                        .unwrap_or(0);
-                    tracing::info!(
-                        target: "kurz::access",
-                        request_id = %id,
-                        method = %method,
-                        route,
-                        status = res.status().as_u16(),
-                        duration_ms = elapsed.as_secs_f64() * 1000.0,
-                        bytes,
-                        client = %client,
-                        "access"
-                    );
-                }
-            };
             match &span {
-                Some(span) => span.in_scope(log_lines),
-                None => log_lines(),
+                Some(span) => span.in_scope(|| watch.finish(&slots, &mut res)),
+                None => watch.finish(&slots, &mut res),
             }
-            res.headers_mut().insert(REQUEST_ID, request_id);
             Ok(res)
         })
     }
 }
+
+/// One request under observation, from its start to its answer: what [`Observe`]
+/// records for every route, and [`RedirectObserver`] for redirects answered before
+/// the router.
+struct Watch {
+    start: Instant,
+    route: &'static str,
+    method: usize,
+    request_id: HeaderValue,
+    /// The method and the client's hashed IP, for a sampled access line.
+    access: Option<(Method, String)>,
+}
+
+impl Watch {
+    fn start(
+        log: &RequestLog,
+        route: &'static str,
+        peer: IpAddr,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Self {
+        let start = Instant::now();
+        let n = log.next.fetch_add(1, Ordering::Relaxed);
+        // Only sampled requests pay for the access log's fields.
+        let access = log.sampled(n).then(|| {
+            let client = client_ip(peer, headers, &log.trusted);
+            (
+                method.clone(),
+                crate::domain::visitor::ip_subject(&log.ip_key, client),
+            )
+        });
+        Self {
+            start,
+            route,
+            method: method_index(method),
+            request_id: log.request_id(peer, headers, n),
+            access,
+        }
+    }
+
+    /// Records the answer's latency and count, logs an internal error's detail and
+    /// the sampled access line, and names the request in the answer.
+    fn finish(self, slots: &Slots, res: &mut Response) {
+        let elapsed = self.start.elapsed();
+        let route = self.route;
+        slots.record(route, self.method, status_index(res.status()), elapsed);
+        let id = self.request_id.to_str().unwrap_or("-");
+        if let Some(InternalDetail(detail)) = res.extensions().get::<InternalDetail>() {
+            tracing::error!(request_id = %id, route, status = res.status().as_u16(), error = %detail, "request failed");
+        }
+        if let Some((method, client)) = &self.access {
+            // The body's exact size where it is known (every body kurz sends but a
+            // streamed one).
+            let bytes = res
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .or_else(|| axum::body::HttpBody::size_hint(res.body()).exact())
+                .unwrap_or(0);
+            tracing::info!(
+                target: "kurz::access",
+                request_id = %id,
+                method = %method,
+                route,
+                status = res.status().as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                bytes,
+                client = %client,
+                "access"
+            );
+        }
+        res.headers_mut().insert(REQUEST_ID, self.request_id);
+    }
+}
+
+/// The observation of redirects that the server answers from the cache before the
+/// router ([`super::redirect::FastRedirect`]): the same request id, metrics and
+/// sampled access line as the redirect route's [`Observe`] gives.
+pub struct RedirectObserver {
+    log: Arc<RequestLog>,
+    slots: Slots,
+}
+
+impl RedirectObserver {
+    pub fn new(log: Arc<RequestLog>) -> Self {
+        let slots = Slots::default();
+        let _ = slots.route.set(REDIRECT);
+        Self { log, slots }
+    }
+
+    /// Starts observing a redirect from a client at `peer`, now.
+    pub fn watch(&self, peer: IpAddr, method: &Method, headers: &HeaderMap) -> RedirectWatch {
+        RedirectWatch(Watch::start(&self.log, REDIRECT, peer, method, headers))
+    }
+
+    /// Records the redirect's answer (see [`Watch::finish`]).
+    pub fn finish(&self, watch: RedirectWatch, res: &mut Response) {
+        watch.0.finish(&self.slots, res);
+    }
+}
+
+/// A redirect under observation ([`RedirectObserver::watch`]).
+pub struct RedirectWatch(Watch);
 
 /// A request body that notes when it has been read to its end (see the timeout).
 struct Watched {
@@ -426,7 +494,11 @@ mod tests {
             (0x1234_abcd, "1234abcd"),
             (u64::MAX, "ffffffffffffffff"),
         ] {
-            assert_eq!(log.request_id(&req, n), format!("{prefix}-{hex}").as_str(), "{n}");
+            assert_eq!(
+                log.request_id(peer_ip(req.extensions()), req.headers(), n),
+                format!("{prefix}-{hex}").as_str(),
+                "{n}"
+            );
         }
     }
 

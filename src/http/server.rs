@@ -9,7 +9,8 @@
 //! period, then returns.
 //!
 //! The plain path is the redirect benchmark's: accept, one HTTP/1.1 connection task,
-//! nothing else. The TLS path does its handshake in the connection's task (bounded
+//! nothing else. Each request is offered to [`FastRedirect`] first, which answers a
+//! redirect to a cached link without the router; everything else goes to the router. The TLS path does its handshake in the connection's task (bounded
 //! by the header timeout), so a slow handshake never holds up the accept loop.
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -26,6 +28,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+use super::redirect::FastRedirect;
 
 pub struct ServerSettings {
     pub header_timeout: Duration,
@@ -68,6 +72,7 @@ fn http1(settings: &ServerSettings) -> hyper::server::conn::http1::Builder {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    fast: Option<Arc<FastRedirect>>,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -101,9 +106,13 @@ pub async fn serve(
         let open = open.clone();
         open.increment(1.0);
         let router = router.clone();
+        let fast = fast.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            if let Some(res) = fast.as_ref().and_then(|f| f.answer(&req, peer.ip())) {
+                return Either::Left(std::future::ready(Ok(res)));
+            }
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            router.clone().oneshot(req)
+            Either::Right(router.clone().oneshot(req))
         });
         if let Some(acceptor) = &settings.tls {
             let (acceptor, http1, watcher) = (acceptor.clone(), http1(&settings), graceful.watcher());

@@ -5,7 +5,7 @@
 use chrono::Utc;
 use serde_json::json;
 
-use crate::helpers::{ADMIN_KEY, short_code, spawn_app, spawn_with};
+use crate::helpers::{ADMIN_KEY, location, metric, short_code, spawn_app, spawn_with};
 
 fn cache_control(res: &reqwest::Response) -> String {
     res.headers()
@@ -105,6 +105,54 @@ async fn an_expiring_link_is_never_cached_past_its_expiry() {
         cache_control(&app.get(&format!("/{code}"), None).await),
         "public, max-age=3600"
     );
+}
+
+/// Redirects to cached links are answered before the router (`FastRedirect` in
+/// src/http/redirect.rs): with the same answer, request id and metrics as the
+/// `/{code}` route gives, and never for a link that expired while it was cached.
+#[tokio::test]
+async fn a_cached_link_answers_as_its_route_does_until_it_expires() {
+    let app = spawn_with(|c| c.server.cache_control_temporary_secs = 3600).await;
+    let expires_at = Utc::now() + chrono::Duration::seconds(3);
+    let res = app
+        .create(
+            Some(ADMIN_KEY),
+            &json!({ "original_url": "https://example.com/cached", "expires_at": expires_at.to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let path = format!("/{}", short_code(res).await);
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let res = app.get(&path, None).await;
+        assert_eq!(res.status(), 302);
+        assert_eq!(location(&res), "https://example.com/cached");
+        assert!(
+            max_age(&cache_control(&res)) <= 3,
+            "cached past the link's expiry"
+        );
+        ids.insert(res.headers()["x-request-id"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 3, "each redirect is named on its own");
+    let head = app.client.head(app.url(&path)).send().await.unwrap();
+    assert_eq!(head.status(), 302);
+    assert_eq!(location(&head), "https://example.com/cached");
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    for (method, n) in [("GET", 3.0), ("HEAD", 1.0)] {
+        let series =
+            format!("kurz_http_requests_total{{route=\"/{{code}}\",method=\"{method}\",status=\"302\"}}");
+        assert_eq!(metric(&text, &series), n, "{series}");
+    }
+    assert!(metric(&text, "kurz_cache_requests_total{result=\"hit\"}") >= 3.0);
+    let wait = (expires_at - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + std::time::Duration::from_millis(200)).await;
+    let res = app.get(&path, None).await;
+    assert_eq!(
+        res.status(),
+        410,
+        "a cached link past its expiry still redirected"
+    );
+    assert_eq!(cache_control(&res), "no-store");
 }
 
 #[tokio::test]
