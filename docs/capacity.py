@@ -35,10 +35,11 @@ INPUTS = {
                             "upper bound: 2 cores / 64,105 clicks stored per s end to end on PostgreSQL, "
                             "the whole machine (kurz + PostgreSQL + oha, fsync off) — bench/results/2026-11-22_to_2026-12-04.md, "
                             "click analytics benchmark, 2026-12-04 (night)"),
-    "kurz_rss_mib": (348, "MiB", MEASURED,
+    "kurz_rss_mib": (255, "MiB", MEASURED,
                      "kurz peak RSS, 100,000 links, analytics on, saturating redirect load — bench/README.md, "
-                     "redirect benchmark 2026-12-05 17:10 UTC, kurz d725cdd (99 MiB with analytics off; about "
-                     "60 MiB at the k6 scenarios' rates); earlier runs 366–857 MiB (bench/results/2026-12-05.md)"),
+                     "redirect benchmark 2026-12-05 19:47 UTC, kurz 08408d5 (90 MiB with analytics off; about "
+                     "60 MiB at the k6 scenarios' rates); 263 MiB in a side-by-side run of the same build, "
+                     "earlier builds 348–857 MiB (bench/results/2026-12-05.md)"),
     "pg_link_bytes": (272, "B", MEASURED,
                       "a link in PostgreSQL 15: heap + indexes of all `links` partitions / rows, "
                       "50,000 links of 100-byte URLs (SQLite: 172 B)"),
@@ -96,9 +97,9 @@ def derive():
     kurz_cores = kurz_cpu / v("utilisation")
     pods = max(3, math.ceil(kurz_cores / v("pod_cores")) + 1)
     add("kurz CPU at peak", f"{kurz_cpu:.2f} cores", "redirects × CPU/redirect + creates × CPU/create")
-    add("kurz pods", f"{pods} × {v('pod_cores')} core, {math.ceil(v('kurz_rss_mib') / 256) * 256} MiB",
+    add("kurz pods", f"{pods} × {v('pod_cores')} core, {math.ceil(v('kurz_rss_mib') * 1.25 / 256) * 256} MiB",
         f"{kurz_cores:.2f} cores at {v('utilisation'):.0%} use, + 1 (N+1), at least 3 (one per zone); "
-        f"memory: peak RSS rounded up")
+        f"memory: peak RSS + 25 % headroom, rounded up to 256 MiB")
 
     # reads that reach PostgreSQL
     pg_reads = v("redirects_peak") * (1 - v("l1_hit")) * (1 - v("l2_hit"))

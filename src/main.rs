@@ -13,7 +13,7 @@ use kurz::{Application, Config, store};
 /// mimalloc took 12 % less CPU per redirect there and its peak RSS was 29 % lower
 /// (bench/results/2026-12-05.md). Built with `no_thp`: mimalloc otherwise asks for
 /// transparent huge pages, and each touched 2 MiB page then counts whole in RSS. The
-/// user-agent rules alone took 62 MB of RSS that way against 36 MB without, and under
+/// user-agent rules alone took 60 MiB of RSS that way against 35 MiB without, and under
 /// the bench's redirect load the peak was 292 MiB against 337 (bench/results/2026-12-05.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
