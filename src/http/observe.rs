@@ -262,6 +262,7 @@ where
         let route = slots.route(&req);
         let timeout = self.request_timeout;
         let watch = Watch::start(
+            Instant::now(),
             &log,
             route,
             peer_ip(req.extensions()),
@@ -334,14 +335,15 @@ struct Watch {
 }
 
 impl Watch {
+    /// Observes a request that arrived at `start` (the latency's start).
     fn start(
+        start: Instant,
         log: &RequestLog,
         route: &'static str,
         peer: IpAddr,
         method: &Method,
         headers: &HeaderMap,
     ) -> Self {
-        let start = Instant::now();
         let n = log.next.fetch_add(1, Ordering::Relaxed);
         // Only sampled requests pay for the access log's fields.
         let access = log.sampled(n).then(|| {
@@ -411,9 +413,11 @@ impl RedirectObserver {
         Self { log, slots }
     }
 
-    /// Starts observing a redirect from a client at `peer`, now.
-    pub fn watch(&self, peer: IpAddr, method: &Method, headers: &HeaderMap) -> RedirectWatch {
-        RedirectWatch(Watch::start(&self.log, REDIRECT, peer, method, headers))
+    /// Observes a redirect that arrived at `start`, from a client at `peer`. Called
+    /// only for a redirect that will be answered: each call takes a request id and a
+    /// turn of the access log's sampling.
+    pub fn watch(&self, start: Instant, peer: IpAddr, method: &Method, headers: &HeaderMap) -> RedirectWatch {
+        RedirectWatch(Watch::start(start, &self.log, REDIRECT, peer, method, headers))
     }
 
     /// Records the redirect's answer (see [`Watch::finish`]).

@@ -118,6 +118,7 @@ impl FastRedirect {
 
     /// The redirect for `req` from a client at `peer`, or `None` for the router.
     pub fn answer<B>(&self, req: &axum::http::Request<B>, peer: IpAddr) -> Option<Response> {
+        let start = std::time::Instant::now();
         let state = &self.state;
         let method = req.method();
         if (method != Method::GET && method != Method::HEAD) || state.limiter.limits().redirect > 0 {
@@ -127,8 +128,9 @@ impl FastRedirect {
         if code.is_empty() || code.contains('/') || super::TOP_LEVEL.contains(&code) {
             return None;
         }
-        let watch = self.observer.watch(peer, method, req.headers());
         let link = state.links.resolve_cached(code)?;
+        // Only now: a request the router answers must not take a request id here too.
+        let watch = self.observer.watch(start, peer, method, req.headers());
         let mut res = answer(state, &link, code, peer, method, req.headers());
         self.observer.finish(watch, &mut res);
         Some(res)

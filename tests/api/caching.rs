@@ -155,6 +155,27 @@ async fn a_cached_link_answers_as_its_route_does_until_it_expires() {
     assert_eq!(cache_control(&res), "no-store");
 }
 
+/// A request id is a counter per request. The redirect fast path takes one only for a
+/// redirect it answers, so a request it leaves to the router (here an unknown code)
+/// is not counted twice, and neither is its turn in the access log's sampling.
+#[tokio::test]
+async fn request_ids_count_requests_whichever_path_answers_them() {
+    let app = spawn_app().await;
+    let path = format!("/{}", app.create_code("https://example.com/counted").await);
+    let counter = |res: &reqwest::Response| {
+        let id = res.headers()["x-request-id"].to_str().unwrap();
+        let (_, hex) = id.rsplit_once('-').unwrap();
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    assert_eq!(app.get(&path, None).await.status(), 302);
+    let mut ids = Vec::new();
+    for p in [path.as_str(), "/nosuch77", path.as_str(), "/nosuch78"] {
+        ids.push(counter(&app.get(p, None).await));
+    }
+    let steps: Vec<u64> = ids.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(steps, [1, 1, 1], "request ids {ids:?}");
+}
+
 #[tokio::test]
 async fn disabled_deleted_expired_and_unknown_links_are_no_store() {
     let app = spawn_with(|c| {
