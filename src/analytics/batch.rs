@@ -367,7 +367,8 @@ impl ClickBatch {
         parts
     }
 
-    /// Every part at once ([`ClickBatch::cut`]): for a replay, and for tests.
+    /// Every part at once ([`ClickBatch::cut`]), for the tests.
+    #[cfg(test)]
     pub fn parts(&self, max_rows: usize) -> Vec<ClickBatch> {
         self.cut(max_rows).collect()
     }

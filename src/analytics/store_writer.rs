@@ -289,10 +289,9 @@ impl LaneWriter for StoreWriter {
                     let events = &kept.events;
                     left = Some(off_workers(|| {
                         fold(events)
-                            .parts(rows)
-                            .iter()
+                            .cut(rows)
                             .skip(committed as usize)
-                            .flat_map(ClickBatch::to_events)
+                            .flat_map(|part| part.to_events())
                             .collect()
                     }));
                 }

@@ -94,3 +94,58 @@ async fn no_store_unless_set(mut res: Response) -> Response {
         .or_insert(error::NO_STORE);
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TOP_LEVEL;
+    use crate::domain::Alias;
+
+    /// The top-level router's one-segment paths, read from this file's source: axum
+    /// does not list a router's routes. The top-level router is the last one built
+    /// above the tests (the API's, nested under `/api/v1`, comes before it).
+    fn one_segment_routes() -> Vec<String> {
+        let source = include_str!("mod.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        let code = code.rsplit("Router::new()").next().unwrap_or(code);
+        let mut found = Vec::new();
+        for call in [".route(", ".nest("] {
+            for (at, _) in code.match_indices(call) {
+                let Some(path) = code[at + call.len()..].trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                let path = path.split('"').next().unwrap_or_default();
+                let segment = path.trim_start_matches('/');
+                if !segment.is_empty() && !segment.contains('/') && !segment.starts_with('{') {
+                    found.push(segment.to_owned());
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    /// The fast path answers every one-segment path not in `TOP_LEVEL` from the link
+    /// cache: a route added without its word there would lose its requests to a
+    /// cached link of that code.
+    #[test]
+    fn top_level_names_exactly_the_routes_of_one_segment() {
+        let mut listed: Vec<String> = TOP_LEVEL.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        let routes = one_segment_routes();
+        assert!(
+            routes.contains(&"health".to_owned()),
+            "the scan found no routes: {routes:?}"
+        );
+        assert_eq!(listed, routes);
+    }
+
+    /// And no user can create a link that the router would never reach.
+    #[test]
+    fn no_alias_takes_a_top_level_word() {
+        for word in TOP_LEVEL {
+            assert!(Alias::parse(word).is_err(), "{word}");
+            assert!(Alias::parse(&word.to_ascii_uppercase()).is_err(), "{word}");
+        }
+    }
+}
