@@ -343,6 +343,7 @@ impl Application {
                 }
             })
         });
+        let refresher = tokio::spawn(keep_cache_fresh(state.clone()));
         tracing::info!(addr = %server.listen, base = server.public_base(), tls = settings.tls.is_some(), "kurz is serving");
         let fast = Some(Arc::new(FastRedirect::new(state.clone())));
         serve(self.listener, router, fast, settings, stop).await;
@@ -352,6 +353,7 @@ impl Application {
             analytics.shutdown().await;
         }
         upkeep.abort();
+        refresher.abort();
         if let Some(task) = warm_up {
             task.abort();
         }
@@ -454,6 +456,19 @@ async fn report_store(store: &dyn LinkStore) {
 /// Periodic chores: drain metric histograms, forget idle rate-limit buckets, and
 /// (every ten minutes) delete idempotency records past their 24 hours and, with
 /// analytics on, raw clicks past retention and old click writer names.
+/// Reloads the links the cache queued for a refresh, as often as the cache asks
+/// ([`LinkCache::refresh_every`]), so hot links do not expire into misses.
+async fn keep_cache_fresh(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(state.links.cache().refresh_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.links.refresh_cache().await {
+            tracing::debug!(error = %e, "cache refresh failed; those links load on their next click");
+        }
+    }
+}
+
 async fn housekeeping(
     state: Arc<AppState>,
     clicks: Option<Arc<dyn ClickStore>>,

@@ -5,6 +5,7 @@
 //! that moment and writes them in one transaction, so 32 concurrent clients cost
 //! a handful of transactions instead of 32 (DESIGN.md §4, "Writes").
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -359,6 +360,31 @@ impl LinkService {
             }
         }
         Ok(warmed)
+    }
+
+    /// Reloads the links the cache queued for a refresh (hit late in their
+    /// freshness, see [`LinkCache::take_due`]) in batches from the store, so they
+    /// stay cached instead of expiring into misses. Returns how many it reloaded. A
+    /// failed batch leaves its links to expire and load on their next click.
+    pub async fn refresh_cache(&self) -> Result<usize, LinkError> {
+        let due = self.cache.take_due();
+        let mut refreshed = 0;
+        for chunk in due.chunks(WARM_CHUNK) {
+            let epoch = self.cache.epoch();
+            let mut found: HashMap<String, Link> = self
+                .store
+                .get_links(chunk)
+                .await?
+                .into_iter()
+                .map(|l| (l.code.as_str().to_owned(), l))
+                .collect();
+            for code in chunk {
+                let entry = found.remove(code).as_ref().and_then(CachedLink::from_link);
+                refreshed += usize::from(entry.is_some());
+                self.cache.refresh(code, entry, epoch);
+            }
+        }
+        Ok(refreshed)
     }
 
     /// The redirect lookup: cache first, store on a miss.

@@ -6,10 +6,20 @@
 //! freshness deadline lives in the value. Misses are cached too, briefly, so a flood
 //! of random codes costs one store query per code per few seconds instead of one per
 //! request. Concurrent misses for one code wait for a single loader (single-flight).
+//!
+//! A link that is still being clicked in the last quarter of its freshness is queued
+//! for a refresh ([`LinkCache::take_due`], [`LinkCache::refresh`]): the link service
+//! reloads the queued links in batches in the background, so a hot link never turns
+//! into a miss on the redirect path when its TTL runs out. Before, every cached link
+//! expired a TTL after it was loaded: a whole cache filled in the same few seconds
+//! expired in the same few seconds, and each of its hot links cost a request a store
+//! lookup (one at a time) once a minute. The TTL still bounds how stale a link can be:
+//! a refreshed entry is a newly loaded one.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -80,11 +90,16 @@ pub struct LinkCache {
     map: Cache<String, Slot, UnitWeighter, DefaultHashBuilder, CountEvictions>,
     ttl: Duration,
     negative_ttl: Duration,
+    /// A hit on a link with less freshness than this left queues it for a refresh.
+    refresh_window: Duration,
+    /// Codes queued for a refresh, each once, at most `capacity` of them.
+    due: Mutex<HashSet<String>>,
     /// Bumped by every invalidation. A loader that started before a bump does not
     /// insert its (possibly stale) result, so a PATCH can't be undone by a racing miss.
     epoch: AtomicU64,
     hits: Counter,
     misses: Counter,
+    refreshes: Counter,
 }
 
 impl LinkCache {
@@ -93,8 +108,9 @@ impl LinkCache {
         let evictions = metrics::counter!("kurz_cache_evictions_total");
         let hits = metrics::counter!("kurz_cache_requests_total", "result" => "hit");
         let misses = metrics::counter!("kurz_cache_requests_total", "result" => "miss");
+        let refreshes = metrics::counter!("kurz_cache_refreshes_total");
         // Registered at zero so dashboards and rules see them from the start.
-        for c in [&evictions, &hits, &misses] {
+        for c in [&evictions, &hits, &misses, &refreshes] {
             c.increment(0);
         }
         metrics::gauge!("kurz_cache_capacity").set(capacity as f64);
@@ -109,9 +125,12 @@ impl LinkCache {
             ),
             ttl,
             negative_ttl,
+            refresh_window: ttl / 4,
+            due: Mutex::new(HashSet::new()),
             epoch: AtomicU64::new(0),
             hits,
             misses,
+            refreshes,
         }
     }
 
@@ -121,7 +140,60 @@ impl LinkCache {
     /// from it, and otherwise [`Self::get_or_load`] counts the request.
     pub fn get_fresh(&self, code: &str) -> Option<Arc<CachedLink>> {
         let slot = self.map.get(code)?;
-        (slot.fresh_until > Instant::now()).then_some(slot.link).flatten()
+        let now = Instant::now();
+        if slot.fresh_until <= now {
+            return None;
+        }
+        self.note_hit(code, &slot, now);
+        slot.link
+    }
+
+    /// Queues a link hit in the last part of its freshness for a refresh.
+    fn note_hit(&self, code: &str, slot: &Slot, now: Instant) {
+        if slot.link.is_none() || slot.fresh_until.saturating_duration_since(now) > self.refresh_window {
+            return;
+        }
+        // A poisoned lock only means a panic elsewhere mid-insert: the set is whole.
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        if due.len() < self.capacity() && !due.contains(code) {
+            due.insert(code.to_owned());
+        }
+    }
+
+    /// Takes the codes queued for a refresh since the last call.
+    pub fn take_due(&self) -> Vec<String> {
+        let mut due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        due.drain().collect()
+    }
+
+    /// Replaces `code`'s entry with `link` as loaded after [`Self::epoch`] gave
+    /// `epoch`; `None` (the store has no such link any more) drops it. Nothing
+    /// changes if anything was invalidated since: the load may predate the change.
+    pub fn refresh(&self, code: &str, link: Option<CachedLink>, epoch: u64) {
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
+        match link {
+            Some(link) => {
+                self.refreshes.increment(1);
+                self.map.insert(
+                    code.to_owned(),
+                    Slot {
+                        link: Some(Arc::new(link)),
+                        fresh_until: Instant::now() + self.ttl,
+                    },
+                );
+            }
+            None => {
+                self.map.remove(code);
+            }
+        }
+    }
+
+    /// How often queued refreshes should be loaded so that they land before the
+    /// links expire: an eighth of the TTL, between 50 ms and a second.
+    pub fn refresh_every(&self) -> Duration {
+        (self.ttl / 8).clamp(Duration::from_millis(50), Duration::from_secs(1))
     }
 
     /// Counts a request answered from [`Self::get_fresh`]'s link as a hit.
@@ -141,6 +213,7 @@ impl LinkCache {
             && slot.fresh_until > now
         {
             self.hits.increment(1);
+            self.note_hit(code, &slot, now);
             return Ok(slot.link);
         }
         self.misses.increment(1);
@@ -269,6 +342,78 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.unwrap().location, "https://b.example/");
+    }
+
+    async fn load(cache: &LinkCache, code: &str, url: &str) -> Option<Arc<CachedLink>> {
+        cache
+            .get_or_load::<(), _, _>(code, || async { Ok(CachedLink::from_link(&link(url))) })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_link_hit_late_in_its_freshness_is_queued_once_and_refreshed() {
+        let cache = LinkCache::new(100, Duration::from_millis(400), Duration::from_secs(5));
+        load(&cache, "abc", "https://a.example/").await;
+        assert!(cache.get_fresh("abc").is_some());
+        assert!(
+            cache.take_due().is_empty(),
+            "a link fresh for 3/4 of its TTL is not due"
+        );
+        std::thread::sleep(Duration::from_millis(330));
+        assert!(
+            cache.get_fresh("abc").is_some(),
+            "still fresh, and still answered"
+        );
+        load(&cache, "abc", "https://unused.example/").await;
+        assert_eq!(
+            cache.take_due(),
+            vec!["abc".to_owned()],
+            "queued once for two hits"
+        );
+        assert!(cache.take_due().is_empty());
+        let epoch = cache.epoch();
+        cache.refresh("abc", CachedLink::from_link(&link("https://b.example/")), epoch);
+        std::thread::sleep(Duration::from_millis(150));
+        let got = cache
+            .get_fresh("abc")
+            .expect("fresh again: the refresh restarted its TTL");
+        assert_eq!(got.location, "https://b.example/");
+        assert!(cache.take_due().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refresh_loaded_before_an_invalidation_changes_nothing() {
+        let cache = LinkCache::new(100, Duration::from_secs(60), Duration::from_secs(5));
+        load(&cache, "abc", "https://a.example/").await;
+        let epoch = cache.epoch();
+        cache.invalidate("abc");
+        cache.refresh(
+            "abc",
+            CachedLink::from_link(&link("https://stale.example/")),
+            epoch,
+        );
+        assert!(cache.get_fresh("abc").is_none(), "the invalidated link stays out");
+        load(&cache, "abc", "https://a.example/").await;
+        let epoch = cache.epoch();
+        cache.refresh("abc", None, epoch);
+        assert!(
+            cache.get_fresh("abc").is_none(),
+            "a link the store no longer has is dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn absent_codes_are_never_queued() {
+        let cache = LinkCache::new(100, Duration::from_millis(400), Duration::from_millis(400));
+        let got = cache
+            .get_or_load::<(), _, _>("nope", || async { Ok(None) })
+            .await
+            .unwrap();
+        assert!(got.is_none());
+        std::thread::sleep(Duration::from_millis(330));
+        let _ = cache.get_or_load::<(), _, _>("nope", || async { Ok(None) }).await;
+        assert!(cache.take_due().is_empty());
     }
 
     #[tokio::test]

@@ -248,3 +248,53 @@ async fn api_answers_are_no_store_except_the_qr_image() {
     assert_eq!(res.status(), 200);
     assert_eq!(cache_control(&res), "public, max-age=86400");
 }
+
+/// A link clicked all the time stays in the L1 cache past its TTL: it is reloaded in
+/// the background late in its freshness, so only the first click after its create
+/// misses (before, each TTL ended in a miss on the redirect path). The TTL still
+/// bounds staleness: a change made through another instance (no Redis here to tell
+/// this one) is served within a TTL.
+#[tokio::test]
+async fn a_hot_link_is_refreshed_before_it_expires_and_changes_still_show_within_the_ttl() {
+    let app = spawn_with(|c| c.cache.ttl_secs = 2).await;
+    let code = app.create_code("https://example.com/before").await;
+    let misses = |text: &str| metric(text, "kurz_cache_requests_total{result=\"miss\"} ");
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let misses_before = misses(&text);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(5_500) {
+        let res = app.get(&format!("/{code}"), None).await;
+        assert_eq!(res.status(), 302);
+        assert_eq!(location(&res), "https://example.com/before");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert_eq!(misses(&text) - misses_before, 1.0, "only the first click missed");
+    assert!(
+        metric(&text, "kurz_cache_refreshes_total ") >= 2.0,
+        "two TTLs passed"
+    );
+
+    let other = app.twin().await;
+    let res = other
+        .patch(
+            &code,
+            ADMIN_KEY,
+            &json!({ "original_url": "https://example.com/after" }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let changed = std::time::Instant::now();
+    loop {
+        let res = app.get(&format!("/{code}"), None).await;
+        if location(&res) == "https://example.com/after" {
+            break;
+        }
+        assert!(
+            changed.elapsed() < std::time::Duration::from_millis(2_500),
+            "still the old target {:?} after the change",
+            changed.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
