@@ -7,7 +7,7 @@
 //! of random codes costs one store query per code per few seconds instead of one per
 //! request. Concurrent misses for one code wait for a single loader (single-flight).
 //!
-//! A link that is still being clicked in the last quarter of its freshness is queued
+//! A link that is still being clicked in the second half of its freshness is queued
 //! for a refresh ([`LinkCache::take_due`], [`LinkCache::refresh`]): the link service
 //! reloads the queued links in batches in the background, so a hot link never turns
 //! into a miss on the redirect path when its TTL runs out. Before, every cached link
@@ -125,7 +125,7 @@ impl LinkCache {
             ),
             ttl,
             negative_ttl,
-            refresh_window: ttl / 4,
+            refresh_window: ttl / 2,
             due: Mutex::new(HashSet::new()),
             epoch: AtomicU64::new(0),
             hits,
@@ -358,7 +358,7 @@ mod tests {
         assert!(cache.get_fresh("abc").is_some());
         assert!(
             cache.take_due().is_empty(),
-            "a link fresh for 3/4 of its TTL is not due"
+            "a link in the first half of its TTL is not due"
         );
         std::thread::sleep(Duration::from_millis(330));
         assert!(

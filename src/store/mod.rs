@@ -207,7 +207,7 @@ pub trait LinkStore: Send + Sync + 'static {
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>>;
 
     /// The live links of `codes` (in any order; unknown codes left out), for the
-    /// cache warm-up: no read-your-writes rule, a replica will do.
+    /// cache's warm-up and refreshes: no read-your-writes rule, a replica will do.
     async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>>;
 
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>>;

@@ -583,7 +583,8 @@ impl LinkStore for PgStore {
     }
 
     async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>> {
-        // Warm-up reads: a replica will do, the primary if it fails.
+        // The cache's warm-up and refreshes: a replica will do (a refresh comes half a
+        // cache TTL or more after the link was last read), the primary if it fails.
         self.read_stats(|pool| async move {
             let rows = sqlx::query(link_select!("WHERE deleted_at IS NULL AND code = ANY($1)"))
                 .bind(codes)
