@@ -16,7 +16,9 @@ use crate::cache::{LinkCache, RedisCache};
 use crate::domain::link::{parse_future_instant, resolve_expiry};
 use crate::domain::stats::StatsRange;
 use crate::domain::target_url::OwnHosts;
-use crate::domain::{Alias, Caller, Invalid, Link, LinkState, Metadata, RedirectType, ShortCode, TargetUrl};
+use crate::domain::{
+    Alias, Caller, Invalid, Link, LinkState, LinkTarget, Metadata, RedirectType, ShortCode, TargetUrl,
+};
 use crate::keygen::KeyGenerator;
 use crate::stats::{Stats, StatsError};
 use crate::store::{LinkPatch, LinkStore, ListQuery, NewLink, StoreError};
@@ -355,8 +357,8 @@ impl LinkService {
         let mut warmed = 0;
         for chunk in codes.chunks(WARM_CHUNK) {
             let epoch = self.cache.epoch();
-            for link in self.store.get_links(chunk).await? {
-                if let Some(entry) = CachedLink::from_link(&link)
+            for link in self.store.get_targets(chunk).await? {
+                if let Some(entry) = CachedLink::from_target(&link)
                     && self.cache.warm(link.code.as_str(), entry, epoch)
                 {
                     warmed += 1;
@@ -378,15 +380,15 @@ impl LinkService {
             // runtime worker that also answers redirects.
             tokio::task::yield_now().await;
             let epoch = self.cache.epoch();
-            let mut found: HashMap<String, Link> = self
+            let mut found: HashMap<String, LinkTarget> = self
                 .store
-                .get_links(chunk)
+                .get_targets(chunk)
                 .await?
                 .into_iter()
-                .map(|l| (l.code.as_str().to_owned(), l))
+                .map(|t| (t.code.as_str().to_owned(), t))
                 .collect();
             for code in chunk {
-                let entry = found.remove(code).as_ref().and_then(CachedLink::from_link);
+                let entry = found.remove(code).as_ref().and_then(CachedLink::from_target);
                 refreshed += usize::from(entry.is_some());
                 self.cache.refresh(code, entry, epoch);
             }

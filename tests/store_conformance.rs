@@ -102,6 +102,46 @@ pub async fn insert_then_get_round_trips(store: Backend) {
     assert!(store.get_link("nope123").await.unwrap().is_none());
 }
 
+/// The cache's warm-up and refreshes read targets: the live links asked for, each
+/// with what a redirect needs, exactly as the link itself says.
+pub async fn targets_are_what_a_redirect_needs_of_live_links(store: Backend) {
+    let mut permanent = new_link("tgt0001", "https://example.com/p", None);
+    permanent.expires_at = Some(Utc::now().trunc_subsecs(3) + Duration::days(1));
+    permanent.redirect_type = RedirectType::Permanent;
+    let links = [
+        permanent,
+        new_link("tgt0002", "https://example.com/off", None),
+        new_link("tgt0003", "https://example.com/gone", None),
+    ];
+    store.insert_links(&links).await.unwrap();
+    let patch = LinkPatch {
+        original_url: None,
+        expires_at: None,
+        is_active: Some(false),
+        redirect_type: None,
+        metadata: None,
+    };
+    store.update_link("tgt0002", &patch).await.unwrap().unwrap();
+    assert!(store.delete_link("tgt0003").await.unwrap());
+    let asked: Vec<String> = ["tgt0001", "tgt0002", "tgt0003", "nosuch1"]
+        .map(String::from)
+        .to_vec();
+    let mut got = store.get_targets(&asked).await.unwrap();
+    got.sort_by(|a, b| a.code.as_str().cmp(b.code.as_str()));
+    assert_eq!(got.len(), 2, "the deleted and the unknown code are left out: {got:?}");
+    for target in &got {
+        let link = store.get_link(target.code.as_str()).await.unwrap().unwrap();
+        assert_eq!(target.original_url, link.original_url);
+        assert_eq!(target.expires_at, link.expires_at);
+        assert_eq!(target.is_active, link.is_active);
+        assert_eq!(target.redirect_type, link.redirect_type);
+    }
+    assert_eq!(got[0].redirect_type, RedirectType::Permanent);
+    assert!(got[0].expires_at.is_some());
+    assert!(!got[1].is_active);
+    assert!(store.get_targets(&[]).await.unwrap().is_empty());
+}
+
 pub async fn codes_are_case_sensitive_and_conflicts_are_per_item(store: Backend) {
     let out = store
         .insert_links(&[
@@ -743,6 +783,7 @@ macro_rules! conformance {
             use super::*;
             conformance!(@tests $fresh; $(#[$attr];)?
                 insert_then_get_round_trips,
+                targets_are_what_a_redirect_needs_of_live_links,
                 codes_are_case_sensitive_and_conflicts_are_per_item,
                 delete_keeps_the_code_reserved,
                 patch_changes_only_given_fields,

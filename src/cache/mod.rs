@@ -33,7 +33,7 @@ pub mod l2;
 pub use l2::RedisCache;
 
 use crate::domain::link::state_at;
-use crate::domain::{Link, LinkState, RedirectType};
+use crate::domain::{Link, LinkState, LinkTarget, RedirectType, TargetUrl};
 
 /// What the redirect needs of a link, and nothing more.
 #[derive(Debug)]
@@ -49,15 +49,39 @@ impl CachedLink {
     /// `None` if the stored URL is not ASCII (it always is: URLs are normalised to
     /// ASCII before they are stored), so every cached URL is a valid header value.
     pub fn from_link(link: &Link) -> Option<Self> {
-        let url = link.original_url.as_str();
+        Self::new(
+            &link.original_url,
+            link.redirect_type,
+            link.expires_at,
+            link.is_active,
+        )
+    }
+
+    /// [`Self::from_link`] from what the warm-up and refreshes read.
+    pub fn from_target(target: &LinkTarget) -> Option<Self> {
+        Self::new(
+            &target.original_url,
+            target.redirect_type,
+            target.expires_at,
+            target.is_active,
+        )
+    }
+
+    fn new(
+        url: &TargetUrl,
+        redirect_type: RedirectType,
+        expires_at: Option<DateTime<Utc>>,
+        is_active: bool,
+    ) -> Option<Self> {
+        let url = url.as_str();
         if !url.bytes().all(|b| b.is_ascii_graphic()) {
             return None;
         }
         Some(Self {
             location: Bytes::copy_from_slice(url.as_bytes()),
-            redirect_type: link.redirect_type,
-            expires_at: link.expires_at,
-            is_active: link.is_active,
+            redirect_type,
+            expires_at,
+            is_active,
         })
     }
 

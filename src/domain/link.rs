@@ -153,6 +153,18 @@ pub fn state_at(expires_at: Option<DateTime<Utc>>, is_active: bool, now: DateTim
     }
 }
 
+/// What a redirect needs of a link, and all the cache's warm-up and refreshes read:
+/// reading a whole [`Link`] (owner, metadata, click counters) for each of thousands
+/// of links a second would be work the cache throws away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkTarget {
+    pub code: ShortCode,
+    pub original_url: TargetUrl,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub is_active: bool,
+    pub redirect_type: RedirectType,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Link {
     /// Store-assigned, monotonic: the list endpoint pages by it.

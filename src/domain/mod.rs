@@ -28,7 +28,7 @@ pub(crate) fn pattern(p: &str) -> regex::Regex {
 }
 
 pub use code::{Alias, ShortCode};
-pub use link::{Link, LinkState, Metadata, RedirectType};
+pub use link::{Link, LinkState, LinkTarget, Metadata, RedirectType};
 pub use target_url::TargetUrl;
 pub use user::{Caller, Tier};
 

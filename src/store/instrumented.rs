@@ -20,7 +20,7 @@ use super::{
     User,
 };
 use crate::analytics::port::{ClickResult, ClickStore, ClickStoreError, ClickTx, SketchPlan, StoredRollup};
-use crate::domain::Link;
+use crate::domain::{Link, LinkTarget};
 
 /// The operations the store metrics are labelled with.
 #[derive(Debug, Clone, Copy)]
@@ -198,8 +198,8 @@ impl<S: LinkStore> LinkStore for Instrumented<S> {
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>> {
         self.metrics.timed(Op::GetLink, self.inner.get_link(code)).await
     }
-    async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>> {
-        self.metrics.timed(Op::Other, self.inner.get_links(codes)).await
+    async fn get_targets(&self, codes: &[String]) -> StoreResult<Vec<LinkTarget>> {
+        self.metrics.timed(Op::Other, self.inner.get_targets(codes)).await
     }
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>> {
         self.metrics

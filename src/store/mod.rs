@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use crate::analytics::port::ClickStore;
 use crate::config::DatabaseConfig;
 
-use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
+use crate::domain::{Link, LinkTarget, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
 
 pub mod backup;
 pub mod instrumented;
@@ -42,6 +42,19 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A backend error as the click port reports it.
+/// A stored code, read back: both backends decode link rows with it.
+pub(crate) fn stored_code(code: &str) -> StoreResult<ShortCode> {
+    ShortCode::parse(code).ok_or_else(|| StoreError::Other(format!("bad stored code {code:?}")))
+}
+
+/// A stored redirect status (301 or 302), read back.
+pub(crate) fn stored_redirect_type(status: i64) -> StoreResult<RedirectType> {
+    u16::try_from(status)
+        .ok()
+        .and_then(|r| RedirectType::from_status(r).ok())
+        .ok_or_else(|| StoreError::Other(format!("bad stored redirect_type {status}")))
+}
+
 pub(crate) fn to_click(e: StoreError) -> crate::analytics::port::ClickStoreError {
     use crate::analytics::port::ClickStoreError;
     match e {
@@ -206,9 +219,10 @@ pub trait LinkStore: Send + Sync + 'static {
     /// A live (not deleted) link by code, whatever its expiry or active flag.
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>>;
 
-    /// The live links of `codes` (in any order; unknown codes left out), for the
-    /// cache's warm-up and refreshes: no read-your-writes rule, a replica will do.
-    async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>>;
+    /// What a redirect needs of the live links of `codes` (in any order; unknown
+    /// codes left out), for the cache's warm-up and refreshes: no read-your-writes
+    /// rule, a replica will do.
+    async fn get_targets(&self, codes: &[String]) -> StoreResult<Vec<LinkTarget>>;
 
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>>;
 

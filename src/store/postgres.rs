@@ -37,7 +37,7 @@ use super::{
     IdempotencyClaim, LinkPatch, LinkStore, ListQuery, NewLink, NewUser, PoolState, StoreError, StoreResult,
     User, to_click,
 };
-use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
+use crate::domain::{Link, LinkTarget, Metadata, TargetUrl, Tier};
 
 /// [`DAYS_THROUGH`], read with `sql` (which says how the row is locked). `None` if
 /// the row is missing or unreadable: then every write keeps every day's sketch
@@ -421,20 +421,30 @@ fn link_from_row(row: &PgRow) -> StoreResult<Link> {
     let metadata: String = row.try_get("metadata").map_err(get)?;
     Ok(Link {
         id: row.try_get("id").map_err(get)?,
-        code: ShortCode::parse(&code)
-            .ok_or_else(|| StoreError::Other(format!("bad stored code {code:?}")))?,
+        code: super::stored_code(&code)?,
         original_url: TargetUrl::from_trusted(row.try_get("original_url").map_err(get)?),
         owner_id: row.try_get("owner_id").map_err(get)?,
         created_at: row.try_get("created_at").map_err(get)?,
         expires_at: row.try_get("expires_at").map_err(get)?,
         is_active: row.try_get("is_active").map_err(get)?,
-        redirect_type: u16::try_from(redirect)
-            .ok()
-            .and_then(|r| RedirectType::from_status(r).ok())
-            .ok_or_else(|| StoreError::Other(format!("bad stored redirect_type {redirect}")))?,
+        redirect_type: super::stored_redirect_type(i64::from(redirect))?,
         metadata: Metadata::from_stored(&metadata),
         click_count: row.try_get("click_count").map_err(get)?,
         last_accessed_at: row.try_get("last_accessed_at").map_err(get)?,
+    })
+}
+
+/// A row of [`LinkStore::get_targets`]'s query, its columns read by position.
+fn target_from_row(row: &PgRow) -> StoreResult<LinkTarget> {
+    let get = |e: sqlx::Error| StoreError::Other(format!("bad link row: {e}"));
+    let code: String = row.try_get(0).map_err(get)?;
+    let redirect: i16 = row.try_get(4).map_err(get)?;
+    Ok(LinkTarget {
+        code: super::stored_code(&code)?,
+        original_url: TargetUrl::from_trusted(row.try_get(1).map_err(get)?),
+        expires_at: row.try_get(2).map_err(get)?,
+        is_active: row.try_get(3).map_err(get)?,
+        redirect_type: super::stored_redirect_type(i64::from(redirect))?,
     })
 }
 
@@ -582,16 +592,19 @@ impl LinkStore for PgStore {
             .collect())
     }
 
-    async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>> {
+    async fn get_targets(&self, codes: &[String]) -> StoreResult<Vec<LinkTarget>> {
         // The cache's warm-up and refreshes: a replica will do (a refresh comes half a
         // cache TTL or more after the link was last read), the primary if it fails.
         self.read_stats(|pool| async move {
-            let rows = sqlx::query(link_select!("WHERE deleted_at IS NULL AND code = ANY($1)"))
-                .bind(codes)
-                .fetch_all(&pool)
-                .await
-                .map_err(map_err)?;
-            rows.iter().map(link_from_row).collect()
+            let rows = sqlx::query(concat!(
+                "SELECT code, original_url, expires_at, is_active, redirect_type ",
+                "FROM links WHERE deleted_at IS NULL AND code = ANY($1)"
+            ))
+            .bind(codes)
+            .fetch_all(&pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter().map(target_from_row).collect()
         })
         .await
     }

@@ -24,7 +24,7 @@ use super::{
     IdempotencyClaim, LinkPatch, LinkStore, ListQuery, NewLink, NewUser, PoolState, StoreError, StoreResult,
     User, to_click,
 };
-use crate::domain::{Link, Metadata, RedirectType, ShortCode, TargetUrl, Tier};
+use crate::domain::{Link, LinkTarget, Metadata, TargetUrl, Tier};
 
 pub struct SqliteStore {
     write: Writer,
@@ -231,8 +231,7 @@ fn link_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Link> {
     let metadata: String = row.try_get("metadata").map_err(get)?;
     Ok(Link {
         id: row.try_get("id").map_err(get)?,
-        code: ShortCode::parse(&code)
-            .ok_or_else(|| StoreError::Other(format!("bad stored code {code:?}")))?,
+        code: super::stored_code(&code)?,
         original_url: TargetUrl::from_trusted(row.try_get("original_url").map_err(get)?),
         owner_id: row.try_get("owner_id").map_err(get)?,
         created_at: from_ms(row.try_get("created_at").map_err(get)?),
@@ -241,16 +240,27 @@ fn link_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Link> {
             .map_err(get)?
             .map(from_ms),
         is_active: row.try_get("is_active").map_err(get)?,
-        redirect_type: u16::try_from(redirect)
-            .ok()
-            .and_then(|r| RedirectType::from_status(r).ok())
-            .ok_or_else(|| StoreError::Other(format!("bad stored redirect_type {redirect}")))?,
+        redirect_type: super::stored_redirect_type(redirect)?,
         metadata: Metadata::from_stored(&metadata),
         click_count: row.try_get("click_count").map_err(get)?,
         last_accessed_at: row
             .try_get::<Option<i64>, _>("last_accessed_at")
             .map_err(get)?
             .map(from_ms),
+    })
+}
+
+/// A row of [`LinkStore::get_targets`]'s query, its columns read by position.
+fn target_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<LinkTarget> {
+    let get = |e: sqlx::Error| StoreError::Other(format!("bad link row: {e}"));
+    let code: String = row.try_get(0).map_err(get)?;
+    let redirect: i64 = row.try_get(4).map_err(get)?;
+    Ok(LinkTarget {
+        code: super::stored_code(&code)?,
+        original_url: TargetUrl::from_trusted(row.try_get(1).map_err(get)?),
+        expires_at: row.try_get::<Option<i64>, _>(2).map_err(get)?.map(from_ms),
+        is_active: row.try_get(3).map_err(get)?,
+        redirect_type: super::stored_redirect_type(redirect)?,
     })
 }
 
@@ -368,11 +378,13 @@ impl LinkStore for SqliteStore {
         Ok(out)
     }
 
-    async fn get_links(&self, codes: &[String]) -> StoreResult<Vec<Link>> {
+    async fn get_targets(&self, codes: &[String]) -> StoreResult<Vec<LinkTarget>> {
         let mut out = Vec::with_capacity(codes.len());
         for chunk in codes.chunks(CHUNK_ROWS) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new(link_select!("WHERE l.deleted_at IS NULL AND l.code IN ("));
+            let mut q = QueryBuilder::<Sqlite>::new(concat!(
+                "SELECT code, original_url, expires_at, is_active, redirect_type ",
+                "FROM links WHERE deleted_at IS NULL AND code IN ("
+            ));
             let mut list = q.separated(", ");
             for code in chunk {
                 list.push_bind(code.as_str());
@@ -385,7 +397,7 @@ impl LinkStore for SqliteStore {
                 .await
                 .map_err(map_err)?
             {
-                out.push(link_from_row(&row)?);
+                out.push(target_from_row(&row)?);
             }
         }
         Ok(out)
