@@ -128,7 +128,11 @@ pub async fn targets_are_what_a_redirect_needs_of_live_links(store: Backend) {
         .to_vec();
     let mut got = store.get_targets(&asked).await.unwrap();
     got.sort_by(|a, b| a.code.as_str().cmp(b.code.as_str()));
-    assert_eq!(got.len(), 2, "the deleted and the unknown code are left out: {got:?}");
+    assert_eq!(
+        got.len(),
+        2,
+        "the deleted and the unknown code are left out: {got:?}"
+    );
     for target in &got {
         let link = store.get_link(target.code.as_str()).await.unwrap().unwrap();
         assert_eq!(target.original_url, link.original_url);
