@@ -1040,10 +1040,23 @@ async fn replica_reads_keep_read_your_writes() {
         "https://example.com/ryw",
         "served by the (paused) replica"
     );
-    // Told about the change (as the invalidation bus does), it reads the primary.
+    let code = ["ryw0000".to_owned()];
+    let target = |targets: Vec<kurz::domain::LinkTarget>| targets[0].original_url.as_str().to_owned();
+    assert_eq!(
+        target(fresh_reader.get_targets(&code).await.unwrap()),
+        "https://example.com/ryw",
+        "the cache's refreshes read the replica too"
+    );
+    // Told about the change (as the invalidation bus does), it reads the primary,
+    // for a redirect's miss and for the cache's refresh alike.
     fresh_reader.note_changed("ryw0000");
     let seen = fresh_reader.get_link("ryw0000").await.unwrap().unwrap();
     assert_eq!(seen.original_url.as_str(), "https://example.com/new");
+    assert_eq!(
+        target(fresh_reader.get_targets(&code).await.unwrap()),
+        "https://example.com/new",
+        "a refresh of a link changed elsewhere must not put the replica's old copy back"
+    );
     // A create made elsewhere is found through the primary fallback despite the pause.
     other
         .insert_links(&[new_link("elsewhere1", "https://example.com/e", None)])

@@ -220,8 +220,9 @@ pub trait LinkStore: Send + Sync + 'static {
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>>;
 
     /// What a redirect needs of the live links of `codes` (in any order; unknown
-    /// codes left out), for the cache's warm-up and refreshes: no read-your-writes
-    /// rule, a replica will do.
+    /// codes left out), for the cache's warm-up and refreshes. The same
+    /// read-your-writes rule as [`Self::get_link`]: a link changed lately is read
+    /// where its change is.
     async fn get_targets(&self, codes: &[String]) -> StoreResult<Vec<LinkTarget>>;
 
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>>;

@@ -593,19 +593,26 @@ impl LinkStore for PgStore {
     }
 
     async fn get_targets(&self, codes: &[String]) -> StoreResult<Vec<LinkTarget>> {
-        // The cache's warm-up and refreshes: a replica will do (a refresh comes half a
-        // cache TTL or more after the link was last read), the primary if it fails.
-        self.read_stats(|pool| async move {
-            let rows = sqlx::query(concat!(
-                "SELECT code, original_url, expires_at, is_active, redirect_type ",
-                "FROM links WHERE deleted_at IS NULL AND code = ANY($1)"
-            ))
-            .bind(codes)
-            .fetch_all(&pool)
-            .await
-            .map_err(map_err)?;
-            rows.iter().map(target_from_row).collect()
-        })
+        // The cache's warm-up and refreshes: a replica will do, the primary if it
+        // fails, and the primary first if a link of `codes` changed lately (as for
+        // `get_link`): a refresh must not put a replica's old copy of a link back
+        // into the cache right after its invalidation.
+        let primary = codes.iter().any(|c| self.recently_written(c));
+        self.replica_first(
+            primary,
+            |_| true,
+            |pool| async move {
+                let rows = sqlx::query(concat!(
+                    "SELECT code, original_url, expires_at, is_active, redirect_type ",
+                    "FROM links WHERE deleted_at IS NULL AND code = ANY($1)"
+                ))
+                .bind(codes)
+                .fetch_all(&pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map(target_from_row).collect()
+            },
+        )
         .await
     }
 
