@@ -453,9 +453,6 @@ async fn report_store(store: &dyn LinkStore) {
     }
 }
 
-/// Periodic chores: drain metric histograms, forget idle rate-limit buckets, and
-/// (every ten minutes) delete idempotency records past their 24 hours and, with
-/// analytics on, raw clicks past retention and old click writer names.
 /// Reloads the links the cache queued for a refresh, as often as the cache asks
 /// ([`LinkCache::refresh_every`]), so hot links do not expire into misses.
 async fn keep_cache_fresh(state: Arc<AppState>) {
@@ -469,6 +466,9 @@ async fn keep_cache_fresh(state: Arc<AppState>) {
     }
 }
 
+/// Periodic chores: drain metric histograms, forget idle rate-limit buckets, and
+/// (every ten minutes) delete idempotency records past their 24 hours and, with
+/// analytics on, raw clicks past retention and old click writer names.
 async fn housekeeping(
     state: Arc<AppState>,
     clicks: Option<Arc<dyn ClickStore>>,

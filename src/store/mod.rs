@@ -41,7 +41,6 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A backend error as the click port reports it.
 /// A stored code, read back: both backends decode link rows with it.
 pub(crate) fn stored_code(code: &str) -> StoreResult<ShortCode> {
     ShortCode::parse(code).ok_or_else(|| StoreError::Other(format!("bad stored code {code:?}")))
@@ -55,6 +54,7 @@ pub(crate) fn stored_redirect_type(status: i64) -> StoreResult<RedirectType> {
         .ok_or_else(|| StoreError::Other(format!("bad stored redirect_type {status}")))
 }
 
+/// A backend error as the click port reports it.
 pub(crate) fn to_click(e: StoreError) -> crate::analytics::port::ClickStoreError {
     use crate::analytics::port::ClickStoreError;
     match e {
