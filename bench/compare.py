@@ -18,7 +18,8 @@ Per round (rounds rotate the servers' order, so drift favours none):
     processes (a quarter of the rate each, one browser UA each, latency correction):
     p99 (the worst of the four) and the server's CPU time per redirect.
 Then, for each kurz: peak RSS (VmHWM); redirects/s in the first BENCH_COLD seconds
-after a restart on its database (cache warm-up racing the load) against the warm
+after a restart on its database, from the first answer to /health (kurz loads its
+hot links before it answers, for up to KURZ_CACHE_WARM_WAIT_MS) against the warm
 figure; creates at a fixed 300/s and 1,000/s while the saturating redirect load runs
 (p50/p99, every answer must be 201). With --pg URL, the creates-under-load part is
 repeated on PostgreSQL (one kurz per version, fresh database each).

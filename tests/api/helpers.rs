@@ -300,6 +300,19 @@ impl TestApp {
         body["short_code"].as_str().unwrap().to_owned()
     }
 
+    /// Creates a link for each URL in one bulk request (at most 1,000); their codes.
+    pub async fn create_codes(&self, urls: impl IntoIterator<Item = String>) -> Vec<String> {
+        let items: Vec<Value> = urls.into_iter().map(|u| json!({ "original_url": u })).collect();
+        let res = self.bulk(Some(ADMIN_KEY), &json!({ "urls": items })).await;
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.unwrap();
+        let results = body["results"].as_array().unwrap();
+        results
+            .iter()
+            .map(|r| r["short_code"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub async fn get(&self, path: &str, key: Option<&str>) -> Response {
         let mut req = self.client.get(self.url(path));
         if let Some(k) = key {

@@ -321,3 +321,34 @@ async fn a_starting_instance_warms_its_cache_with_the_links_clicked_lately() {
         "the unclicked link was not loaded"
     );
 }
+
+/// A starting instance loads its hot links before it answers: the first request it
+/// answers already finds them all cached. Before, the warm-up ran beside the first
+/// requests, and under the bench's load each of them was a store lookup until it
+/// got there (over a second of the first five).
+#[tokio::test]
+async fn a_starting_instance_answers_once_its_hot_links_are_cached() {
+    const HOT: usize = 2_000;
+    // A wait no CI machine runs out of: the test is about the order, not the bound.
+    let app = spawn_with(|c| c.cache.warm_wait_ms = 60_000).await;
+    let mut codes = Vec::with_capacity(HOT);
+    for batch in 0..HOT / 1_000 {
+        let urls = (0..1_000).map(|i| format!("https://example.com/warm/{batch}/{i}"));
+        codes.extend(app.create_codes(urls).await);
+    }
+    for code in &codes {
+        assert_eq!(app.get(&format!("/{code}"), None).await.status(), 302);
+    }
+    let poll = std::time::Duration::from_millis(50);
+    crate::support::wait_for("the clicks in the store", poll, async || {
+        app.count("SELECT COUNT(DISTINCT code) FROM click_rollups").await == HOT as i64
+    })
+    .await;
+    let fresh = app.twin().await;
+    let text = fresh.get("/metrics", None).await.text().await.unwrap();
+    assert_eq!(
+        metric(&text, "kurz_cache_entries "),
+        HOT as f64,
+        "every hot link was cached before the first answer"
+    );
+}
