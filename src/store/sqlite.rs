@@ -183,7 +183,11 @@ impl SqliteStore {
             // last transactions on power loss; FULL would fsync every create.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The driver's thread hands rows over a channel this deep. At the default
+            // (50), a read of 1,000 links (a chunk of the warm-up's) stopped that thread
+            // to wait for the reader twenty times or more.
+            .row_buffer_size(CHUNK_ROWS);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
