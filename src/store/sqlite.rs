@@ -184,9 +184,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
-            // The driver's thread hands rows over a channel this deep. At the default
-            // (50), a read of 1,000 links (a chunk of the warm-up's) stopped that thread
-            // to wait for the reader twenty times or more.
+            // The driver's thread hands rows over a channel this deep, and waits
+            // whenever it is full. At the default (50) the warm-up of 100,000 links
+            // (reads of 1,000) took 0.8-0.9 s; at one chunk, 0.64 s
+            // (bench/results/2026-12-06.md).
             .row_buffer_size(CHUNK_ROWS);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
