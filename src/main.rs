@@ -15,6 +15,10 @@ use kurz::{Application, Config, store};
 /// transparent huge pages, and each touched 2 MiB page then counts whole in RSS. The
 /// user-agent rules alone took 60 MiB of RSS that way against 35 MiB without, and under
 /// the bench's redirect load the peak was 292 MiB against 337 (bench/results/2026-12-05.md).
+/// Its v2 line (`v2`) rather than v3: v3 keeps freed memory for 1 s before it returns
+/// it to the OS, v2 for 10 ms (100 ms for whole arenas). Under the bench's redirect
+/// load v2 peaked 14-35 MiB lower, at no more CPU per redirect
+/// (bench/results/2026-12-06.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
