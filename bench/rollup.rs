@@ -2,8 +2,8 @@
 //! link-hour rollups, and merging a folded rollup into its stored row. Under uniform
 //! traffic every 50,000-click batch touches tens of thousands of link-hours, so these
 //! two run for every click and every row the analytics pipeline writes; the journal
-//! record the store's lane writes of every batch before holding it; and the whole
-//! SQLite write of such a batch.
+//! record the store's lane writes of every batch before holding it; the parts a held
+//! batch is written in; and the whole SQLite write of such a batch.
 //! Run: `cargo bench --bench rollup`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -77,6 +77,11 @@ fn rollups(c: &mut Criterion) {
             record.clear();
             black_box(folded.encode_since(Encoded::default(), &mut record));
         })
+    });
+    // A held write goes to the store in parts of 500 link-hours (`PART_ROWS`): each
+    // part is its own batch, built from the held clicks when its write comes.
+    g.bench_function("cut_50k_clicks_into_parts_of_500", |b| {
+        b.iter(|| black_box(folded.cut(500).map(|p| p.events()).sum::<usize>()))
     });
     let rollups = folded.rollups();
     // Each row merged into what an earlier batch stored for it.

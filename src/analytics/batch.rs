@@ -364,6 +364,80 @@ impl ClickBatch {
     fn push(&mut self, c: Pushed<'_>) {
         let code = self.codes.id_of_label(c.code);
         let at_ms = c.at_ms;
+        self.count(code, at_ms);
+        let city = c.city.map_or(NO_CITY, |city| self.values.id(city));
+        let agent = Agent {
+            browser: self.values.id_of_label(c.browser),
+            os: self.values.id_of_label(c.os),
+            device: c.device,
+            bot: c.bot,
+        };
+        let place = Place {
+            country: self.values.id_of_label(c.country),
+            city,
+        };
+        self.clicks.push(Click {
+            at_ms,
+            visitor: c.visitor,
+            code,
+            referrer: self.values.id_of_label(c.referrer),
+            agent: self.agents.id(agent),
+            place: self.places.id(place),
+        });
+    }
+
+    /// Appends a click held by `parent`, its ids mapped to this batch's through
+    /// `ids`: an index into a table per click instead of a hash lookup per string,
+    /// as [`Parts`] moves every held click into a part once per write.
+    fn push_held(&mut self, parent: &ClickBatch, c: &Click, ids: &mut IdMap) {
+        let code = ids
+            .codes
+            .get_or(c.code, || match parent.codes.strings.get(c.code as usize) {
+                Some(label) => self.codes.id_of_label(label),
+                None => self.codes.id(""),
+            });
+        self.count(code, c.at_ms);
+        let values = &mut ids.values;
+        let mut value = |batch: &mut ClickBatch, id: u32| {
+            values.get_or(id, || match parent.values.strings.get(id as usize) {
+                Some(label) => batch.values.id_of_label(label),
+                None => batch.values.id(""),
+            })
+        };
+        let held = parent.spell(c);
+        let city = if held.city == NO_CITY {
+            NO_CITY
+        } else {
+            value(self, held.city)
+        };
+        let agent = ids.agents.get_or(c.agent, || {
+            let browser = value(self, held.browser);
+            let os = value(self, held.os);
+            self.agents.id(Agent {
+                browser,
+                os,
+                device: held.device,
+                bot: held.bot,
+            })
+        });
+        let place = ids.places.get_or(c.place, || {
+            let country = value(self, held.country);
+            self.places.id(Place { country, city })
+        });
+        let referrer = value(self, c.referrer);
+        self.clicks.push(Click {
+            at_ms: c.at_ms,
+            visitor: c.visitor,
+            code,
+            referrer,
+            agent,
+            place,
+        });
+    }
+
+    /// Counts a click of the link `code` (this batch's id) at `at_ms` in the link's
+    /// counters, its rows and its days.
+    fn count(&mut self, code: u32, at_ms: i64) {
         let hour = at_ms.div_euclid(HOUR_MS);
         self.oldest_ms = Some(self.oldest_ms.map_or(at_ms, |o| o.min(at_ms)));
         match self.links.get_mut(code as usize) {
@@ -387,25 +461,6 @@ impl ClickBatch {
         if self.days.last() != Some(&day) && !self.days.contains(&day) {
             self.days.push(day);
         }
-        let city = c.city.map_or(NO_CITY, |city| self.values.id(city));
-        let agent = Agent {
-            browser: self.values.id_of_label(c.browser),
-            os: self.values.id_of_label(c.os),
-            device: c.device,
-            bot: c.bot,
-        };
-        let place = Place {
-            country: self.values.id_of_label(c.country),
-            city,
-        };
-        self.clicks.push(Click {
-            at_ms,
-            visitor: c.visitor,
-            code,
-            referrer: self.values.id_of_label(c.referrer),
-            agent: self.agents.id(agent),
-            place: self.places.id(place),
-        });
     }
 
     /// A held click's fields, spelled out from the batch's tables.
@@ -452,10 +507,12 @@ impl ClickBatch {
             order: Vec::new(),
             bounds: Vec::new(),
             next: 0,
+            ids: IdMap::default(),
         };
         if self.rows <= max_rows {
             return parts;
         }
+        parts.ids = IdMap::for_batch(self);
         let (_, keys) = self.sorted_keys();
         let mut rows = 0;
         parts.bounds.push(0);
@@ -728,6 +785,75 @@ impl ClickBatch {
 }
 
 /// The parts of a batch, each built as it is read ([`ClickBatch::cut`]).
+/// One of a held batch's tables of ids (strings, agents or places) mapped to a
+/// part's, filled as the part meets them ([`NOT_MET`] until then), and emptied
+/// between parts by resetting only what the part met.
+#[derive(Default)]
+struct IdTable {
+    map: Vec<u32>,
+    met: Vec<u32>,
+}
+
+const NOT_MET: u32 = u32::MAX;
+
+impl IdTable {
+    fn new(len: usize) -> Self {
+        Self {
+            map: vec![NOT_MET; len],
+            met: Vec::new(),
+        }
+    }
+
+    /// The part's id for the held batch's `id`, from `make` the first time. An id
+    /// outside the held batch's table is not remembered.
+    fn get_or(&mut self, id: u32, make: impl FnOnce() -> u32) -> u32 {
+        match self.map.get_mut(id as usize) {
+            Some(mapped) if *mapped != NOT_MET => *mapped,
+            Some(mapped) => {
+                *mapped = make();
+                self.met.push(id);
+                *mapped
+            }
+            None => make(),
+        }
+    }
+
+    fn clear(&mut self) {
+        for id in self.met.drain(..) {
+            if let Some(mapped) = self.map.get_mut(id as usize) {
+                *mapped = NOT_MET;
+            }
+        }
+    }
+}
+
+/// A held batch's ids to the part being built ([`ClickBatch::push_held`]).
+#[derive(Default)]
+struct IdMap {
+    codes: IdTable,
+    values: IdTable,
+    agents: IdTable,
+    places: IdTable,
+}
+
+impl IdMap {
+    fn for_batch(b: &ClickBatch) -> Self {
+        Self {
+            codes: IdTable::new(b.codes.len()),
+            values: IdTable::new(b.values.len()),
+            agents: IdTable::new(b.agents.all.len()),
+            places: IdTable::new(b.places.all.len()),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.codes.clear();
+        self.values.clear();
+        self.agents.clear();
+        self.places.clear();
+    }
+}
+
 pub struct Parts<'a> {
     batch: &'a ClickBatch,
     /// Click indices in the deltas' order.
@@ -736,6 +862,8 @@ pub struct Parts<'a> {
     bounds: Vec<usize>,
     /// The part read next.
     next: usize,
+    /// The batch's ids to the part's being built.
+    ids: IdMap,
 }
 
 impl Iterator for Parts<'_> {
@@ -748,25 +876,10 @@ impl Iterator for Parts<'_> {
         // In arrival order, as the batch holds them (raw events keep that order).
         clicks.sort_unstable();
         let b = self.batch;
-        let label = |t: &Interner, id: u32| t.strings.get(id as usize).cloned().unwrap_or_else(|| "".into());
         let mut part = ClickBatch::default();
-        for c in clicks
-            .iter()
-            .filter_map(|i| b.clicks.get(*i as usize))
-            .map(|c| b.spell(c))
-        {
-            part.push(Pushed {
-                code: &label(&b.codes, c.code),
-                at_ms: c.at_ms,
-                referrer: &label(&b.values, c.referrer),
-                browser: &label(&b.values, c.browser),
-                os: &label(&b.values, c.os),
-                country: &label(&b.values, c.country),
-                city: (c.city != NO_CITY).then(|| b.values.get(c.city)),
-                device: c.device,
-                bot: c.bot,
-                visitor: c.visitor,
-            });
+        self.ids.clear();
+        for c in clicks.iter().filter_map(|i| b.clicks.get(*i as usize)) {
+            part.push_held(b, c, &mut self.ids);
         }
         Some(part)
     }
@@ -1144,17 +1257,11 @@ mod tests {
         assert_eq!(parts.len(), 5);
         assert!(parts.iter().all(|p| p.rows() <= 8));
         assert_eq!(parts.iter().map(ClickBatch::events).sum::<usize>(), events.len());
-        let mut rollups: Vec<(String, HourDelta)> = parts
-            .iter()
-            .flat_map(|p| p.rollups().into_iter().map(|(c, h)| (c.to_owned(), h.clone())))
-            .collect();
-        rollups.sort_by(|a, b| (a.0.as_str(), a.1.hour).cmp(&(b.0.as_str(), b.1.hour)));
-        let expected: Vec<(String, HourDelta)> = whole
-            .rollups()
-            .into_iter()
-            .map(|(c, h)| (c.to_owned(), h.clone()))
-            .collect();
-        assert_eq!(rollups, expected, "the parts' rows are the batch's rows");
+        assert_eq!(
+            rows_of(&parts),
+            rows_of(std::slice::from_ref(&whole)),
+            "the parts' rows are the batch's rows"
+        );
         let clicks: u64 = parts.iter().flat_map(|p| p.touches()).map(|t| t.clicks).sum();
         assert_eq!(clicks, events.len() as u64);
         events.reverse();
@@ -1202,6 +1309,56 @@ mod tests {
         let in_parts: Vec<_> = parts.iter().flat_map(keys).collect();
         assert_eq!(parts.len(), 4);
         assert_eq!(in_parts, keys(&whole));
+    }
+
+    /// A part takes each held click through tables of ids instead of its strings
+    /// ([`ClickBatch::push_held`]): every field of every click must come out of the
+    /// parts as it went into the batch, and each part's rows as the batch's.
+    #[test]
+    fn parts_keep_every_field_of_every_click() {
+        let (browsers, systems) = (["Chrome", "Firefox", "Safari"], ["Android", "Windows"]);
+        let (countries, cities) = (["DE", "US", "unknown"], [None, Some("Berlin"), Some("Lyon")]);
+        let referrers = ["direct", "t.co", "news.example", ""];
+        let devices = [Device::Mobile, Device::Desktop, Device::Tablet, Device::Other];
+        let events: Vec<ClickEvent> = (0..600u64)
+            .map(|i| {
+                let i_ = i as usize;
+                let at = format!("2026-03-01T{:02}:{:02}:00Z", i % 3, i % 60);
+                let mut e = event(
+                    &format!("c{}", (i * 7) % 41),
+                    &at,
+                    countries[i_ % 3],
+                    i,
+                    i % 11 == 0,
+                );
+                e.browser = browsers[(i_ / 2) % 3].into();
+                e.os = systems[(i_ / 3) % 2].into();
+                e.city = cities[(i_ / 5) % 3].map(Into::into);
+                e.referrer = referrers[(i_ / 7) % 4].into();
+                e.device = devices[(i_ / 4) % 4];
+                e
+            })
+            .collect();
+        let whole = fold(&events);
+        let parts = whole.parts(10);
+        assert!(parts.len() > 5, "the batch is cut into several parts");
+        let key = |e: &ClickEvent| e.visitor_hash;
+        let mut out: Vec<ClickEvent> = parts.iter().flat_map(ClickBatch::to_events).collect();
+        out.sort_by_key(key);
+        let mut expected = whole.to_events();
+        expected.sort_by_key(key);
+        assert_eq!(out, expected);
+        assert_eq!(rows_of(&parts), rows_of(std::slice::from_ref(&whole)));
+    }
+
+    /// The link-hour rows of some batches together, in code and hour order.
+    fn rows_of(batches: &[ClickBatch]) -> Vec<(String, HourDelta)> {
+        let mut rows: Vec<(String, HourDelta)> = batches
+            .iter()
+            .flat_map(|p| p.rollups().into_iter().map(|(c, h)| (c.to_owned(), h.clone())))
+            .collect();
+        rows.sort_by(|a, b| (a.0.as_str(), a.1.hour).cmp(&(b.0.as_str(), b.1.hour)));
+        rows
     }
 
     /// A journal records how many parts a hold is written in before the parts are
