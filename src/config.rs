@@ -556,7 +556,8 @@ pub struct CacheConfig {
     )]
     pub capacity: usize,
 
-    /// Seconds a cached link is trusted before the store is asked again.
+    /// Seconds a cached link is trusted before the store is asked again: for the
+    /// link, or on SQLite whether any link changed since it was loaded.
     #[arg(
         id = "cache-ttl-secs",
         long = "cache-ttl-secs",

@@ -102,6 +102,40 @@ pub async fn insert_then_get_round_trips(store: Backend) {
     assert!(store.get_link("nope123").await.unwrap().is_none());
 }
 
+/// The cache's refresh keeps a hot link without reading it again while the links
+/// version stands still, so every change and delete must move it, and a create (the
+/// busiest write) need not. A backend that keeps none says so every time.
+pub async fn the_links_version_moves_with_every_change_and_delete(store: Backend) {
+    let Some(start) = store.links_version().await.unwrap() else {
+        store
+            .insert_links(&[new_link("ver0001", "https://example.com/v", None)])
+            .await
+            .unwrap();
+        assert_eq!(store.links_version().await.unwrap(), None);
+        return;
+    };
+    let links = [
+        new_link("ver0001", "https://example.com/v1", None),
+        new_link("ver0002", "https://example.com/v2", None),
+    ];
+    store.insert_links(&links).await.unwrap();
+    let created = store.links_version().await.unwrap().unwrap();
+    assert_eq!(created, start, "a create leaves the version");
+    let patch = LinkPatch {
+        original_url: Some(TargetUrl::from_trusted("https://example.com/v1b".into())),
+        expires_at: None,
+        is_active: None,
+        redirect_type: None,
+        metadata: None,
+    };
+    store.update_link("ver0001", &patch).await.unwrap().unwrap();
+    let changed = store.links_version().await.unwrap().unwrap();
+    assert_ne!(changed, created, "a change moves the version");
+    assert!(store.delete_link("ver0002").await.unwrap());
+    let deleted = store.links_version().await.unwrap().unwrap();
+    assert_ne!(deleted, changed, "a delete moves the version");
+}
+
 /// The cache's warm-up and refreshes read targets: the live links asked for, each
 /// with what a redirect needs, exactly as the link itself says.
 pub async fn targets_are_what_a_redirect_needs_of_live_links(store: Backend) {
@@ -788,6 +822,7 @@ macro_rules! conformance {
             conformance!(@tests $fresh; $(#[$attr];)?
                 insert_then_get_round_trips,
                 targets_are_what_a_redirect_needs_of_live_links,
+                the_links_version_moves_with_every_change_and_delete,
                 codes_are_case_sensitive_and_conflicts_are_per_item,
                 delete_keeps_the_code_reserved,
                 patch_changes_only_given_fields,

@@ -14,7 +14,8 @@
 //! expired a TTL after it was loaded: a whole cache filled in the same few seconds
 //! expired in the same few seconds, and each of its hot links cost a request a store
 //! lookup (one at a time) once a minute. The TTL still bounds how stale a link can be:
-//! a refreshed entry is a newly loaded one.
+//! a refreshed entry is a newly loaded one, or one the store says has not changed
+//! since it was loaded ([`LinkCache::revalidate`]), which costs no read of the link.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -94,7 +95,19 @@ impl CachedLink {
 struct Slot {
     /// `None` caches "no such link".
     link: Option<Arc<CachedLink>>,
+    /// A TTL after the load (or revalidation) that put it began: a link's entry
+    /// reflects every change committed before `fresh_until - ttl`.
     fresh_until: Instant,
+}
+
+/// What the cache knew just before a load began: its invalidation count, to drop the
+/// load's result if anything was invalidated meanwhile, and the time, from which the
+/// loaded entry's freshness counts (a change committed after the load's read began
+/// must not be taken as seen).
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    epoch: u64,
+    at: Instant,
 }
 
 /// Counts entries evicted to make room (`kurz_cache_evictions_total`): a cache too
@@ -124,6 +137,7 @@ pub struct LinkCache {
     hits: Counter,
     misses: Counter,
     refreshes: Counter,
+    revalidations: Counter,
 }
 
 impl LinkCache {
@@ -133,8 +147,9 @@ impl LinkCache {
         let hits = metrics::counter!("kurz_cache_requests_total", "result" => "hit");
         let misses = metrics::counter!("kurz_cache_requests_total", "result" => "miss");
         let refreshes = metrics::counter!("kurz_cache_refreshes_total");
+        let revalidations = metrics::counter!("kurz_cache_revalidations_total");
         // Registered at zero so dashboards and rules see them from the start.
-        for c in [&evictions, &hits, &misses, &refreshes] {
+        for c in [&evictions, &hits, &misses, &refreshes, &revalidations] {
             c.increment(0);
         }
         metrics::gauge!("kurz_cache_capacity").set(capacity as f64);
@@ -155,6 +170,7 @@ impl LinkCache {
             hits,
             misses,
             refreshes,
+            revalidations,
         }
     }
 
@@ -190,11 +206,11 @@ impl LinkCache {
         due.drain().collect()
     }
 
-    /// Replaces `code`'s entry with `link` as loaded after [`Self::epoch`] gave
-    /// `epoch`; `None` (the store has no such link any more) drops it. Nothing
+    /// Replaces `code`'s entry with `link` as loaded after [`Self::ticket`] gave
+    /// `ticket`; `None` (the store has no such link any more) drops it. Nothing
     /// changes if anything was invalidated since: the load may predate the change.
-    pub fn refresh(&self, code: &str, link: Option<CachedLink>, epoch: u64) {
-        if self.epoch.load(Ordering::Acquire) != epoch {
+    pub fn refresh(&self, code: &str, link: Option<CachedLink>, ticket: &Ticket) {
+        if self.epoch.load(Ordering::Acquire) != ticket.epoch {
             return;
         }
         match link {
@@ -204,7 +220,7 @@ impl LinkCache {
                     code.to_owned(),
                     Slot {
                         link: Some(Arc::new(link)),
-                        fresh_until: Instant::now() + self.ttl,
+                        fresh_until: ticket.at + self.ttl,
                     },
                 );
             }
@@ -212,6 +228,37 @@ impl LinkCache {
                 self.map.remove(code);
             }
         }
+    }
+
+    /// Restarts the freshness of `code`'s cached link without loading it, when the
+    /// store says no link has changed since `unchanged_since` (read after
+    /// [`Self::ticket`] gave `ticket`) and the entry was loaded after that: it then
+    /// holds what the store holds. `false` (the caller reloads it) for an entry
+    /// loaded earlier, an absent one, or after any invalidation since `ticket`.
+    pub fn revalidate(&self, code: &str, ticket: &Ticket, unchanged_since: Instant) -> bool {
+        if self.epoch.load(Ordering::Acquire) != ticket.epoch {
+            return false;
+        }
+        let Some(slot) = self.map.get(code) else {
+            return false;
+        };
+        let loaded_after = slot
+            .fresh_until
+            .checked_sub(self.ttl)
+            .is_some_and(|loaded| loaded > unchanged_since);
+        let Some(link) = slot.link.filter(|_| loaded_after) else {
+            return false;
+        };
+        self.revalidations.increment(1);
+        self.refreshes.increment(1);
+        self.map.insert(
+            code.to_owned(),
+            Slot {
+                link: Some(link),
+                fresh_until: ticket.at + self.ttl,
+            },
+        );
+        true
     }
 
     /// How often queued refreshes should be loaded so that they land before the
@@ -249,7 +296,7 @@ impl LinkCache {
                     self.map.remove(code);
                 }
                 Err(guard) => {
-                    let epoch = self.epoch.load(Ordering::Acquire);
+                    let ticket = self.ticket();
                     let Some(load) = load.take() else {
                         // Unreachable: a guard is handed out at most once per call.
                         return Ok(None);
@@ -260,10 +307,10 @@ impl LinkCache {
                     } else {
                         self.negative_ttl
                     };
-                    if self.epoch.load(Ordering::Acquire) == epoch {
+                    if self.epoch.load(Ordering::Acquire) == ticket.epoch {
                         let _ = guard.insert(Slot {
                             link: entry.clone(),
-                            fresh_until: Instant::now() + ttl,
+                            fresh_until: ticket.at + ttl,
                         });
                     }
                     return Ok(entry);
@@ -286,25 +333,29 @@ impl LinkCache {
     }
 
     /// Puts an entry loaded in advance (the warm-up at start), unless the code is
-    /// cached already or anything was invalidated since `epoch` (read before the load):
-    /// a warm entry must never undo a change. `true` when it was put.
-    pub fn warm(&self, code: &str, link: CachedLink, epoch: u64) -> bool {
-        if self.epoch.load(Ordering::Acquire) != epoch || self.map.get(code).is_some() {
+    /// cached already or anything was invalidated since `ticket` (taken before the
+    /// load): a warm entry must never undo a change. `true` when it was put.
+    pub fn warm(&self, code: &str, link: CachedLink, ticket: &Ticket) -> bool {
+        if self.epoch.load(Ordering::Acquire) != ticket.epoch || self.map.get(code).is_some() {
             return false;
         }
         self.map.insert(
             code.to_owned(),
             Slot {
                 link: Some(Arc::new(link)),
-                fresh_until: Instant::now() + self.ttl,
+                fresh_until: ticket.at + self.ttl,
             },
         );
         true
     }
 
-    /// The invalidation counter, for [`LinkCache::warm`].
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    /// Take before a load whose result goes to [`LinkCache::warm`],
+    /// [`LinkCache::refresh`] or [`LinkCache::revalidate`].
+    pub fn ticket(&self) -> Ticket {
+        Ticket {
+            epoch: self.epoch.load(Ordering::Acquire),
+            at: Instant::now(),
+        }
     }
 
     /// Links the cache holds at most.
@@ -396,8 +447,8 @@ mod tests {
             "queued once for two hits"
         );
         assert!(cache.take_due().is_empty());
-        let epoch = cache.epoch();
-        cache.refresh("abc", CachedLink::from_link(&link("https://b.example/")), epoch);
+        let ticket = cache.ticket();
+        cache.refresh("abc", CachedLink::from_link(&link("https://b.example/")), &ticket);
         std::thread::sleep(Duration::from_millis(150));
         let got = cache
             .get_fresh("abc")
@@ -410,20 +461,53 @@ mod tests {
     async fn a_refresh_loaded_before_an_invalidation_changes_nothing() {
         let cache = LinkCache::new(100, Duration::from_secs(60), Duration::from_secs(5));
         load(&cache, "abc", "https://a.example/").await;
-        let epoch = cache.epoch();
+        let ticket = cache.ticket();
         cache.invalidate("abc");
         cache.refresh(
             "abc",
             CachedLink::from_link(&link("https://stale.example/")),
-            epoch,
+            &ticket,
         );
         assert!(cache.get_fresh("abc").is_none(), "the invalidated link stays out");
         load(&cache, "abc", "https://a.example/").await;
-        let epoch = cache.epoch();
-        cache.refresh("abc", None, epoch);
+        let ticket = cache.ticket();
+        cache.refresh("abc", None, &ticket);
         assert!(
             cache.get_fresh("abc").is_none(),
             "a link the store no longer has is dropped"
+        );
+    }
+
+    /// A link loaded after the store's links last changed is kept without a read,
+    /// its freshness restarted; one loaded before, an absent one, or any after an
+    /// invalidation since the ticket is left for the caller to reload.
+    #[tokio::test]
+    async fn only_a_link_loaded_after_the_last_change_is_kept_without_a_read() {
+        let cache = LinkCache::new(100, Duration::from_millis(400), Duration::from_secs(5));
+        load(&cache, "old", "https://a.example/").await;
+        std::thread::sleep(Duration::from_millis(5));
+        let changed = Instant::now();
+        std::thread::sleep(Duration::from_millis(5));
+        load(&cache, "new", "https://b.example/").await;
+        std::thread::sleep(Duration::from_millis(300));
+        let ticket = cache.ticket();
+        assert!(
+            !cache.revalidate("old", &ticket, changed),
+            "loaded before the change: it must be read again"
+        );
+        assert!(!cache.revalidate("nope", &ticket, changed));
+        assert!(cache.revalidate("new", &ticket, changed));
+        std::thread::sleep(Duration::from_millis(200));
+        let kept = cache
+            .get_fresh("new")
+            .expect("fresh past its first TTL: the revalidation restarted it");
+        assert_eq!(kept.location, "https://b.example/");
+        assert!(cache.get_fresh("old").is_none(), "expired");
+        let ticket = cache.ticket();
+        cache.invalidate("other");
+        assert!(
+            !cache.revalidate("new", &ticket, changed),
+            "an invalidation since the ticket: reload"
         );
     }
 

@@ -201,6 +201,9 @@ impl<S: LinkStore> LinkStore for Instrumented<S> {
     async fn get_targets(&self, codes: &[String]) -> StoreResult<Vec<LinkTarget>> {
         self.metrics.timed(Op::Other, self.inner.get_targets(codes)).await
     }
+    async fn links_version(&self) -> StoreResult<Option<i64>> {
+        self.metrics.timed(Op::Other, self.inner.links_version()).await
+    }
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>> {
         self.metrics
             .timed(Op::UpdateLink, self.inner.update_link(code, patch))

@@ -225,6 +225,12 @@ pub trait LinkStore: Send + Sync + 'static {
     /// where its change is.
     async fn get_targets(&self, codes: &[String]) -> StoreResult<Vec<LinkTarget>>;
 
+    /// A number that moves whenever a committed write changes or deletes a link,
+    /// whichever process or instance made it; `None` where the backend keeps none.
+    /// The cache's refresh keeps a hot link loaded after the number last moved
+    /// without reading it again.
+    async fn links_version(&self) -> StoreResult<Option<i64>>;
+
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>>;
 
     /// Deletes a link's data but keeps its code reserved forever, so a code is never

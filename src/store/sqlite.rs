@@ -417,6 +417,15 @@ impl LinkStore for SqliteStore {
         row.as_ref().map(link_from_row).transpose()
     }
 
+    async fn links_version(&self) -> StoreResult<Option<i64>> {
+        // Moved by triggers on `links` (migration 0008), in the changing transaction.
+        let n: i64 = sqlx::query_scalar("SELECT n FROM links_version WHERE id = 1")
+            .fetch_one(&self.read)
+            .await
+            .map_err(map_err)?;
+        Ok(Some(n))
+    }
+
     async fn update_link(&self, code: &str, patch: &LinkPatch) -> StoreResult<Option<Link>> {
         let write = self.write.link();
         let row = sqlx::query(concat!(

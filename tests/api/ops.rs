@@ -209,6 +209,7 @@ async fn every_catalog_metric_is_exposed_from_the_start() {
         "kurz_cache_requests_total{result=\"miss\"}",
         "kurz_cache_evictions_total",
         "kurz_cache_refreshes_total",
+        "kurz_cache_revalidations_total",
         "kurz_cache_entries",
         "kurz_cache_capacity",
         "kurz_store_operation_duration_seconds_bucket{op=\"get_link\"",
