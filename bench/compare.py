@@ -21,7 +21,7 @@ Then, for each kurz: peak RSS (VmHWM); redirects/s in the first BENCH_COLD secon
 after a restart on its database, from the first answer to /health (kurz loads its
 hot links before it answers, for up to KURZ_CACHE_WARM_WAIT_MS) against the warm
 figure; creates at a fixed 300/s and 1,000/s while the saturating redirect load runs
-(p50/p99, every answer must be 201). With --pg URL, the creates-under-load part is
+(p50/p99; any answer other than 201 is counted and shown). With --pg URL, the creates-under-load part is
 repeated on PostgreSQL (one kurz per version, fresh database each).
 
 The servers' own CPU per request is the stable figure on a 2-core machine shared
@@ -241,11 +241,15 @@ def creates_under_load(server, rates, seconds):
                       f"{server.base}/api/v1/urls"], server.work / f"creates-{server.name}-{rate}.json")
         wrk.wait()
         codes = statuses(result)
-        if set(codes) != {201}:
-            sys.exit(f"{server.name}: creates under load answered {codes}")
+        # A create that is not a 201 is a failure of the server measured, not of the run: it is
+        # counted and shown beside the latencies (an older revision may shed a few under load).
+        failed = {str(code): n for code, n in codes.items() if code != 201}
+        failed.update(result.get("errorDistribution") or {})
+        if failed:
+            log(f"{server.name}: creates under load at {rate}/s answered {codes}")
         out[rate] = {"p50_ms": result["latencyPercentiles"]["p50"] * 1000,
                      "p99_ms": result["latencyPercentiles"]["p99"] * 1000,
-                     "created": codes[201]}
+                     "created": codes.get(201, 0), "failed": failed}
     return out
 
 
@@ -386,6 +390,15 @@ def harness_fresh_pg(admin_url, name):
     return admin_url.rsplit("/", 1)[0] + "/" + db
 
 
+def creates_txt(c):
+    """p50 / p99 of one creates-under-load rate, and the answers that were not 201, if any."""
+    text = f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f}"
+    failed = c.get("failed") or {}
+    if failed:
+        text += " (not 201: " + ", ".join(f"{n} × {code}" for code, n in sorted(failed.items())) + ")"
+    return text
+
+
 def summary(result, names, kurzes, offs):
     f, e = result["figures"], result["extra"]
     ref = f["reference"]
@@ -417,10 +430,9 @@ def summary(result, names, kurzes, offs):
         x = e[n]
         c = x["creates_sqlite"]
         pg = x.get("creates_pg")
-        pg_txt = (f"{pg[300]['p50_ms']:.1f} / {pg[300]['p99_ms']:.1f}; {pg[1000]['p50_ms']:.1f} / {pg[1000]['p99_ms']:.1f}"
-                  if pg else "—")
+        pg_txt = f"{creates_txt(pg[300])}; {creates_txt(pg[1000])}" if pg else "—"
         lines.append(f"| {n} | {x['cold_rps']:,.0f} ({x['cold_vs_warm']:.2f}×) "
-                     f"| {c[300]['p50_ms']:.1f} / {c[300]['p99_ms']:.1f}; {c[1000]['p50_ms']:.1f} / {c[1000]['p99_ms']:.1f} "
+                     f"| {creates_txt(c[300])}; {creates_txt(c[1000])} "
                      f"| {pg_txt} | {x['creates_per_s']:,.0f} | {x['bulk_ms']:.1f} |")
     return "\n".join(lines) + "\n"
 
