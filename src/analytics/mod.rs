@@ -8,7 +8,8 @@
 //!   cuts batches for each sink's [`lane`], which writes them, spools what fails
 //!   ([`spool`]) and replays the spool.
 //! * Lane writers: the store's ([`store_writer`]: holds clicks folded into a
-//!   [`batch::ClickBatch`], names its writes ([`names`]), replays exactly once) and
+//!   [`batch::ClickBatch`], kept in a [`chunked`] list, names its writes
+//!   ([`names`]), replays exactly once) and
 //!   plain event sinks ([`sink`]: [`kafka`]).
 //! * The store write: [`click_writer`] runs the one read-merge-write of rollup rows
 //!   ([`rows`], with [`hll`] visitor sketches) over the click store port ([`port`]),
@@ -19,6 +20,7 @@
 
 pub mod batch;
 pub mod batcher;
+pub mod chunked;
 pub mod click_writer;
 pub mod countries;
 pub mod enrich;
