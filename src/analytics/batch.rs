@@ -518,17 +518,14 @@ impl ClickBatch {
         let (_, sorted) = self.sorted_clicks();
         let mut rows = 0;
         parts.bounds.push(0);
-        let mut previous = sorted.first().map(|i| self.link_hour(*i));
-        for (i, index) in sorted.iter().enumerate().skip(1) {
-            let this = Some(self.link_hour(*index));
-            if this != previous {
+        for (i, pair) in sorted.windows(2).enumerate() {
+            if self.link_hour(pair[0]) != self.link_hour(pair[1]) {
                 rows += 1;
                 if rows == max_rows {
-                    parts.bounds.push(i);
+                    parts.bounds.push(i + 1);
                     rows = 0;
                 }
             }
-            previous = this;
         }
         parts.bounds.push(sorted.len());
         parts.order = sorted;
