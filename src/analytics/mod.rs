@@ -17,7 +17,10 @@
 //!   range reads; `crate::stats` reads them.
 //! * The store's lane [`journal`]s every batch before holding it, so a crash loses at
 //!   most the clicks not cut yet (one flush interval), not a held write's seconds.
+//! * [`background`] runs the pipeline's heavy CPU work on a thread below the
+//!   redirects' priority.
 
+pub mod background;
 pub mod batch;
 pub mod batcher;
 pub mod chunked;
@@ -46,6 +49,7 @@ use metrics::Counter;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub use background::off_workers;
 pub use enrich::{Enricher, GeoDb};
 pub use event::{Captured, ClickEvent};
 pub use kafka::KafkaSink;
@@ -56,21 +60,6 @@ pub use store_writer::StoreWriter;
 use batcher::StartLane;
 use lane::LaneWriter;
 use shared::{LaneSpool, Shared};
-
-/// Runs pure CPU or blocking file work (folding a batch, merging rollup rows: tens
-/// to hundreds of milliseconds for a big batch; a spool fsync or read) without stalling the connections scheduled on this
-/// runtime worker: `block_in_place` hands them to another worker first. Only
-/// synchronous work goes here. An `.await` inside (`block_in_place` + `block_on`) can
-/// hang the runtime's shutdown for ever (tokio#6463), which a CI run once hit.
-/// A single-threaded runtime, as in some tests, just runs `work` in place.
-pub fn off_workers<R>(work: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
-        _ => work(),
-    }
-}
 
 /// Tuning of the pipeline, from [`crate::config::Config`].
 #[derive(Debug, Clone)]
