@@ -6,8 +6,8 @@
 //! `block_in_place` alone that work ran at the workers' priority and took cores from
 //! the redirects: at a fixed 10,000 redirects/s the p99 was 1.1–1.5 ms in windows
 //! with a store write and 0.5–0.6 ms in windows without one. On a thread [`NICE`]
-//! steps lower, the kernel gives a waking worker the core at once; the p99 was
-//! 0.7–1.0 ms at the same CPU per redirect (bench/results/2026-12-06.md).
+//! steps lower, a waking worker preempts it; side by side the median p99 fell from
+//! 1.08 to 0.82 ms at the same CPU per redirect (bench/results/2026-12-06.md).
 //!
 //! What it costs: when every core is busy with redirects, the pipeline's work gets
 //! a small share and waits. That is DESIGN.md's promise for a slow sink ("redirects
@@ -15,11 +15,13 @@
 //! and nothing is lost. The SQLite writer's thread is not lowered: creates share it.
 //!
 //! The thread is scoped, so the work can borrow the caller's data, and started per
-//! call: a call is milliseconds of work, starting a thread tens of microseconds.
+//! call: there are a few calls per batch of clicks or part of a write, each over
+//! the whole batch or part (thousands of clicks under load); the redirect's own
+//! overflow path never comes here.
 
-/// How many nice steps below the caller the work runs. Each step is about a tenth
-/// less CPU share under contention: at 10 the work still gets about a tenth of a busy
-/// worker's share, so a pipeline under a saturating load slows down but goes on.
+/// How many nice steps below the caller the work runs. Linux weighs nice 10 at 110
+/// against nice 0's 1,024, so under contention the work gets about a tenth of a busy
+/// worker's share of a core: a pipeline under a saturating load slows down but goes on.
 pub const NICE: i32 = 10;
 
 /// The work's thread, as `top -H` and `/proc/<pid>/task/*/comm` show it.
