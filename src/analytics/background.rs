@@ -7,7 +7,8 @@
 //! the redirects: at a fixed 10,000 redirects/s the p99 was 1.1–1.5 ms in windows
 //! with a store write and 0.5–0.6 ms in windows without one. On a thread [`NICE`]
 //! steps lower, a waking worker preempts it; side by side the median p99 fell from
-//! 1.08 to 0.82 ms at the same CPU per redirect (bench/results/2026-12-06.md).
+//! 1.08 to 0.82 ms, the CPU per redirect inside the runs' spread
+//! (bench/results/2026-12-06.md).
 //!
 //! What it costs: when every core is busy with redirects, the pipeline's work gets
 //! a small share and waits. That is DESIGN.md's promise for a slow sink ("redirects
