@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use super::chunked::Chunked;
 use super::event::{ClickEvent, Device};
 use super::hll::Hll;
+use super::interner::Interner;
 use super::rows::{DayDelta, Dims, HourDelta};
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -148,64 +149,6 @@ pub struct RawEvent<'a> {
 
 fn from_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-/// The strings of a batch, each kept once and named by its index.
-#[derive(Debug, Clone, Default)]
-struct Interner {
-    ids: Map<Arc<str>, u32>,
-    strings: Vec<Arc<str>>,
-    /// Shared labels (see [`ClickEvent`]) by address: a click's labels are found
-    /// without hashing or comparing their text. Every address here is kept alive by
-    /// `strings` or `pinned`, so it cannot be reused for another string meanwhile.
-    by_address: Map<usize, u32>,
-    pinned: Vec<Arc<str>>,
-}
-
-impl Interner {
-    fn id(&mut self, s: &str) -> u32 {
-        if let Some(id) = self.ids.get(s) {
-            return *id;
-        }
-        let id = self.strings.len() as u32;
-        let shared: Arc<str> = s.into();
-        self.strings.push(shared.clone());
-        self.ids.insert(shared, id);
-        id
-    }
-
-    fn id_of_label(&mut self, label: &Arc<str>) -> u32 {
-        let address = Arc::as_ptr(label).cast::<u8>().addr();
-        if let Some(id) = self.by_address.get(&address) {
-            return *id;
-        }
-        let id = match self.ids.get(&**label) {
-            Some(id) => *id,
-            None => {
-                let id = self.strings.len() as u32;
-                self.strings.push(label.clone());
-                self.ids.insert(label.clone(), id);
-                id
-            }
-        };
-        if self
-            .strings
-            .get(id as usize)
-            .is_none_or(|s| !Arc::ptr_eq(s, label))
-        {
-            self.pinned.push(label.clone());
-        }
-        self.by_address.insert(address, id);
-        id
-    }
-
-    fn get(&self, id: u32) -> &str {
-        self.strings.get(id as usize).map_or("", |s| s)
-    }
-
-    fn len(&self) -> usize {
-        self.strings.len()
-    }
 }
 
 /// No city: the `city` of most clicks.
@@ -394,14 +337,14 @@ impl ClickBatch {
     fn push_held(&mut self, parent: &ClickBatch, c: &Click, ids: &mut IdMap) {
         let code = ids
             .codes
-            .get_or(c.code, || match parent.codes.strings.get(c.code as usize) {
+            .get_or(c.code, || match parent.codes.strings().get(c.code as usize) {
                 Some(label) => self.codes.id_of_label(label),
                 None => self.codes.id(""),
             });
         self.count(code, c.at_ms);
         let values = &mut ids.values;
         let mut value = |batch: &mut ClickBatch, id: u32| {
-            values.get_or(id, || match parent.values.strings.get(id as usize) {
+            values.get_or(id, || match parent.values.strings().get(id as usize) {
                 Some(label) => batch.values.id_of_label(label),
                 None => batch.values.id(""),
             })
@@ -783,7 +726,7 @@ impl ClickBatch {
     /// not once per click.
     pub fn raw_blocks(&self) -> impl Iterator<Item = RawBlock> + '_ {
         let quoted = |t: &Interner| -> Vec<String> {
-            t.strings
+            t.strings()
                 .iter()
                 .map(|s| serde_json::to_string(&**s).unwrap_or_else(|_| "\"\"".into()))
                 .collect()
@@ -950,12 +893,12 @@ impl ClickBatch {
     /// every string of every click.
     pub fn encode_since(&self, from: Encoded, out: &mut Vec<u8>) -> Encoded {
         let now = Encoded {
-            codes: self.codes.strings.len(),
-            values: self.values.strings.len(),
+            codes: self.codes.len(),
+            values: self.values.len(),
             clicks: self.clicks.len(),
         };
         for (table, start) in [(&self.codes, from.codes), (&self.values, from.values)] {
-            let new = table.strings.get(start..).unwrap_or_default();
+            let new = table.strings().get(start..).unwrap_or_default();
             out.extend_from_slice(&(new.len() as u32).to_le_bytes());
             for s in new {
                 out.extend_from_slice(&(s.len() as u32).to_le_bytes());

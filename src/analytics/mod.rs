@@ -29,6 +29,7 @@ pub mod countries;
 pub mod enrich;
 pub mod event;
 pub mod hll;
+mod interner;
 pub mod journal;
 pub mod kafka;
 pub mod lane;
