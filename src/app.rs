@@ -125,6 +125,7 @@ async fn start_analytics(
     let settings = analytics::Settings {
         queue_capacity: config.queue,
         batch_max: config.batch.max(1),
+        hold_events: analytics::lane::HOLD_EVENTS,
         flush_interval: Duration::from_millis(config.flush_ms),
         sink_timeout: Duration::from_secs(config.sink_timeout_secs.max(1)),
         spool_dir: config.spool_dir.clone(),

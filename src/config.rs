@@ -696,14 +696,17 @@ pub struct AnalyticsConfig {
     )]
     pub queue: usize,
 
-    /// Largest batch of click events written at once. Big batches matter: a batch
-    /// writes one row per link-hour it touches, so a second of clicks in one batch
-    /// costs far fewer row writes than the same clicks in five.
+    /// Most click events the batcher hands to the sinks at once (Kafka writes each
+    /// batch as it comes). The store writer folds batches into holds of up to 800,000
+    /// clicks under load, so this does not set how often its rollup rows are
+    /// rewritten; it sets the memory of the batches in flight (about 128 bytes a
+    /// click) and the size of the journal's records. Under the redirect benchmark
+    /// 10,000 peaked about 11 MiB lower than 50,000 (bench/results/2026-12-06.md).
     #[arg(
         id = "analytics-batch",
         long = "analytics-batch",
         env = "KURZ_ANALYTICS_BATCH",
-        default_value_t = 50_000
+        default_value_t = 10_000
     )]
     pub batch: usize,
 

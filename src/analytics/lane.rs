@@ -42,9 +42,13 @@ pub type Batch = Arc<Vec<ClickEvent>>;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Batches waiting for a lane before the batcher spools for it.
 pub const LANE_BACKLOG: usize = 4;
-/// Full batches a lane holds at most before it writes them. A lane holds at most
-/// two such folds: the one being written and the next.
-const HOLD_BATCHES: usize = 16;
+/// Clicks a lane holds at most before it writes them (unless a batch alone is
+/// bigger). A lane holds at most two such folds: the one being written and the next.
+/// Under a saturating load this is what one store write carries, so it sets how often
+/// each link-hour row is rewritten: holds of 160,000 clicks over 100,000 links cost
+/// about 40 % more CPU per redirect at saturation than holds of 800,000
+/// (bench/results/2026-12-06.md, "Smaller holds").
+pub const HOLD_EVENTS: usize = 800_000;
 /// Link-hour rows a holding lane gathers at most (each a few hundred bytes).
 const HOLD_ROWS: usize = 100_000;
 /// Spool chunks replayed in a row before looking for live batches again.
@@ -182,7 +186,7 @@ pub async fn run<W: LaneWriter>(
     let mut retry_at = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut incoming: Vec<Batch> = Vec::with_capacity(LANE_BACKLOG);
-    let most_events = settings.batch_max.saturating_mul(HOLD_BATCHES);
+    let most_events = hold_cap(&settings);
     // Events one write may carry: learnt from the writes so far (see `write_cap`).
     let mut cap = most_events;
     let mut held = writer.new_held();
@@ -271,6 +275,12 @@ pub async fn run<W: LaneWriter>(
         }
     }
     spool_bytes.set(lane.spool.backlog() as f64);
+}
+
+/// Clicks one write may carry at most: the hold's cap, in clicks rather than batches,
+/// so that smaller batches (less memory in flight) do not make writes smaller too.
+fn hold_cap(settings: &Settings) -> usize {
+    settings.hold_events.max(settings.batch_max)
 }
 
 /// Is a fold as big as one write may be? [`HOLD_ROWS`] link-hours, or `cap` events
@@ -375,6 +385,25 @@ fn note_replayed(sink: &'static str, replayed: Replayed) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_is_capped_in_clicks_not_in_batches() {
+        // How many clicks a write carries sets how often each rollup row is
+        // rewritten; the batch size only sets the memory of the batches in flight.
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::for_tests(dir.path());
+        settings.hold_events = HOLD_EVENTS;
+        for batch in [1_000, 10_000, 50_000] {
+            settings.batch_max = batch;
+            assert_eq!(hold_cap(&settings), HOLD_EVENTS, "batches of {batch}");
+        }
+        settings.batch_max = 2 * HOLD_EVENTS;
+        assert_eq!(
+            hold_cap(&settings),
+            2 * HOLD_EVENTS,
+            "a batch alone may exceed it"
+        );
+    }
 
     #[test]
     fn a_write_carries_what_the_last_one_finishes_in_half_the_timeout() {

@@ -67,6 +67,8 @@ use shared::{LaneSpool, Shared};
 pub struct Settings {
     pub queue_capacity: usize,
     pub batch_max: usize,
+    /// Clicks one store write may hold at most ([`lane::HOLD_EVENTS`] in a server).
+    pub hold_events: usize,
     pub flush_interval: Duration,
     /// A sink write taking longer than this counts as failed (the batch is spooled).
     pub sink_timeout: Duration,
@@ -81,6 +83,7 @@ impl Settings {
         Self {
             queue_capacity: 1024,
             batch_max: 10,
+            hold_events: 160,
             flush_interval: Duration::from_millis(20),
             sink_timeout: Duration::from_secs(10),
             spool_dir: dir.join("spool"),

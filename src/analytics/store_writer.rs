@@ -712,7 +712,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_holding_store_writer_writes_fewer_bigger_batches_and_loses_nothing() {
         // Held for longer than the test, and no write counts as light: the 60 clicks
-        // stay under the cap of 16 full batches, so they go as one write at shutdown
+        // stay under the hold's cap (160 clicks in tests), so they go as one write at shutdown
         // (two if timing splits them).
         let (held_writes, held_clicks) = clicks_through(Duration::from_secs(60), 0).await;
         assert_eq!(held_clicks, 60, "every click is counted");
