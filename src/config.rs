@@ -700,8 +700,9 @@ pub struct AnalyticsConfig {
     /// batch as it comes). The store writer folds batches into holds of up to 800,000
     /// clicks under load, so this does not set how often its rollup rows are
     /// rewritten; it sets the memory of the batches in flight (about 128 bytes a
-    /// click) and the size of the journal's records. Under the redirect benchmark
-    /// 10,000 peaked about 11 MiB lower than 50,000 (bench/results/2026-12-06.md).
+    /// click) and the size of the journal's records. In side-by-side runs of one
+    /// round of the redirect benchmark's load, 10,000 peaked about 11 MiB lower than
+    /// 50,000 (bench/results/2026-12-06.md).
     #[arg(
         id = "analytics-batch",
         long = "analytics-batch",

@@ -7,8 +7,9 @@
 //! that table took 10–15 MB a hold at its peak (`bench/results/2026-12-06.md`, the
 //! heap profile). Here both indexes are [`HashTable`]s of bare ids (4 bytes a slot)
 //! that look the key up through the list, so a table of 100,000 strings is the list
-//! (16 bytes a string) and about 10 bytes a string of index. The strings themselves
-//! are the callers' shared `Arc<str>`s (the link cache's codes), not copies.
+//! (16 bytes a string) and about 13 bytes a string of index. The strings themselves
+//! are the callers' shared `Arc<str>`s (the batcher's memo of codes, the enricher's
+//! labels), not copies.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -151,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn an_address_reused_for_another_text_is_not_mistaken_for_the_old_one() {
+    fn another_allocation_of_a_known_text_gets_its_id_and_is_kept_alive() {
         let mut t = Interner::default();
         // The table keeps each label it was given alive, so an address it knows
         // cannot be freed and handed out again for another text while it is in use.
@@ -169,7 +170,7 @@ mod tests {
     #[test]
     fn a_table_of_100_000_codes_takes_under_40_bytes_a_code() {
         // A hold under load interns ~100,000 codes. With `HashMap`s for the two
-        // indexes this was ~76 bytes a code (their slots hold the keys), not
+        // indexes this was ~75 bytes a code (their slots hold the keys), not
         // counting the copies each made while it grew.
         let codes: Vec<Arc<str>> = (0..100_000).map(|i| Arc::from(format!("c{i:06}"))).collect();
         let mut t = Interner::default();
