@@ -47,6 +47,13 @@ def row(page, code):
     return page.locator(f"table.links tbody tr[data-code='{code}']")
 
 
+def status_cell(page, code):
+    """The row's Status cell. Not `td` with has_text: that is a case-insensitive
+    substring match, and the Actions cell's text "EditDisableDelete" contains
+    "disabled", so it would match before the PATCH had answered."""
+    return row(page, code).locator("td[data-label='Status']")
+
+
 def open_links(page):
     """Shows the links page with a fresh list."""
     if page.url.endswith("/app/#/links"):
@@ -298,14 +305,15 @@ def test_disable_then_redirect_answers_410(signed_in, api, new_context):
     page = signed_in
     code = api.create(original_url="https://off.kurz-test.example/")["short_code"]
     open_links(page)
+    assert status_cell(page, code).inner_text() == "Active"
     row(page, code).locator("[data-action=toggle]", has_text="Disable").click()
-    row(page, code).locator("td", has_text="Disabled").wait_for()
+    status_cell(page, code).get_by_text("Disabled", exact=True).wait_for()
     assert api.info(code)[1]["is_active"] is False
     other = new_context(user_agent=CHROME_UA)
     r = other.request.get(f"{BASE}/{code}", max_redirects=0)
     assert r.status == 410, r.status
     row(page, code).locator("[data-action=toggle]", has_text="Enable").click()
-    row(page, code).locator("td", has_text="Active").wait_for()
+    status_cell(page, code).get_by_text("Active", exact=True).wait_for()
     r = other.request.get(f"{BASE}/{code}", max_redirects=0)
     assert r.status == 302
 
