@@ -115,11 +115,20 @@ pub struct Ticket {
 #[derive(Clone)]
 struct CountEvictions(Counter);
 
-impl Lifecycle<String, Slot> for CountEvictions {
-    type RequestState = ();
+/// The code whose entry a cache request puts anew (a refresh, a revalidation, a
+/// warm-up), if any. `quick_cache` hands the value an insert replaces to the same
+/// hook as an eviction; without this every refresh counted as one, and a cache with
+/// room to spare showed ~5,000 evictions a second under 10,000 redirects/s.
+#[derive(Default)]
+struct Replacing(Option<String>);
 
-    fn on_evict(&self, _state: &mut (), _key: String, _val: Slot) {
-        self.0.increment(1);
+impl Lifecycle<String, Slot> for CountEvictions {
+    type RequestState = Replacing;
+
+    fn on_evict(&self, state: &mut Replacing, key: String, _val: Slot) {
+        if state.0.as_deref() != Some(key.as_str()) {
+            self.0.increment(1);
+        }
     }
 }
 
@@ -147,8 +156,18 @@ pub struct LinkCache {
 
 impl LinkCache {
     pub fn new(capacity: usize, ttl: Duration, negative_ttl: Duration) -> Self {
-        let capacity = capacity.max(16);
         let evictions = metrics::counter!("kurz_cache_evictions_total");
+        Self::counting_evictions(capacity, ttl, negative_ttl, evictions)
+    }
+
+    /// [`Self::new`], evictions counted on `evictions`.
+    fn counting_evictions(
+        capacity: usize,
+        ttl: Duration,
+        negative_ttl: Duration,
+        evictions: Counter,
+    ) -> Self {
+        let capacity = capacity.max(16);
         let hits = metrics::counter!("kurz_cache_requests_total", "result" => "hit");
         let misses = metrics::counter!("kurz_cache_requests_total", "result" => "miss");
         let refreshes = metrics::counter!("kurz_cache_refreshes_total");
@@ -223,7 +242,7 @@ impl LinkCache {
                     fresh_until: ticket.at + self.ttl,
                 };
                 if self
-                    .insert_if_current(ticket, || self.map.insert(code.to_owned(), slot))
+                    .insert_if_current(ticket, || self.put_anew(code, slot))
                     .is_some()
                 {
                     self.refreshes.increment(1);
@@ -269,8 +288,12 @@ impl LinkCache {
             fresh_until: ticket.at + self.ttl,
         };
         // `replace`, not `insert`: an entry evicted since it was read stays out.
-        let kept = self.insert_if_current(ticket, || self.map.replace(code.to_owned(), slot, true).is_ok())
-            == Some(true);
+        let kept = self.insert_if_current(ticket, || {
+            let mut replacing = Replacing(Some(code.to_owned()));
+            self.map
+                .replace_with_lifecycle(code.to_owned(), slot, true, &mut replacing)
+                .is_ok()
+        }) == Some(true);
         if kept {
             self.revalidations.increment(1);
             self.refreshes.increment(1);
@@ -362,8 +385,15 @@ impl LinkCache {
             link: Some(Arc::new(link)),
             fresh_until: ticket.at + self.ttl,
         };
-        self.insert_if_current(ticket, || self.map.insert(code.to_owned(), slot))
+        self.insert_if_current(ticket, || self.put_anew(code, slot))
             .is_some()
+    }
+
+    /// Inserts `slot` for `code`; the value it may replace is not counted as evicted.
+    fn put_anew(&self, code: &str, slot: Slot) {
+        let mut replacing = Replacing(Some(code.to_owned()));
+        self.map
+            .insert_with_lifecycle(code.to_owned(), slot, &mut replacing);
     }
 
     /// Take before a load whose result goes to [`LinkCache::warm`],
@@ -638,5 +668,45 @@ mod tests {
             .await
             .unwrap();
         assert!(got.is_some());
+    }
+
+    #[tokio::test]
+    async fn refreshes_and_revalidations_are_not_counted_as_evictions() {
+        let evicted = Arc::new(AtomicU64::new(0));
+        let cache = LinkCache::counting_evictions(
+            100,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+            Counter::from_arc(evicted.clone()),
+        );
+        let before_loads = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        for code in ["abc", "abd", "abe"] {
+            load(&cache, code, "https://a.example/").await;
+        }
+        for _ in 0..3 {
+            for code in ["abc", "abd", "abe"] {
+                let ticket = cache.ticket();
+                assert!(cache.revalidate(code, &ticket, before_loads));
+                cache.refresh(code, CachedLink::from_link(&link("https://b.example/")), &ticket);
+            }
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(
+            evicted.load(Ordering::SeqCst),
+            0,
+            "nothing was evicted to make room"
+        );
+        let ticket = cache.ticket();
+        for i in 0..300 {
+            let link = CachedLink::from_link(&link("https://c.example/")).unwrap();
+            cache.warm(&format!("w{i:03}"), link, &ticket);
+        }
+        let n = evicted.load(Ordering::SeqCst);
+        assert!(
+            n as usize + cache.len() >= 303,
+            "{n} evictions counted, {} entries left of 303 put",
+            cache.len()
+        );
     }
 }
