@@ -2,16 +2,16 @@
 //!
 //! Why: a store write under load holds several hundred thousand clicks in one list
 //! ([`super::batch::ClickBatch`]), and the next hold fills while it is written. A
-//! `Vec` that doubles holds up to twice what it stores (700,000 clicks of 32 bytes in
-//! a 32 MiB allocation, not 21 MiB), and each doubling copies the whole list into a
-//! new allocation while the old one is still there (16 MiB and 32 MiB at once). In
+//! `Vec` that doubles holds up to twice what it stores (700,000 clicks of 28 bytes in
+//! a 28 MiB allocation, not 19 MiB), and each doubling copies the whole list into a
+//! new allocation while the old one is still there (14 MiB and 28 MiB at once). In
 //! chunks of [`CHUNK`] items, a list takes what it stores plus at most one chunk, and
 //! growing never copies what is already there. Small lists (a part of a write, a
 //! test) stay in one `Vec` that grows as usual up to one chunk.
 
 /// Items per chunk: a power of two, so an index splits with a shift and a mask,
 /// and the first chunk's doublings end exactly at a chunk's size. 16,384 clicks
-/// of 32 bytes are 512 KiB.
+/// of 28 bytes are 448 KiB.
 pub const CHUNK: usize = 16_384;
 
 #[derive(Debug, Clone)]
@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn a_long_list_allocates_what_it_holds_plus_at_most_one_chunk() {
         // Just past a power of two, where a doubling `Vec` holds nearly twice what it
-        // stores: 524,289 clicks of 32 bytes would sit in 32 MiB, not 16.
+        // stores: 524,289 items of 32 bytes would sit in 32 MiB, not 16.
         let n = (1 << 19) + 1;
         let mut list = Chunked::default();
         for i in 0..n {
