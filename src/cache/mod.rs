@@ -122,6 +122,14 @@ struct CountEvictions(Counter);
 #[derive(Default)]
 struct Replacing(Option<String>);
 
+/// Whether [`LinkCache::put_anew`] may add an entry that is not cached (any more).
+#[derive(Clone, Copy)]
+enum Put {
+    Always,
+    /// A revalidation: an entry evicted since it was read stays out.
+    OnlyIfCached,
+}
+
 impl Lifecycle<String, Slot> for CountEvictions {
     type RequestState = Replacing;
 
@@ -242,7 +250,7 @@ impl LinkCache {
                     fresh_until: ticket.at + self.ttl,
                 };
                 if self
-                    .insert_if_current(ticket, || self.put_anew(code, slot))
+                    .insert_if_current(ticket, || self.put_anew(code, slot, Put::Always))
                     .is_some()
                 {
                     self.refreshes.increment(1);
@@ -287,13 +295,9 @@ impl LinkCache {
             link: Some(link),
             fresh_until: ticket.at + self.ttl,
         };
-        // `replace`, not `insert`: an entry evicted since it was read stays out.
-        let kept = self.insert_if_current(ticket, || {
-            let mut replacing = Replacing(Some(code.to_owned()));
-            self.map
-                .replace_with_lifecycle(code.to_owned(), slot, true, &mut replacing)
-                .is_ok()
-        }) == Some(true);
+        // Only over the entry still cached: one evicted since it was read stays out.
+        let kept =
+            self.insert_if_current(ticket, || self.put_anew(code, slot, Put::OnlyIfCached)) == Some(true);
         if kept {
             self.revalidations.increment(1);
             self.refreshes.increment(1);
@@ -385,15 +389,25 @@ impl LinkCache {
             link: Some(Arc::new(link)),
             fresh_until: ticket.at + self.ttl,
         };
-        self.insert_if_current(ticket, || self.put_anew(code, slot))
+        self.insert_if_current(ticket, || self.put_anew(code, slot, Put::Always))
             .is_some()
     }
 
-    /// Inserts `slot` for `code`; the value it may replace is not counted as evicted.
-    fn put_anew(&self, code: &str, slot: Slot) {
+    /// Puts `slot` for `code` (with [`Put::OnlyIfCached`], only over an entry still
+    /// there); the value it replaces is not counted as evicted. `true` if it was put.
+    fn put_anew(&self, code: &str, slot: Slot, put: Put) -> bool {
         let mut replacing = Replacing(Some(code.to_owned()));
-        self.map
-            .insert_with_lifecycle(code.to_owned(), slot, &mut replacing);
+        match put {
+            Put::Always => {
+                self.map
+                    .insert_with_lifecycle(code.to_owned(), slot, &mut replacing);
+                true
+            }
+            Put::OnlyIfCached => self
+                .map
+                .replace_with_lifecycle(code.to_owned(), slot, true, &mut replacing)
+                .is_ok(),
+        }
     }
 
     /// Take before a load whose result goes to [`LinkCache::warm`],
