@@ -280,7 +280,7 @@ fn valid_country(code: &str) -> Option<String> {
         .then(|| code.to_ascii_uppercase())
 }
 
-/// Short codes a [`Memo`] keeps one shared copy of (~100 bytes each).
+/// Short codes a [`Memo`] keeps one shared copy of.
 const MEMO_CODES: usize = 100_000;
 
 /// `text`'s shared copy in `cache`, made on a miss.
@@ -353,9 +353,10 @@ impl Enricher {
         let country = country.as_deref().unwrap_or(UNKNOWN_COUNTRY);
         let referrer = referrer_label(c.referer);
         ClickEvent {
-            short_code: memoised(memo.as_mut().map(|m| (&mut m.codes, MEMO_CODES)), c.code, || {
-                c.code.into()
-            }),
+            short_code: match memo.as_mut() {
+                Some(m) => m.codes.shared(c.code),
+                None => c.code.into(),
+            },
             clicked_at: c.at,
             referrer: memoised(
                 memo.as_mut().map(|m| (&mut m.labels, MEMO_LABELS)),
@@ -398,7 +399,44 @@ const MEMO_LABELS: usize = 10_000;
 pub struct Memo {
     user_agents: Map<Box<[u8]>, Arc<UaInfo>>,
     labels: Map<Box<str>, Arc<str>>,
-    codes: Map<Box<str>, Arc<str>>,
+    codes: Codes,
+}
+
+/// The batcher's one shared copy of each short code it has seen, up to
+/// [`MEMO_CODES`], then from empty again.
+///
+/// Why a set of the copies rather than a map from an owned key to its copy: a code
+/// is looked up by its text, which the copy holds, so a second owned copy as the key
+/// only cost memory: a boxed key (~24 bytes with its allocation) and a 40-byte slot
+/// per code, against one 8-byte slot here. The copies themselves are shared with the
+/// held batches.
+#[derive(Default)]
+struct Codes {
+    set: hashbrown::HashTable<Arc<str>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Codes {
+    fn shared(&mut self, code: &str) -> Arc<str> {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(code);
+        if let Some(hit) = self.set.find(hash, |c| &**c == code) {
+            return hit.clone();
+        }
+        if self.set.len() >= MEMO_CODES {
+            self.set.clear();
+        }
+        let copy: Arc<str> = code.into();
+        let hasher = &self.hasher;
+        self.set
+            .insert_unique(hash, copy.clone(), |c| hasher.hash_one(&**c));
+        copy
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.set.len()
+    }
 }
 
 /// `key`'s value in `memo`, or `shared()`'s (then remembered); without a memo, just
@@ -551,6 +589,23 @@ mod tests {
             0
         });
         assert_eq!(calls, 0, "the newest entry is kept");
+    }
+
+    #[test]
+    fn the_memo_keeps_one_copy_per_code_and_starts_again_when_full() {
+        let mut codes = Codes::default();
+        let first = codes.shared("abc1234");
+        assert!(Arc::ptr_eq(&first, &codes.shared("abc1234")));
+        for i in 1..MEMO_CODES {
+            codes.shared(&format!("c{i}"));
+        }
+        assert_eq!(codes.len(), MEMO_CODES);
+        let newest = codes.shared("overflow");
+        assert_eq!(codes.len(), 1, "emptied, then the new code");
+        assert!(Arc::ptr_eq(&newest, &codes.shared("overflow")));
+        let again = codes.shared("abc1234");
+        assert_eq!(&*again, "abc1234");
+        assert!(!Arc::ptr_eq(&first, &again), "a new copy after the restart");
     }
 
     #[test]
