@@ -73,10 +73,20 @@ def fail(msg: str) -> None:
     failures.append(msg)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports. All `n` sockets stay bound until every port is picked:
+    picked one at a time, the kernel may hand the same port out again once its socket
+    is closed (a CI run once gave Prometheus the port a kurz already listened on)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def start(name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
@@ -345,8 +355,8 @@ def catalog_metrics() -> set[str]:
 def main() -> int:
     TMP.mkdir(parents=True, exist_ok=True)
     receiver = Receiver()
-    ports = [free_port(), free_port()]
-    prom_port, am_port = free_port(), free_port()
+    kurz1_port, kurz2_port, prom_port, am_port = free_ports(4)
+    ports = [kurz1_port, kurz2_port]
 
     # kurz ×2
     env = {
