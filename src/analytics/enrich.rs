@@ -407,9 +407,9 @@ pub struct Memo {
 ///
 /// Why a set of the copies rather than a map from an owned key to its copy: a code
 /// is looked up by its text, which the copy holds, so a second owned copy as the key
-/// only cost memory: a boxed key (~24 bytes with its allocation) and a 40-byte slot
-/// per code, against one 8-byte slot here. The copies themselves are shared with the
-/// held batches.
+/// only cost memory: a boxed key's allocation per code and a 32-byte slot (key and
+/// copy), against a 16-byte slot (the copy) here. The copies themselves are shared
+/// with the held batches.
 #[derive(Default)]
 struct Codes {
     set: hashbrown::HashTable<Arc<str>>,
