@@ -30,6 +30,7 @@ const LAG_BUCKETS: &[f64] = &[
 /// Why [`Targets`] rather than `EnvFilter`: `EnvFilter`'s span and field filters
 /// need the `matchers` crate, which turns on regex-automata's full DFAs for every
 /// regex in the process, the ~1,200 user-agent rules included (vendor/README.md).
+///
 /// `None` for what it cannot read, span and field filters (`[span{field}]=debug`)
 /// included: `Targets` would take those as a target's name.
 pub fn log_filter(directives: &str) -> Option<Targets> {
