@@ -392,6 +392,7 @@ impl LinkService {
         // loaded before it.)
         let ticket = self.cache.ticket();
         let unchanged_since = self.links_unchanged_since().await?;
+        self.cache.note_unchanged(ticket, unchanged_since);
         let due = self.cache.take_due();
         if due.is_empty() {
             return Ok(0);
