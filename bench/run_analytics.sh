@@ -10,9 +10,10 @@
 #      click with breakdowns and a visitor sketch to update (oha's own User-Agent is
 #      counted as a bot, which skips both: figures before 2026-11-22 07:30 were
 #      measured that way). Runs last 60 s: under heavy traffic the store's writer
-#      folds up to 10 s of clicks before it writes (KURZ_ANALYTICS_STORE_HOLD_MS), and
-#      the write of a run's last clicks falls after the run; in a 60 s run that tail
-#      is at most a sixth of the run's store work, in a 10 s run it could be all of it.
+#      folds up to 30 s or 800,000 clicks before it writes, whichever comes first
+#      (KURZ_ANALYTICS_STORE_HOLD_MS), and the write of a run's last clicks falls
+#      after the run; a 60 s run makes that tail a smaller part of its store work
+#      than a 10 s run, where it could be all of it.
 #  1b. what analytics costs without saturation: oha at a fixed BENCH_CPU_RATE
 #      (15,000/s), Zipf mix, BENCH_CPU_SECONDS (30) per run, alternating on and off;
 #      the kurz process's own CPU (utime + stime from /proc) per redirect, including

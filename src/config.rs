@@ -726,11 +726,15 @@ pub struct AnalyticsConfig {
     /// ten times the row writes of one ten-second write. A write touching at most
     /// 1,000 link-hours is never held, so stats lag by this plus the flush interval
     /// only under heavy traffic. 0 writes every batch at once. Kafka is not held.
+    /// 30 s, not 10: at 10,000 clicks/s over 100,000 links a 10 s hold rewrote a row
+    /// for two clicks in three, a 30 s hold for one in three, and kurz spent 10–15 %
+    /// less CPU a redirect over 60 and 120 s runs (bench/results/2026-12-06.md); the
+    /// lag stays under the 60 s of the `KurzClickLagHigh` alert.
     #[arg(
         id = "analytics-store-hold-ms",
         long = "analytics-store-hold-ms",
         env = "KURZ_ANALYTICS_STORE_HOLD_MS",
-        default_value_t = 10_000
+        default_value_t = 30_000
     )]
     pub store_hold_ms: u64,
 

@@ -58,7 +58,7 @@ async fn a_killed_instance_keeps_every_create_and_loses_at_most_one_flush_of_cli
     wait_up(&client, &base).await;
 
     // 1,200 links: clicks spread over them touch more than the 1,000 link-hours a
-    // write may touch without being held, so the store's writer holds (10 s).
+    // write may touch without being held, so the store's writer holds (30 s by default).
     let mut codes = Vec::new();
     for part in 0..2 {
         let urls: Vec<Value> = (0..600)
