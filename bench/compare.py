@@ -277,8 +277,8 @@ def main():
     p.add_argument("--warm", type=int, default=15)
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--fixed-rate", type=int, default=10_000)
-    p.add_argument("--fixed-seconds", type=int, default=10)
-    p.add_argument("--fixed-settle", type=int, default=20,
+    p.add_argument("--fixed-seconds", type=int, default=30)
+    p.add_argument("--fixed-settle", type=int, default=30,
                    help="seconds at the fixed rate before the measured window, unmeasured")
     p.add_argument("--cold", type=int, default=5)
     p.add_argument("--pg", help="a PostgreSQL admin URL: also measure creates under load there")

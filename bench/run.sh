@@ -10,7 +10,7 @@
 #   BENCH_OLD_REV=<git revision>   also build and measure that revision's kurz
 #   BENCH_PG=1                     also measure creates under load on PostgreSQL
 #   BENCH_LINKS=100000 BENCH_ROUNDS=3 BENCH_WARM=15 BENCH_SECONDS=10
-#   BENCH_FIXED_RATE=10000 BENCH_FIXED_SETTLE=20 BENCH_FIXED_SECONDS=10 BENCH_COLD=5
+#   BENCH_FIXED_RATE=10000 BENCH_FIXED_SETTLE=30 BENCH_FIXED_SECONDS=30 BENCH_COLD=5
 #   BENCH_SKIP_BUILD=1             reuse target/release
 # Needs: wrk (apt, installed if missing as root), oha (`cargo install oha --locked`,
 # found on PATH or in /work/tools/bin), python3. Results: bench/results/<date>/.
@@ -57,6 +57,6 @@ if [[ ${BENCH_PG:-0} == 1 ]]; then
 fi
 args+=(--links "${BENCH_LINKS:-100000}" --rounds "${BENCH_ROUNDS:-3}" --warm "${BENCH_WARM:-15}"
        --seconds "${BENCH_SECONDS:-10}" --fixed-rate "${BENCH_FIXED_RATE:-10000}"
-       --fixed-settle "${BENCH_FIXED_SETTLE:-20}" --fixed-seconds "${BENCH_FIXED_SECONDS:-10}" --cold "${BENCH_COLD:-5}")
+       --fixed-settle "${BENCH_FIXED_SETTLE:-30}" --fixed-seconds "${BENCH_FIXED_SECONDS:-30}" --cold "${BENCH_COLD:-5}")
 timeout --foreground 3600 python3 "$ROOT/bench/compare.py" "${args[@]}"
 say "results in $OUT"
