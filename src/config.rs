@@ -547,7 +547,8 @@ pub struct RedisConfig {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Cache")]
 pub struct CacheConfig {
-    /// Links kept in the in-process cache.
+    /// Links kept in the in-process cache: it evicts none before it holds this many
+    /// (its shards have a few per cent more room, so uneven hashing does not evict).
     #[arg(
         id = "cache-capacity",
         long = "cache-capacity",
