@@ -35,11 +35,11 @@ INPUTS = {
                             "upper bound: 2 cores / 64,105 clicks stored per s end to end on PostgreSQL, "
                             "the whole machine (kurz + PostgreSQL + oha, fsync off) — bench/results/2026-11-22_to_2026-12-04.md, "
                             "click analytics benchmark, 2026-12-04 (night)"),
-    "kurz_rss_mib": (137, "MiB", MEASURED,
+    "kurz_rss_mib": (154, "MiB", MEASURED,
                      "kurz peak RSS, 100,000 links, analytics on, saturating redirect load — bench/README.md, "
-                     "redirect benchmark 2026-12-06 20:11 UTC, kurz e450c41 (66 MiB with analytics off); "
-                     "136.6–142.4 MiB in 4 side-by-side runs of the same build, 255 MiB on 2026-12-05 "
-                     "(08408d5) (bench/results/2026-12-06.md)"),
+                     "redirect benchmark 2026-12-06 23:06 UTC, kurz cc13673 (66 MiB with analytics off); "
+                     "134.1–142.8 MiB in 3 one-round runs of the same build, 137 MiB at 20:11 (e450c41), "
+                     "255 MiB on 2026-12-05 (08408d5) (bench/results/2026-12-06.md)"),
     "pg_link_bytes": (272, "B", MEASURED,
                       "a link in PostgreSQL 15: heap + indexes of all `links` partitions / rows, "
                       "50,000 links of 100-byte URLs (SQLite: 172 B)"),
