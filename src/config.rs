@@ -547,8 +547,9 @@ pub struct RedisConfig {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Cache")]
 pub struct CacheConfig {
-    /// Links kept in the in-process cache: it evicts none before it holds this many
-    /// (its shards have a few per cent more room, so uneven hashing does not evict).
+    /// Links kept in the in-process cache. Its shards have a few per cent more room
+    /// than an even split, so this many fit however they hash (short of a shard four
+    /// standard deviations over its share).
     #[arg(
         id = "cache-capacity",
         long = "cache-capacity",

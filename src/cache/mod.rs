@@ -164,8 +164,8 @@ fn sharded_capacity(capacity: usize) -> (usize, u64) {
 }
 
 pub struct LinkCache {
-    /// Links it holds at least (`KURZ_CACHE_CAPACITY`); `map` has room for a few
-    /// more ([`sharded_capacity`]).
+    /// Links it is sized for (`KURZ_CACHE_CAPACITY`); `map` has room for a few per
+    /// cent more, so that many fit however they hash ([`sharded_capacity`]).
     capacity: usize,
     map: Cache<String, Slot, UnitWeighter, DefaultHashBuilder, CountEvictions>,
     ttl: Duration,
@@ -499,8 +499,8 @@ impl LinkCache {
         }
     }
 
-    /// Links the cache holds at least (`KURZ_CACHE_CAPACITY`): it evicts none before
-    /// it holds that many.
+    /// Links the cache is sized for (`KURZ_CACHE_CAPACITY`): that many fit without
+    /// an eviction unless a shard gets four standard deviations over its share.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
