@@ -827,8 +827,8 @@ mod tests {
 
     /// A cache of capacity N holds N links however their hashes fall on its shards.
     /// When every shard had room for an even share only, N links evicted some
-    /// (about a hundred of 10,000 on 8 shards): zero needs every shard at exactly
-    /// its share.
+    /// (73 of 10,000 on this 2-core machine's 8 shards, measured before cc13673):
+    /// zero needs every shard at exactly its share.
     #[test]
     fn a_cache_of_capacity_n_holds_n_links() {
         let evicted = Arc::new(AtomicU64::new(0));
