@@ -132,6 +132,12 @@ pub trait LaneWriter: Send + Sync + 'static {
     async fn write(&mut self, held: &mut Self::Held) -> Result<(), Failed>;
     /// Writes a chunk replayed from the spool, which ends at `at`.
     async fn replay(&mut self, chunk: &Chunk, at: Replay) -> Result<Replayed, WriteError>;
+    /// Does writing run on this process's CPU only (an embedded database)? Then the
+    /// lane runs below the redirects' priority
+    /// ([`super::background::spawn_below_workers`]).
+    fn in_process(&self) -> bool {
+        false
+    }
     /// A new, empty hold.
     fn new_held(&self) -> Self::Held {
         Self::Held::default()

@@ -186,5 +186,13 @@ fn start_lane<W: LaneWriter>(
     writer: W,
 ) -> StartLane {
     let (shared, settings) = (shared.clone(), settings.clone());
-    Box::new(move |rx| tokio::spawn(lane::run(shared, index, rx, settings, writer)))
+    let below = writer.in_process();
+    Box::new(move |rx| {
+        let lane = lane::run(shared, index, rx, settings, writer);
+        if below {
+            background::spawn_below_workers(lane)
+        } else {
+            tokio::spawn(lane)
+        }
+    })
 }

@@ -57,6 +57,13 @@ pub trait ClickStore: Send + Sync + 'static {
     /// instance's retention may have dropped a partition meanwhile).
     fn forget_prepared(&self) {}
 
+    /// Is this an embedded database, whose work is this process's CPU and which holds
+    /// no sockets? Then its lane runs below the redirects' priority
+    /// ([`super::background::spawn_below_workers`]).
+    fn in_process(&self) -> bool {
+        false
+    }
+
     /// Creates the row of the write name `name` at 0 if it is absent, so that a
     /// writer's first write under it has a row [`ClickStore::name_through`] waits on.
     async fn claim_name(&self, name: &str) -> ClickResult<()>;

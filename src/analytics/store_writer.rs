@@ -192,6 +192,10 @@ impl LaneWriter for StoreWriter {
         "store"
     }
 
+    fn in_process(&self) -> bool {
+        self.writer.store().in_process()
+    }
+
     /// The store adds counts up: order does not matter.
     fn ordered(&self) -> bool {
         false
@@ -383,7 +387,7 @@ impl LaneWriter for StoreWriter {
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use chrono::{DateTime, NaiveDate, Utc};
 
@@ -421,6 +425,10 @@ mod tests {
         fail: Mutex<Option<Fail>>,
         /// The write (counting from 1) that `fail` hits; 0 = the first.
         fail_at: AtomicUsize,
+        /// What [`ClickStore::in_process`] answers.
+        in_process: AtomicBool,
+        /// The thread of each click write: its name and nice value.
+        threads: Mutex<Vec<(Option<String>, i32)>>,
     }
 
     #[derive(Clone, Copy, Debug)]
@@ -451,6 +459,9 @@ mod tests {
 
     #[async_trait]
     impl ClickStore for Counted {
+        fn in_process(&self) -> bool {
+            self.state.in_process.load(Ordering::SeqCst)
+        }
         async fn begin(&self) -> ClickResult<Box<dyn ClickTx>> {
             Ok(Box::new(CountedTx {
                 inner: self.inner.begin().await?,
@@ -506,6 +517,12 @@ mod tests {
         /// Only click writes lock links (compaction does not): the write counter.
         async fn lock_links(&mut self, codes: &[&str]) -> ClickResult<()> {
             let n = self.state.writes.fetch_add(1, Ordering::SeqCst) + 1;
+            let me = std::thread::current();
+            self.state
+                .threads
+                .lock()
+                .unwrap()
+                .push((me.name().map(str::to_owned), nice_here()));
             let delay = *self.state.delay.lock().unwrap();
             tokio::time::sleep(delay).await;
             let fail_at = self.state.fail_at.load(Ordering::SeqCst);
@@ -647,6 +664,56 @@ mod tests {
             match fail {
                 Fail::AfterCommit => assert_eq!(replayed, 0, "the committed write is not replayed"),
                 Fail::BeforeCommit => assert!(replayed > 0, "the failed write is replayed"),
+            }
+        }
+    }
+
+    /// This thread's nice value (0 where there is none to read).
+    fn nice_here() -> i32 {
+        #[cfg(target_os = "linux")]
+        return rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(i32::MIN);
+        #[cfg(not(target_os = "linux"))]
+        0
+    }
+
+    /// Over an embedded store (SQLite) the lane, and so every click write, runs on a
+    /// thread of its own below the workers' priority; over a networked store (whose
+    /// connections belong to the runtime's reactor), on the runtime's workers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_embedded_stores_writes_run_on_the_lanes_own_lower_priority_thread() {
+        use super::super::background::{LANE_THREAD_NAME, NICE};
+        let workers = tokio::spawn(async { nice_here() }).await.unwrap();
+        for embedded in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = store_with_link(dir.path()).await;
+            let (clicks, counts) = Counted::new(store.clone(), Duration::ZERO);
+            counts.in_process.store(embedded, Ordering::SeqCst);
+            let settings = Settings::for_tests(dir.path());
+            let writer =
+                StoreWriter::new(clicks, true, Duration::ZERO, settings.sink_timeout).with_light_rows(0);
+            rules_compiled().await;
+            let analytics = Analytics::start(settings, Enricher::new([7; 16], None), writer, vec![]).unwrap();
+            for i in 0..20u8 {
+                analytics.capture(bare_click(i));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            analytics.shutdown().await;
+            let link = store.get_link("hold123").await.unwrap().unwrap();
+            assert_eq!(link.click_count, 20, "embedded {embedded}: every click counted");
+            let threads = counts.threads.lock().unwrap().clone();
+            assert!(
+                !threads.is_empty(),
+                "embedded {embedded}: no write reached the store"
+            );
+            for (name, nice) in threads {
+                if embedded {
+                    assert_eq!(name.as_deref(), Some(LANE_THREAD_NAME));
+                    #[cfg(target_os = "linux")]
+                    assert_eq!(nice, (workers + NICE).min(19), "below the workers");
+                } else {
+                    assert_ne!(name.as_deref(), Some(LANE_THREAD_NAME));
+                    assert_eq!(nice, workers, "on a worker");
+                }
             }
         }
     }

@@ -305,6 +305,9 @@ impl<S: ClickStore> ClickStore for Instrumented<S> {
     fn forget_prepared(&self) {
         self.inner.forget_prepared();
     }
+    fn in_process(&self) -> bool {
+        self.inner.in_process()
+    }
     async fn claim_name(&self, name: &str) -> ClickResult<()> {
         self.metrics
             .timed(Op::ClickWrite, self.inner.claim_name(name))

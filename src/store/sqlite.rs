@@ -676,6 +676,10 @@ fn rollup_key(row: &sqlx::sqlite::SqliteRow) -> StoreResult<(String, StoredRollu
 
 #[async_trait]
 impl ClickStore for SqliteStore {
+    fn in_process(&self) -> bool {
+        true
+    }
+
     async fn begin(&self) -> ClickResult<Box<dyn ClickTx>> {
         let tx = self.write.clicks().await.begin().await.map_err(cerr)?;
         Ok(Box::new(SqliteClickTx { tx }))
