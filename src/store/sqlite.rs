@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
@@ -33,13 +34,16 @@ pub struct SqliteStore {
 
 /// SQLite's one write connection. Every statement on it says what it is: a link
 /// write ([`Writer::link`], ahead of click parts: see [`LinksFirst`]), a click
-/// transaction ([`Writer::clicks`]) or neither ([`Writer::any`]: migrations, the click
-/// store's name marks and purges, reads that must see the latest write). A new link
+/// transaction ([`Writer::clicks`]) or neither ([`Writer::any`]: migrations, purges,
+/// reads that must see the latest write; [`Writer::acquire`]: the click store's name
+/// marks). A new link
 /// write is written against these three, not against a bare pool, so taking its
 /// turn is the obvious choice rather than a line to remember.
 struct Writer {
     pool: SqlitePool,
     gate: LinksFirst,
+    /// The runtime that connected the store: see [`Writer::acquire`].
+    opener: Option<tokio::runtime::Handle>,
 }
 
 impl Writer {
@@ -49,16 +53,36 @@ impl Writer {
         LinkTurn(self)
     }
 
-    /// The pool for a click transaction, once no link write waits or runs (or after
-    /// [`CLICKS_YIELD_AT_MOST`]).
-    async fn clicks(&self) -> &SqlitePool {
+    /// A click transaction on the write connection ([`Writer::acquire`]), once no
+    /// link write waits or runs (or after [`CLICKS_YIELD_AT_MOST`]).
+    async fn clicks(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
         self.gate.clicks().await;
-        &self.pool
+        sqlx::Transaction::begin(self.acquire().await?, None).await
     }
 
     /// The pool for a statement that is neither a link write nor a click part.
     fn any(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The write connection, acquired on the runtime that connected the store, for
+    /// the click store's statements.
+    ///
+    /// Why: with no connection idle (the pool closes one idle for 10 minutes, or
+    /// older than 30, or broken) an acquire opens one, and SQLite's driver starts
+    /// the connection's thread from the thread that acquires. A Linux thread starts
+    /// at its creator's priority, and over SQLite the click store's lane runs 10
+    /// nice steps below the runtime's workers (`analytics::background`): a
+    /// connection it opened would put every create on a thread below the redirects.
+    async fn acquire(&self) -> Result<PoolConnection<Sqlite>, sqlx::Error> {
+        let pool = self.pool.clone();
+        match &self.opener {
+            Some(runtime) => runtime
+                .spawn(async move { pool.acquire().await })
+                .await
+                .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?,
+            None => pool.acquire().await,
+        }
     }
 }
 
@@ -214,6 +238,7 @@ impl SqliteStore {
             write: Writer {
                 pool: write,
                 gate: LinksFirst::default(),
+                opener: tokio::runtime::Handle::try_current().ok(),
             },
             read,
         })
@@ -681,7 +706,7 @@ impl ClickStore for SqliteStore {
     }
 
     async fn begin(&self) -> ClickResult<Box<dyn ClickTx>> {
-        let tx = self.write.clicks().await.begin().await.map_err(cerr)?;
+        let tx = self.write.clicks().await.map_err(cerr)?;
         Ok(Box::new(SqliteClickTx { tx }))
     }
 
@@ -692,7 +717,7 @@ impl ClickStore for SqliteStore {
         )
         .bind(name)
         .bind(ms(Utc::now()))
-        .execute(self.write.any())
+        .execute(&mut *self.write.acquire().await.map_err(cerr)?)
         .await
         .map_err(cerr)?;
         Ok(())
@@ -703,7 +728,7 @@ impl ClickStore for SqliteStore {
         // before this runs, so the answer cannot change after it.
         let through: Option<i64> = sqlx::query_scalar("SELECT through FROM click_replays WHERE spool = ?1")
             .bind(name)
-            .fetch_optional(self.write.any())
+            .fetch_optional(&mut *self.write.acquire().await.map_err(cerr)?)
             .await
             .map_err(cerr)?;
         Ok(through.map(|t| t.max(0) as u64))
@@ -1369,6 +1394,82 @@ mod tests {
             .execute(store.write.any())
             .await
             .unwrap();
+    }
+
+    /// A click write that finds no write connection open (the pool closes one idle
+    /// for 10 minutes, older than 30, or broken) opens it on the store's runtime.
+    /// Begun from the click store's lane, 10 nice steps down, the connection's new
+    /// thread would start at the lane's priority, and every create after it would
+    /// run below the redirects.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_click_write_opens_the_write_connection_at_the_workers_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(migrated(dir.path(), "first.db").await);
+        let mut open = store.write.pool.acquire().await.unwrap();
+        open.close_on_drop();
+        drop(open);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store.write.pool.size() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the connection was not closed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let workers = tokio::spawn(async { nice_in(std::path::Path::new("/proc/thread-self/stat")) })
+            .await
+            .unwrap()
+            .unwrap();
+        let before = threads_named("sqlx-sqlite-worker");
+        let lane = store.clone();
+        // Looked at while the write holds the connection: once the lane is over its
+        // connection goes back to the pool.
+        let (seen, during) = std::sync::mpsc::channel();
+        crate::analytics::background::spawn_below_workers(async move {
+            let tx = ClickStore::begin(lane.as_ref()).await.unwrap();
+            seen.send(threads_named("sqlx-sqlite-worker")).unwrap();
+            tx.commit().await.unwrap();
+        })
+        .await
+        .unwrap();
+        let opened: Vec<i32> = during
+            .recv()
+            .expect("the write began")
+            .into_iter()
+            .filter(|(tid, _)| !before.contains_key(tid))
+            .map(|(_, nice)| nice)
+            .collect();
+        assert_eq!(
+            opened,
+            vec![workers],
+            "one connection opened, at the workers' priority"
+        );
+    }
+
+    /// Thread id → nice value of this process's threads named `name` (as the kernel
+    /// keeps a name: its first 15 bytes).
+    #[cfg(target_os = "linux")]
+    fn threads_named(name: &str) -> std::collections::HashMap<String, i32> {
+        let kept = &name[..name.len().min(15)];
+        let mut found = std::collections::HashMap::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == kept
+                && let Some(nice) = nice_in(&task.path().join("stat"))
+            {
+                found.insert(task.file_name().to_string_lossy().into_owned(), nice);
+            }
+        }
+        found
+    }
+
+    /// The nice value in a `/proc/…/stat` file: the 19th field, the 17th after the
+    /// name in parentheses.
+    #[cfg(target_os = "linux")]
+    fn nice_in(stat: &std::path::Path) -> Option<i32> {
+        let text = std::fs::read_to_string(stat).ok()?;
+        text.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()
     }
 
     /// A migrated store in a fresh file `name` under `dir`.
