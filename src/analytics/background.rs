@@ -147,14 +147,19 @@ fn lower_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {}
 
+/// This thread's nice value, for the tests that check where work runs (0 where
+/// there is none to read).
+#[cfg(test)]
+pub(crate) fn nice_here() -> i32 {
+    #[cfg(target_os = "linux")]
+    return rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(i32::MIN);
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(target_os = "linux")]
-    fn nice_here() -> i32 {
-        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(i32::MIN)
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_work_runs_on_its_own_thread_below_the_workers() {

@@ -391,6 +391,7 @@ mod tests {
 
     use chrono::{DateTime, NaiveDate, Utc};
 
+    use super::super::background::nice_here;
     use super::super::event::bounded;
     use super::super::port::{
         ClickResult, ClickStoreError, ClickTx, LinkTouch, MarkLock, RowKey, SketchPlan, StoredRollup,
@@ -666,14 +667,6 @@ mod tests {
                 Fail::BeforeCommit => assert!(replayed > 0, "the failed write is replayed"),
             }
         }
-    }
-
-    /// This thread's nice value (0 where there is none to read).
-    fn nice_here() -> i32 {
-        #[cfg(target_os = "linux")]
-        return rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(i32::MIN);
-        #[cfg(not(target_os = "linux"))]
-        0
     }
 
     /// Over an embedded store (SQLite) the lane, and so every click write, runs on a

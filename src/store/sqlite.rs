@@ -36,9 +36,8 @@ pub struct SqliteStore {
 /// write ([`Writer::link`], ahead of click parts: see [`LinksFirst`]), a click
 /// transaction ([`Writer::clicks`]) or neither ([`Writer::any`]: migrations, purges,
 /// reads that must see the latest write; [`Writer::acquire`]: the click store's name
-/// marks). A new link
-/// write is written against these three, not against a bare pool, so taking its
-/// turn is the obvious choice rather than a line to remember.
+/// marks). A new link write is written against these, not against a bare pool, so
+/// taking its turn is the obvious choice rather than a line to remember.
 struct Writer {
     pool: SqlitePool,
     gate: LinksFirst,
@@ -1417,9 +1416,8 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let workers = tokio::spawn(async { nice_in(std::path::Path::new("/proc/thread-self/stat")) })
+        let workers = tokio::spawn(async { crate::analytics::background::nice_here() })
             .await
-            .unwrap()
             .unwrap();
         let before = threads_named("sqlx-sqlite-worker");
         let lane = store.clone();
