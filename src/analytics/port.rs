@@ -32,6 +32,15 @@ pub type ClickResult<T> = Result<T, ClickStoreError>;
 /// A row key: a link and an hour (rollups) or a UTC day (daily sketches).
 pub type RowKey<'a> = (&'a str, DateTime<Utc>);
 
+/// A held write bigger than this many link-hours goes to the store in parts, one
+/// transaction each: SQLite has one write connection, and a create waits for at
+/// most the part running. Under bench/run.sh's redirect load, creates at 300/s had
+/// a p99 of 61-97 ms with parts of 2,000, 38-47 ms with 1,000 and 28-36 ms with 500,
+/// at 4-6 % more CPU per redirect than 2,000 (bench/results/2026-12-05.md). Named
+/// here because a backend may plan for it: nearly every part's statements have
+/// exactly this many rows, so SQLite keeps them prepared.
+pub const PART_ROWS: usize = 500;
+
 /// How a transaction holds the [`DAYS_THROUGH`] mark it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MarkLock {

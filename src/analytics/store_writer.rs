@@ -32,18 +32,12 @@ use super::journal::{self, Journaled};
 use super::lane::{Batch, Failed, Held, LaneWriter, Replayed, WriteError, within};
 use super::names::WriteNames;
 use super::off_workers;
-use super::port::ClickStore;
+use super::port::{ClickStore, PART_ROWS};
 use super::spool::{Chunk, SpoolError};
 
 /// A write touching no more rows than this is cheap (~15 ms): it is not held, so
 /// stats lag by only the flush interval unless traffic is heavy.
 pub const LIGHT_ROWS: usize = 1_000;
-/// A held write bigger than this many link-hours goes to the store in parts, one
-/// transaction each: SQLite has one write connection, and a create waits for at
-/// most the part running. Under bench/run.sh's redirect load, creates at 300/s had
-/// a p99 of 61-97 ms with parts of 2,000, 38-47 ms with 1,000 and 28-36 ms with 500,
-/// at 4-6 % more CPU per redirect than 2,000 (bench/results/2026-12-05.md).
-pub const PART_ROWS: usize = 500;
 
 pub struct StoreWriter {
     writer: ClickWriter,
