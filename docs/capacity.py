@@ -36,10 +36,10 @@ INPUTS = {
                             "the whole machine (kurz + PostgreSQL + oha, fsync off) — bench/results/2026-11-22_to_2026-12-04.md, "
                             "click analytics benchmark, 2026-12-04 (night)"),
     "kurz_rss_mib": (154, "MiB", MEASURED,
-                     "kurz peak RSS, 100,000 links, analytics on, saturating redirect load — the largest of three "
+                     "kurz peak RSS, 100,000 links, analytics on, saturating redirect load — the largest of four "
                      "redirect benchmarks: 2026-12-06 23:06 UTC, kurz cc13673 (66 MiB with analytics off); "
                      "149 MiB on 2026-12-07 01:53 UTC, kurz 7cea7f4 (same code); 147 MiB at 04:10 UTC, "
-                     "kurz 622ee4d (bench/README.md); "
+                     "kurz 622ee4d; 140 MiB at 06:32 UTC, kurz e24e10c (bench/README.md); "
                      "134.1–142.8 MiB in 3 one-round runs of the same build, 137 MiB at 20:11 (e450c41), "
                      "255 MiB on 2026-12-05 (08408d5) (bench/results/2026-12-06.md)"),
     "pg_link_bytes": (272, "B", MEASURED,
